@@ -1,0 +1,92 @@
+"""The application factory: keys, lifetimes, middlewares, routes, CORS and docs."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import aiohttp_cors
+from aiohttp import web
+
+from calsvc.config import Settings
+from calsvc.db import migrate
+from calsvc.db.pool import Database
+from calsvc.passwords import Hasher
+from calsvc.ratelimit import MemoryLimiter
+from calsvc.services.auth import AuthService
+from calsvc.tokens import TokenCodec
+from calsvc.web import keys, openapi
+from calsvc.web.docs import add_docs
+from calsvc.web.metrics import Metrics
+from calsvc.web.middlewares import api_middleware, edge_middleware, on_response_prepare
+from calsvc.web.routes import ROUTES, add_routes
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY = 600.0
+CORS_HEADERS = ("ETag", "Location", "X-Request-ID", "Retry-After", "RateLimit-Limit",
+                "RateLimit-Remaining", "RateLimit-Reset")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    db = await Database.connect(str(settings.database.url), settings.database)
+    app[keys.DB] = db
+    app[keys.AUTH] = AuthService(db, app[keys.TOKENS], Hasher(settings.auth.bcrypt_rounds))
+    yield
+    await db.close()
+
+
+async def _purge_expired_tokens(app: web.Application) -> AsyncIterator[None]:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(PURGE_EVERY)
+            try:
+                await app[keys.AUTH].purge_expired()
+            except Exception:  # the next round tries again
+                log.warning("purging expired tokens failed", exc_info=True)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The aiohttp application for `settings`, whose database URL and secret must be set."""
+    if not settings.database.url:
+        raise ValueError("create_app needs settings.database.url")
+    if not settings.auth.secret:
+        raise ValueError("create_app needs settings.auth.secret")
+    app = web.Application(
+        middlewares=[edge_middleware, api_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.TOKENS] = TokenCodec(settings.auth)
+    app[keys.AUTH_LIMITER] = MemoryLimiter(settings.rate_limit.auth_per_minute)
+    app[keys.USER_LIMITER] = MemoryLimiter(settings.rate_limit.user_per_minute)
+    app[keys.MIGRATIONS] = migrate.all_ids()
+    app[keys.METRICS] = Metrics(lambda: _pool_sizes(app))
+    app[keys.OPENAPI] = openapi.build(ROUTES)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_purge_expired_tokens)
+    app.on_response_prepare.append(on_response_prepare)
+    add_routes(app)
+    add_docs(app)
+    if settings.cors.allow_origins:
+        options = aiohttp_cors.ResourceOptions(
+            allow_credentials=True, expose_headers=CORS_HEADERS, allow_headers="*",
+            allow_methods="*", max_age=600,
+        )
+        cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.cors.allow_origins})
+        for route in list(app.router.routes()):
+            cors.add(route)
+    return app
+
+
+def _pool_sizes(app: web.Application) -> tuple[int, int] | None:
+    db = app.get(keys.DB)
+    return None if db is None else (db.in_use(), db.size())

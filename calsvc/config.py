@@ -1,0 +1,238 @@
+"""Settings: built-in defaults, then `config.toml`, then `CALSVC_<SECTION>_<KEY>` variables.
+
+Every key of every section can be overridden from the environment by its fixed name,
+for example `CALSVC_DATABASE_URL` or `CALSVC_RATE_LIMIT_AUTH_PER_MINUTE`. Secrets are kept
+in `Secret` values whose repr hides them, so a settings object can be logged safely.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class Secret(str):
+    """A string that never shows itself in repr() or str() of a containing object."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    env: str = "development"
+    data_dir: str = ".calsvc"
+    log_level: str = "INFO"
+    max_body_bytes: int = 1024 * 1024
+    max_bulk_body_bytes: int = 8 * 1024 * 1024
+    redoc_script_url: str = "https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"
+    shutdown_timeout: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: Secret = Secret("")
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    connect_timeout: float = 2.0
+    acquire_timeout: float = 2.0
+    command_timeout: float = 15.0
+    auto_migrate: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: Secret = Secret("")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthSettings:
+    secret: Secret = Secret("")
+    algorithm: str = "HS256"
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    bcrypt_rounds: int = 12
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    auth_per_minute: int = 20
+    user_per_minute: int = 600
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CorsSettings:
+    allow_origins: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    cors: CorsSettings = CorsSettings()
+
+    @property
+    def production(self) -> bool:
+        return self.server.env == "production"
+
+    def replace(self, **sections: Mapping[str, Any]) -> "Settings":
+        """A copy with some keys changed: `settings.replace(auth={"bcrypt_rounds": 4})`."""
+        changed = {
+            name: dataclasses.replace(getattr(self, name), **_coerce_section(name, values, "argument"))
+            for name, values in sections.items()
+        }
+        return dataclasses.replace(self, **changed)
+
+
+_SECTION_TYPES = {
+    "server": ServerSettings,
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "auth": AuthSettings,
+    "rate_limit": RateLimitSettings,
+    "cors": CorsSettings,
+}
+
+
+def _coerce(section: str, key: str, field: dataclasses.Field, value: Any, origin: str) -> Any:
+    kind = field.default.__class__
+    where = f"{section}.{key} ({origin})"
+    if kind is Secret:
+        return Secret("" if value is None else str(value))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if kind is tuple:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, (list, tuple)):
+            return tuple(str(part) for part in value)
+        raise ConfigError(f"{where}: expected a list or a comma-separated string")
+    return str(value)
+
+
+def _coerce_section(section: str, values: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    if section not in _SECTION_TYPES:
+        raise ConfigError(f"unknown config section [{section}] ({origin})")
+    fields = {f.name: f for f in dataclasses.fields(_SECTION_TYPES[section])}
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {section}.{key} ({origin})")
+        out[key] = _coerce(section, key, fields[key], value, origin)
+    return out
+
+
+def env_name(section: str, key: str) -> str:
+    return f"CALSVC_{section}_{key}".upper()
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read defaults, the TOML file and the environment, and check the result.
+
+    `path` defaults to `$CALSVC_CONFIG`, else `./config.toml` when it exists; a missing
+    file is not an error (the defaults apply). Raises ConfigError on an unusable value.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("CALSVC_CONFIG") or ("config.toml" if Path("config.toml").is_file() else None)
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    for section, section_type in _SECTION_TYPES.items():
+        values = dict(_coerce_section(section, file_values.get(section, {}), str(path)))
+        for field in dataclasses.fields(section_type):
+            name = env_name(section, field.name)
+            if name in environ:
+                values[field.name] = _coerce(section, field.name, field, environ[name], name)
+        sections[section] = section_type(**values)
+    for section in file_values:
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"unknown config section [{section}] in {path}")
+    settings = Settings(**sections)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    s = settings
+    if s.server.env not in {"development", "production"}:
+        raise ConfigError("server.env (CALSVC_SERVER_ENV) must be 'development' or 'production'")
+    if s.production and not s.auth.secret:
+        raise ConfigError(
+            "refusing to start: CALSVC_SERVER_ENV=production needs a signing secret; "
+            "set CALSVC_AUTH_SECRET (at least 32 random characters)"
+        )
+    if s.auth.secret and len(s.auth.secret) < 32:
+        raise ConfigError("auth.secret (CALSVC_AUTH_SECRET) must be at least 32 characters")
+    if s.auth.algorithm not in {"HS256", "HS384", "HS512"}:
+        raise ConfigError("auth.algorithm must be HS256, HS384 or HS512")
+    if not 4 <= s.auth.bcrypt_rounds <= 31:
+        raise ConfigError("auth.bcrypt_rounds (CALSVC_AUTH_BCRYPT_ROUNDS) must be between 4 and 31")
+    if s.auth.access_token_minutes < 1 or s.auth.refresh_token_days < 1:
+        raise ConfigError("auth token lifetimes must be positive")
+    if s.server.workers < 1:
+        raise ConfigError("server.workers must be at least 1")
+    if not 0 <= s.server.port <= 65535:
+        raise ConfigError("server.port must be between 0 and 65535")
+    if s.rate_limit.auth_per_minute < 0 or s.rate_limit.user_per_minute < 0:
+        raise ConfigError("rate limits must be 0 (off) or positive")
+    if s.database.pool_min_size < 0 or s.database.pool_max_size < max(1, s.database.pool_min_size):
+        raise ConfigError("database.pool_max_size must be at least 1 and at least pool_min_size")
+
+
+def ensure_secret(settings: Settings) -> Settings:
+    """In development without a configured secret, use one generated once and kept in the data folder."""
+    if settings.auth.secret:
+        return settings
+    data_dir = Path(settings.server.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret"
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        secret = ""
+    if len(secret) < 32:
+        secret = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+    return dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, secret=Secret(secret)))

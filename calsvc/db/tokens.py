@@ -1,0 +1,92 @@
+"""Refresh-token families, refresh tokens, and revoked access tokens."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+
+from calsvc.models import RefreshToken, User
+
+
+async def insert_family(conn: asyncpg.Connection, family_id: uuid.UUID, user_id: int,
+                        expires_at: dt.datetime) -> None:
+    await conn.execute(
+        "INSERT INTO token_families (id, user_id, expires_at) VALUES ($1, $2, $3)",
+        family_id, user_id, expires_at,
+    )
+
+
+async def insert_refresh_token(conn: asyncpg.Connection, jti: uuid.UUID, family_id: uuid.UUID,
+                               expires_at: dt.datetime) -> None:
+    """Also extends the family's lifetime to the new token's."""
+    await conn.execute(
+        """
+        WITH f AS (UPDATE token_families SET expires_at = greatest(expires_at, $3) WHERE id = $2)
+        INSERT INTO refresh_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)
+        """,
+        jti, family_id, expires_at,
+    )
+
+
+async def lock_refresh_token(conn: asyncpg.Connection, jti: uuid.UUID) -> RefreshToken | None:
+    """The token with its family's state, locked for the rotation; None when unknown."""
+    row = await conn.fetchrow(
+        """
+        SELECT t.jti, t.family_id, f.user_id, t.expires_at, t.rotated_at, f.revoked_at AS family_revoked_at
+        FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+        WHERE t.jti = $1
+        FOR UPDATE OF t, f
+        """,
+        jti,
+    )
+    return None if row is None else RefreshToken.from_row(row)
+
+
+async def mark_rotated(conn: asyncpg.Connection, jti: uuid.UUID) -> None:
+    await conn.execute("UPDATE refresh_tokens SET rotated_at = now() WHERE jti = $1", jti)
+
+
+async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID, reason: str,
+                        user_id: int | None = None) -> bool:
+    """Revoke a family (of `user_id`, when given). False when none matched or it was revoked already."""
+    status = await conn.execute(
+        """
+        UPDATE token_families SET revoked_at = now(), revoked_reason = $2
+        WHERE id = $1 AND revoked_at IS NULL AND ($3::bigint IS NULL OR user_id = $3)
+        """,
+        family_id, reason, user_id,
+    )
+    return status != "UPDATE 0"
+
+
+async def revoke_access_token(conn: asyncpg.Connection, jti: uuid.UUID, expires_at: dt.datetime) -> None:
+    await conn.execute(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        jti, expires_at,
+    )
+
+
+async def find_access_user(conn: asyncpg.Connection, user_id: int, jti: uuid.UUID,
+                           family_id: uuid.UUID) -> User | None:
+    """The live user of an access token, or None when the user is gone or the token
+    (itself, or its family) has been revoked."""
+    row = await conn.fetchrow(
+        """
+        -- one round trip: the user, unless the token or its family is revoked
+        SELECT u.id, u.username, u.email, u.full_name, u.created_at
+        FROM users u
+        JOIN token_families f ON f.id = $3 AND f.user_id = u.id AND f.revoked_at IS NULL
+        WHERE u.id = $1 AND u.deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $2)
+        """,
+        user_id, jti, family_id,
+    )
+    return None if row is None else User.from_row(row)
+
+
+async def delete_expired(conn: asyncpg.Connection) -> int:
+    """Forget what has expired anyway; returns how many rows went."""
+    a = await conn.execute("DELETE FROM revoked_access_tokens WHERE expires_at < now()")
+    b = await conn.execute("DELETE FROM token_families WHERE expires_at < now() - interval '1 day'")
+    return int(a.split()[-1]) + int(b.split()[-1])

@@ -1,0 +1,84 @@
+"""Users: insert, look up for login and for the access check, prefix search."""
+from __future__ import annotations
+
+import asyncpg
+
+from calsvc import errors
+from calsvc.models import Credentials, User
+
+_USER_COLUMNS = "u.id, u.username, u.email, u.full_name, u.created_at"
+
+
+async def insert_user(conn: asyncpg.Connection, username: str, email: str, password_hash: str,
+                      full_name: str | None) -> User:
+    """Raises errors.Duplicate naming the field when the username or email is taken."""
+    try:
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO users AS u (username, email, password_hash, full_name)
+            VALUES ($1, $2, $3, $4)
+            RETURNING {_USER_COLUMNS}
+            """,
+            username, email, password_hash, full_name,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        field = {"users_username_key": "username", "users_email_key": "email"}.get(exc.constraint_name)
+        if field is None:
+            raise
+        raise errors.Duplicate(
+            f"that {field} is already taken",
+            errors=[{"loc": ["body", field], "msg": f"{field} already taken", "type": "duplicate"}],
+        ) from None
+    return User.from_row(row)
+
+
+async def find_credentials(conn: asyncpg.Connection, login: str) -> Credentials | None:
+    """The user whose username or email equals `login` ignoring case; None when there is none."""
+    row = await conn.fetchrow(
+        f"""
+        SELECT {_USER_COLUMNS}, u.password_hash
+        FROM users u
+        WHERE (lower(u.username) = lower($1) OR lower(u.email) = lower($1)) AND u.deleted_at IS NULL
+        ORDER BY lower(u.username) = lower($1) DESC
+        LIMIT 1
+        """,
+        login,
+    )
+    return None if row is None else Credentials.from_row(row)
+
+
+async def get_user(conn: asyncpg.Connection, user_id: int) -> User:
+    """Raises errors.NotFound when there is no such live user."""
+    row = await conn.fetchrow(
+        f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL", user_id
+    )
+    if row is None:
+        raise errors.NotFound("no such user")
+    return User.from_row(row)
+
+
+async def search_users(conn: asyncpg.Connection, prefix: str, after: tuple[str, int] | None,
+                       limit: int) -> list[User]:
+    """Live users whose username or email starts with `prefix` (ignoring case), ordered by
+    (lower(username), id), after the keyset `after`; at most `limit`."""
+    pattern = _like_prefix(prefix.lower())
+    after_name, after_id = after if after else ("", 0)
+    rows = await conn.fetch(
+        f"""
+        -- prefix search over both unique indexes; keyset on (lower(username), id)
+        SELECT {_USER_COLUMNS}
+        FROM users u
+        WHERE u.deleted_at IS NULL
+          AND (lower(u.username) LIKE $1 OR lower(u.email) LIKE $1)
+          AND (lower(u.username), u.id) > ($2, $3)
+        ORDER BY lower(u.username), u.id
+        LIMIT $4
+        """,
+        pattern, after_name, after_id, limit,
+    )
+    return [User.from_row(r) for r in rows]
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"

@@ -1,0 +1,166 @@
+"""Typed errors. Services raise these; one middleware renders each as problem+json (RFC 9457).
+
+Each class's docstring is its `title`; `slug` makes its stable `type` (`/problems/<slug>`).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class Problem(Exception):
+    """Internal server error"""
+
+    status = 500
+    slug = "internal"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    @property
+    def title(self) -> str:
+        return (type(self).__doc__ or "Error").strip().splitlines()[0]
+
+    @property
+    def type(self) -> str:
+        return f"/problems/{self.slug}"
+
+    def body(self) -> dict[str, Any]:
+        body = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+class Malformed(Problem):
+    """Malformed request"""
+
+    status = 400
+    slug = "malformed"
+
+
+class Unauthorized(Problem):
+    """Authentication required"""
+
+    status = 401
+    slug = "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {})["WWW-Authenticate"] = 'Bearer realm="calsvc"'
+        super().__init__(detail, **kw)
+
+
+class Forbidden(Problem):
+    """Forbidden"""
+
+    status = 403
+    slug = "forbidden"
+
+
+class NotFound(Problem):
+    """Not found"""
+
+    status = 404
+    slug = "not-found"
+
+
+class MethodNotAllowed(Problem):
+    """Method not allowed"""
+
+    status = 405
+    slug = "method-not-allowed"
+
+
+class NotAcceptable(Problem):
+    """Not acceptable"""
+
+    status = 406
+    slug = "not-acceptable"
+
+
+class Duplicate(Problem):
+    """Already exists"""
+
+    status = 409
+    slug = "duplicate"
+
+
+class Conflict(Problem):
+    """Conflict"""
+
+    status = 409
+    slug = "conflict"
+
+
+class PreconditionFailed(Problem):
+    """Precondition failed"""
+
+    status = 412
+    slug = "precondition-failed"
+
+
+class PayloadTooLarge(Problem):
+    """Request body too large"""
+
+    status = 413
+    slug = "payload-too-large"
+
+
+class UnsupportedMediaType(Problem):
+    """Unsupported media type"""
+
+    status = 415
+    slug = "unsupported-media-type"
+
+
+class Validation(Problem):
+    """Validation failed"""
+
+    status = 422
+    slug = "validation"
+
+    @classmethod
+    def at(cls, loc: Sequence[str | int], msg: str, kind: str = "value_error") -> "Validation":
+        """One invalid value at `loc` (for example `("body", "start_time")`)."""
+        return cls(msg, errors=[{"loc": list(loc), "msg": msg, "type": kind}])
+
+
+class RateLimited(Problem):
+    """Too many requests"""
+
+    status = 429
+    slug = "rate-limited"
+
+
+class Internal(Problem):
+    """Internal server error"""
+
+
+class Unavailable(Problem):
+    """Service unavailable"""
+
+    status = 503
+    slug = "unavailable"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {}).setdefault("Retry-After", "1")
+        super().__init__(detail or "The database is unavailable; try again shortly.", **kw)
+
+
+# Generic statuses that aiohttp itself raises (unknown route, method, size) map to these.
+BY_STATUS: dict[int, type[Problem]] = {
+    cls.status: cls
+    for cls in (Malformed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, NotAcceptable,
+                Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Validation,
+                RateLimited, Internal, Unavailable)
+}

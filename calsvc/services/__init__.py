@@ -1,0 +1,1 @@
+"""Use cases: one transaction each, the rules, and what happens after commit."""

@@ -1,0 +1,119 @@
+"""Register, log in, refresh with rotation and reuse detection, log out, authenticate."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+
+from calsvc import errors
+from calsvc.db import tokens as token_db
+from calsvc.db import users as user_db
+from calsvc.db.pool import Database
+from calsvc.db.tx import Tx, run_in_tx
+from calsvc.models import User
+from calsvc.passwords import Hasher
+from calsvc.tokens import ACCESS, REFRESH, Claims, TokenCodec
+
+log = logging.getLogger(__name__)
+
+BAD_LOGIN = "incorrect username or password"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class AuthService:
+    def __init__(self, db: Database, codec: TokenCodec, hasher: Hasher) -> None:
+        self.db = db
+        self.codec = codec
+        self.hasher = hasher
+
+    async def register(self, username: str, email: str, password: str, full_name: str | None) -> User:
+        """Raises errors.Duplicate when the username or email is taken (ignoring case)."""
+        hashed = await self.hasher.hash(password)
+        async with self.db.acquire() as conn:
+            return await user_db.insert_user(conn, username, email, hashed, full_name)
+
+    async def login(self, login: str, password: str) -> TokenPair:
+        """One message for an unknown user and a wrong password, at the same cost."""
+        async with self.db.acquire() as conn:
+            creds = await user_db.find_credentials(conn, login)
+        if creds is None:
+            await self.hasher.check_unknown(password)
+            raise errors.Unauthorized(BAD_LOGIN)
+        if not await self.hasher.check(password, creds.password_hash):
+            raise errors.Unauthorized(BAD_LOGIN)
+        return await run_in_tx(self.db, "login", self._new_family, creds.user.id)
+
+    async def _new_family(self, tx: Tx, user_id: int) -> TokenPair:
+        family = uuid.uuid4()
+        access = self.codec.issue(ACCESS, user_id, family)
+        refresh = self.codec.issue(REFRESH, user_id, family)
+        await token_db.insert_family(tx.conn, family, user_id, refresh.claims.expires_at)
+        await token_db.insert_refresh_token(tx.conn, refresh.claims.jti, family, refresh.claims.expires_at)
+        return TokenPair(access.token, refresh.token, int(self.codec.access_ttl.total_seconds()))
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """A new pair in the same family; the presented token is used up. A used-up token
+        presented again revokes its whole family (someone else has a copy)."""
+        claims = self.codec.decode(refresh_token, REFRESH)
+        outcome = await run_in_tx(self.db, "refresh", self._rotate, claims)
+        if isinstance(outcome, errors.Problem):
+            raise outcome
+        return outcome
+
+    async def _rotate(self, tx: Tx, claims: Claims) -> TokenPair | errors.Problem:
+        stored = await token_db.lock_refresh_token(tx.conn, claims.jti)
+        if stored is None or stored.user_id != claims.user_id:
+            return errors.Unauthorized("invalid refresh token")
+        if stored.family_revoked_at is not None:
+            return errors.Unauthorized("refresh token revoked")
+        if stored.rotated_at is not None:
+            # Returned rather than raised, so the revocation commits.
+            await token_db.revoke_family(tx.conn, stored.family_id, "reuse")
+            log.warning("refresh token reuse detected for user %s; family revoked", stored.user_id)
+            return errors.Unauthorized("refresh token reused; all sessions of this login are revoked")
+        await token_db.mark_rotated(tx.conn, stored.jti)
+        access = self.codec.issue(ACCESS, stored.user_id, stored.family_id)
+        refresh = self.codec.issue(REFRESH, stored.user_id, stored.family_id)
+        await token_db.insert_refresh_token(tx.conn, refresh.claims.jti, stored.family_id, refresh.claims.expires_at)
+        return TokenPair(access.token, refresh.token, int(self.codec.access_ttl.total_seconds()))
+
+    async def logout(self, access: Claims, refresh_token: str | None) -> None:
+        """Kill the access token and its family, and the family of `refresh_token` when it is
+        a valid refresh token of the same user (anything else in it is ignored)."""
+        families = [access.family_id]
+        if refresh_token:
+            try:
+                other = self.codec.decode(refresh_token, REFRESH)
+            except errors.Unauthorized:
+                other = None
+            if other is not None and other.user_id == access.user_id:
+                families.append(other.family_id)
+        await run_in_tx(self.db, "logout", self._logout, access, families)
+
+    async def _logout(self, tx: Tx, access: Claims, families: list[uuid.UUID]) -> None:
+        await token_db.revoke_access_token(tx.conn, access.jti, access.expires_at)
+        for family in families:
+            await token_db.revoke_family(tx.conn, family, "logout", access.user_id)
+
+    async def authenticate(self, claims: Claims) -> User:
+        """The user behind valid access-token claims; errors.Unauthorized when the token was
+        revoked or the user is gone."""
+        async with self.db.acquire() as conn:
+            user = await token_db.find_access_user(conn, claims.user_id, claims.jti, claims.family_id)
+        if user is None:
+            raise errors.Unauthorized("token revoked")
+        return user
+
+    async def search_users(self, prefix: str, after: tuple[str, int] | None, limit: int) -> list[User]:
+        async with self.db.acquire() as conn:
+            return await user_db.search_users(conn, prefix, after, limit)
+
+    async def purge_expired(self) -> int:
+        async with self.db.acquire() as conn:
+            return await token_db.delete_expired(conn)

@@ -1,0 +1,1 @@
+"""HTTP: the route table, middlewares, codecs, handlers, the OpenAPI document."""

@@ -1,0 +1,201 @@
+"""Wire formats: JSON and msgpack in and out, content negotiation, typed validation.
+
+Bodies are decoded with orjson or msgpack and validated with msgspec against the
+same Struct types the OpenAPI document is generated from. Responses are Structs,
+encoded by msgspec (JSON) or msgpack over msgspec's builtins (times as RFC 3339 strings).
+"""
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any, Iterable, Mapping, TypeVar
+
+import msgpack
+import msgspec
+import orjson
+from aiohttp import hdrs, web
+
+from calsvc import errors
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+MSGPACK_ALIAS = "application/x-msgpack"
+FORM = "application/x-www-form-urlencoded"
+PROBLEM = "application/problem+json"
+OFFERS = (JSON, MSGPACK)
+
+T = TypeVar("T")
+
+_json_encoder = msgspec.json.Encoder()
+
+
+# -- negotiation ------------------------------------------------------------------------
+
+def _parse_accept(header: str) -> list[tuple[str, str, float]]:
+    ranges = []
+    for part in header.split(","):
+        fields = part.strip().split(";")
+        media = fields[0].strip().lower()
+        if not media:
+            continue
+        if media == MSGPACK_ALIAS:
+            media = MSGPACK
+        q = 1.0
+        for param in fields[1:]:
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = max(0.0, min(1.0, float(value)))
+                except ValueError:
+                    q = 0.0
+        kind, _, sub = media.partition("/")
+        ranges.append((kind, sub or "*", q))
+    return ranges
+
+
+def negotiate(accept: str | None, offers: Iterable[str] = OFFERS) -> str | None:
+    """The offer the Accept header prefers (server order breaks ties); None if it allows none."""
+    offers = tuple(offers)
+    if not accept or not accept.strip():
+        return offers[0]
+    ranges = _parse_accept(accept)
+    best, best_q = None, 0.0
+    for offer in offers:
+        kind, _, sub = offer.partition("/")
+        q, specificity = 0.0, -1
+        for r_kind, r_sub, r_q in ranges:
+            if r_kind == kind and r_sub == sub:
+                spec = 2
+            elif r_kind == kind and r_sub == "*":
+                spec = 1
+            elif r_kind == "*":
+                spec = 0
+            else:
+                continue
+            if spec > specificity:
+                q, specificity = r_q, spec
+        if q > best_q:
+            best, best_q = offer, q
+    return best
+
+
+# -- request bodies ---------------------------------------------------------------------
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, at most `limit` bytes; errors.PayloadTooLarge past it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_media_type(request: web.Request) -> str:
+    if hdrs.CONTENT_TYPE not in request.headers:
+        return JSON
+    media = request.content_type.lower()
+    return MSGPACK if media == MSGPACK_ALIAS else media
+
+
+def decode(raw: bytes, media: str) -> Any:
+    """Bytes of `media` to Python values; errors.Malformed when they do not parse."""
+    if media == JSON or media.endswith("+json"):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.Malformed(f"the body is not valid JSON: {exc}") from None
+    if media == MSGPACK:
+        try:
+            return msgpack.unpackb(raw, raw=False, timestamp=3, strict_map_key=False)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise errors.Malformed(f"the body is not valid msgpack: {type(exc).__name__}") from None
+    raise errors.UnsupportedMediaType(
+        f"unsupported Content-Type {media!r}; send application/json or application/msgpack"
+    )
+
+
+# -- validation -------------------------------------------------------------------------
+
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, ...]) -> errors.Validation:
+    text = str(exc)
+    message, _, path = text.partition(" - at `")
+    loc: list[str | int] = list(prefix)
+    if path:
+        for name, index in _PATH_PART.findall(path.rstrip("`").removeprefix("$")):
+            loc.append(int(index) if index else name)
+    kind = "value_error"
+    missing = re.match(r"Object missing required field `([^`]+)`", message)
+    if missing:
+        loc.append(missing.group(1))
+        kind = "missing"
+    elif message.startswith("Expected `"):
+        kind = "type_error"
+    detail = f"{'.'.join(str(p) for p in loc[1:]) or loc[0]}: {message}"
+    return errors.Validation(detail, errors=[{"loc": loc, "msg": message, "type": kind}])
+
+
+def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> T:
+    """Validate decoded values against `kind`; errors.Validation with the location otherwise."""
+    try:
+        return msgspec.convert(value, kind, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise _validation_problem(exc, prefix) from None
+
+
+def convert_query(query: Mapping[str, str], kind: type[T]) -> T:
+    """Query parameters (strings) to `kind`, numbers and booleans parsed from their text."""
+    values = {key: query.get(key) for key in query.keys()}
+    return convert(values, kind, ("query",), strict=False)
+
+
+# -- responses --------------------------------------------------------------------------
+
+def encode(value: Any, media: str) -> bytes:
+    if media == MSGPACK:
+        return msgpack.packb(msgspec.to_builtins(value), use_bin_type=True)
+    return _json_encoder.encode(value)
+
+
+def respond(request: web.Request, value: Any, status: int = 200,
+            headers: Mapping[str, str] | None = None) -> web.Response:
+    media = request.get("media") or JSON
+    return web.Response(body=encode(value, media), status=status, content_type=media, headers=headers)
+
+
+def problem_response(problem: errors.Problem, request_id: str | None) -> web.Response:
+    body = problem.body()
+    if request_id and problem.status >= 500:
+        body["request_id"] = request_id
+    return web.Response(
+        body=orjson.dumps(body), status=problem.status, content_type=PROBLEM, headers=problem.headers
+    )
+
+
+# -- cursors ----------------------------------------------------------------------------
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
+    """The values of a cursor made by encode_cursor; errors.Validation if it is not one."""
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(values, list) and len(values) == len(shape) and all(
+            isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape)
+        ):
+            return values
+    except (ValueError, orjson.JSONDecodeError):
+        pass
+    raise errors.Validation.at(("query", "cursor"), "invalid cursor")

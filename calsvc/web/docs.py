@@ -1,0 +1,31 @@
+"""The OpenAPI document, Swagger UI (served offline from swagger-ui-py) and ReDoc."""
+from __future__ import annotations
+
+import html
+
+from aiohttp import web
+from swagger_ui import api_doc
+
+from calsvc.web import keys
+
+_REDOC = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>calsvc API reference</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="/openapi.json"></redoc><script src="{script}"></script></body></html>
+"""
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[keys.OPENAPI])
+
+
+async def redoc(request: web.Request) -> web.Response:
+    script = html.escape(request.app[keys.SETTINGS].server.redoc_script_url, quote=True)
+    return web.Response(text=_REDOC.format(script=script), content_type="text/html")
+
+
+def add_docs(app: web.Application) -> None:
+    """Mount /openapi.json, /docs (Swagger UI from the installed package) and /redoc."""
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/redoc", redoc)
+    api_doc(app, config=app[keys.OPENAPI], url_prefix="/docs", title="calsvc API")

@@ -1,0 +1,24 @@
+"""Typed application keys (aiohttp AppKey), shared by the app factory and the handlers."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from calsvc.config import Settings
+    from calsvc.db.pool import Database
+    from calsvc.ratelimit import MemoryLimiter
+    from calsvc.services.auth import AuthService
+    from calsvc.tokens import TokenCodec
+    from calsvc.web.metrics import Metrics
+
+SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
+DB: web.AppKey["Database"] = web.AppKey("db")
+AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
+TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
+AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")
+USER_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("user_limiter")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+MIGRATIONS: web.AppKey[list[str]] = web.AppKey("migrations")

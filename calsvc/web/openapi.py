@@ -1,0 +1,146 @@
+"""OpenAPI 3.1, generated from the route table and its msgspec types."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+import msgspec
+
+from calsvc import __version__
+from calsvc.web import codec, schemas
+from calsvc.web.routing import Route
+
+REF = "#/components/schemas/{name}"
+_PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+
+_ERROR_TEXT = {
+    400: "Malformed body", 401: "Missing, invalid, expired or revoked token", 403: "Role too low",
+    404: "Not found, or not visible to the caller", 406: "No acceptable response format",
+    409: "Conflict", 412: "The resource changed (If-Match)", 413: "Body too large",
+    415: "Unsupported body format", 422: "Validation failed", 429: "Rate limited",
+    500: "Internal error (quotes the request id)", 503: "Database unavailable",
+}
+_RATE_HEADERS = {
+    name: {"schema": {"type": "integer"}, "description": text}
+    for name, text in (("RateLimit-Limit", "requests allowed per window"),
+                       ("RateLimit-Remaining", "requests left in this window"),
+                       ("RateLimit-Reset", "seconds until the window resets"))
+}
+
+
+def _struct_types(routes: Iterable[Route]) -> list[type]:
+    found: list[type] = [schemas.Problem]
+    for route in routes:
+        for kind in (route.body, route.form, *route.responses.values()):
+            if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in found:
+                found.append(kind)
+    return found
+
+
+def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:
+    ref = {"$ref": REF.format(name=kind.__name__)}
+    return {media: {"schema": ref} for media in media_types}
+
+
+def _query_parameters(kind: type) -> list[dict[str, Any]]:
+    (schema,), components = msgspec.json.schema_components([kind], ref_template=REF)
+    body = components[kind.__name__]
+    required = set(body.get("required", ()))
+    params = []
+    for name, prop in body.get("properties", {}).items():
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        params.append(param)
+    return params
+
+
+def _error_statuses(route: Route) -> list[int]:
+    statuses = set(route.errors) | {500}
+    if route.path.startswith("/api/"):
+        statuses |= {429, 503}
+        if route.offers:
+            statuses.add(406)
+    if route.auth:
+        statuses.add(401)
+    if route.body is not None:
+        statuses |= {400, 413, 415, 422}
+    if route.query is not None:
+        statuses.add(422)
+    if _PATH_PARAM.search(route.path):
+        statuses |= {404, 422}
+    return sorted(statuses)
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.name, "summary": route.summary, "tags": [route.tag]}
+    if route.description:
+        op["description"] = route.description
+    op["security"] = [{"bearerAuth": []}] if route.auth else []
+    params = [
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "integer", "minimum": 1} if name.endswith("id") else {"type": "string"}}
+        for name in _PATH_PARAM.findall(route.path)
+    ]
+    if route.query is not None:
+        params += _query_parameters(route.query)
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        content = _content(route.body, (codec.JSON, codec.MSGPACK))
+        if route.form is not None:
+            content.update(_content(route.form, (codec.FORM,)))
+        required = route.form is not None or any(f.required for f in msgspec.structs.fields(route.body))
+        op["requestBody"] = {"required": required, "content": content}
+    responses: dict[str, Any] = {}
+    for status, kind in route.responses.items():
+        answer: dict[str, Any] = {"description": _describe(status)}
+        if isinstance(kind, str):
+            answer["content"] = {kind: {"schema": {"type": "string"}}}
+        elif kind is not None:
+            answer["content"] = _content(kind, route.offers or (codec.JSON,))
+        if route.path.startswith("/api/"):
+            answer["headers"] = dict(_RATE_HEADERS)
+        responses[str(status)] = answer
+    for status in _error_statuses(route):
+        if str(status) in responses:
+            continue
+        answer = {"description": _ERROR_TEXT.get(status, "Error"),
+                  "content": {codec.PROBLEM: {"schema": {"$ref": REF.format(name="Problem")}}}}
+        if status == 429:
+            answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}}, **_RATE_HEADERS}
+        if status == 401:
+            answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        responses[str(status)] = answer
+    op["responses"] = responses
+    return op
+
+
+def _describe(status: int) -> str:
+    return {200: "OK", 201: "Created", 204: "No content", 207: "Multi-status", 304: "Not modified",
+            503: "Not ready"}.get(status, "OK")
+
+
+def build(routes: list[Route]) -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(_struct_types(routes), ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path = _PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", route.path)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "calsvc",
+            "version": __version__,
+            "description": "Collaborative event scheduling. Errors are application/problem+json "
+                           "(RFC 9457); every JSON resource is also served as application/msgpack.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+        "tags": [{"name": name} for name in dict.fromkeys(r.tag for r in routes)],
+    }
+
+

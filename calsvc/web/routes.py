@@ -1,0 +1,41 @@
+"""The whole route table on one screen. Every route here is served and documented from
+the same entry: its body, query and response types drive validation and /openapi.json."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from calsvc.web import auth, ops, schemas, users
+from calsvc.web.routing import Route, bind
+
+S = schemas
+
+ROUTES: list[Route] = [
+    # -- auth ------------------------------------------------------------------------------
+    Route("POST", "/api/auth/register", auth.register, "Create an account", "auth",
+          {201: S.User}, body=S.RegisterRequest, auth=False, errors=(409,)),
+    Route("POST", "/api/auth/login", auth.login, "Log in (JSON, or the OAuth2 password grant as a form)",
+          "auth", {200: S.TokenPair}, body=S.LoginRequest, form=S.LoginForm, auth=False, errors=(401,)),
+    Route("POST", "/api/auth/refresh", auth.refresh, "Trade a refresh token for a new pair", "auth",
+          {200: S.TokenPair}, body=S.RefreshRequest, auth=False, errors=(401,),
+          description="The presented refresh token is used up. Presenting a used-up token again "
+                      "revokes every token of its login (theft detection)."),
+    Route("POST", "/api/auth/logout", auth.logout, "Log out", "auth", {204: None},
+          body=S.LogoutRequest,
+          description="The access token used and its refresh family (and that of the refresh "
+                      "token given, if any) stop working at once."),
+    Route("GET", "/api/auth/me", auth.me, "The current user", "auth", {200: S.User}),
+    # -- users -----------------------------------------------------------------------------
+    Route("GET", "/api/users", users.list_users, "Find users by username or email prefix", "users",
+          {200: S.UserPage}, query=S.UsersQuery),
+    # -- operations ------------------------------------------------------------------------
+    Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False),
+    Route("GET", "/readyz", ops.readyz, "The database answers and no migration is pending", "operations",
+          {200: S.Readiness, 503: S.Readiness}, auth=False),
+    Route("GET", "/metrics", ops.metrics, "Prometheus metrics of this process", "operations",
+          {200: "text/plain"}, auth=False, offers=()),
+]
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, bind(route), name=route.name)

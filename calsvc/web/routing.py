@@ -1,0 +1,100 @@
+"""Route descriptions: what the route table says about each route, and the aiohttp handler
+that parses and authenticates according to it before calling the route's function."""
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import parse_qsl
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from calsvc import errors
+from calsvc.tokens import ACCESS, Claims
+from calsvc.web import codec, keys
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    responses: dict[int, Any]          # status -> Struct type (or None for no body)
+    body: type | None = None           # validated request body, passed as `body=`
+    form: type | None = None           # alternative form-encoded body (OAuth2 login)
+    query: type | None = None          # validated query string, passed as `query=`
+    auth: bool = True                  # needs a bearer token; passes `user=`
+    bulk: bool = False                 # body limit is max_bulk_body_bytes
+    offers: tuple[str, ...] = codec.OFFERS  # response media types ((), for routes serving their own)
+    errors: tuple[int, ...] = ()       # further problem statuses the route can answer
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.handler.__name__
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+def access_claims(request: web.Request) -> Claims:
+    """The verified claims of the request's access token (decoded once per request);
+    errors.Unauthorized when there is none or it is not valid."""
+    if "claims" not in request:
+        token = bearer_token(request)
+        if token is None:
+            request["claims"] = errors.Unauthorized("missing bearer token")
+        else:
+            try:
+                request["claims"] = request.app[keys.TOKENS].decode(token, ACCESS)
+            except errors.Unauthorized as exc:
+                request["claims"] = exc
+    claims = request["claims"]
+    if isinstance(claims, errors.Problem):
+        raise claims
+    return claims
+
+
+async def _parse_body(request: web.Request, route: Route) -> Any:
+    settings = request.app[keys.SETTINGS].server
+    limit = settings.max_bulk_body_bytes if route.bulk else settings.max_body_bytes
+    media = codec.body_media_type(request)
+    raw = await codec.read_body(request, limit)
+    if route.form is not None and media == codec.FORM:
+        try:
+            fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        except UnicodeDecodeError:
+            raise errors.Malformed("the form body is not UTF-8") from None
+        return codec.convert(fields, route.form)
+    if not raw.strip():
+        # No body is an empty object: fine where every field is optional, else a 422 naming them.
+        return codec.convert({}, route.body)
+    return codec.convert(codec.decode(raw, media), route.body)
+
+
+def bind(route: Route) -> Handler:
+    """The aiohttp handler for `route`: authenticate, parse query and body, call."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        kwargs: dict[str, Any] = {}
+        if route.auth:
+            claims = access_claims(request)
+            kwargs["user"] = await request.app[keys.AUTH].authenticate(claims)
+        if route.query is not None:
+            kwargs["query"] = codec.convert_query(request.query, route.query)
+        if route.body is not None:
+            kwargs["body"] = await _parse_body(request, route)
+        return await route.handler(request, **kwargs)
+
+    handle.__name__ = route.name
+    handle.route = route  # type: ignore[attr-defined]
+    return handle

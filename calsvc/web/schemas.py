@@ -1,0 +1,118 @@
+"""Request and response types: they validate bodies and query strings, encode answers,
+and are the schemas of the OpenAPI document (one source of truth)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$",
+                               description="3-32 of A-Z a-z 0-9 _ . -; unique ignoring case")]
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                            description="unique ignoring case")]
+Password = Annotated[str, Meta(min_length=8, max_length=128, description="8-128 characters")]
+FullName = Annotated[str, Meta(max_length=200)]
+LoginName = Annotated[str, Meta(min_length=1, max_length=254)]
+LoginPassword = Annotated[str, Meta(min_length=1, max_length=1024)]
+TokenText = Annotated[str, Meta(min_length=1, max_length=4096)]
+UtcTime = Annotated[dt.datetime, Meta(tz=True)]
+Limit = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500")]
+Cursor = Annotated[str, Meta(max_length=512, description="opaque; next_cursor of the previous page")]
+
+
+# -- auth -------------------------------------------------------------------------------
+
+class RegisterRequest(Struct, kw_only=True):
+    username: Username
+    email: Email
+    password: Password
+    full_name: FullName | None = None
+
+
+class LoginRequest(Struct, kw_only=True):
+    """Log in with `username` or `email` (either matches both) and `password`."""
+    username: LoginName | None = None
+    email: LoginName | None = None
+    password: LoginPassword
+
+
+class LoginForm(Struct, kw_only=True):
+    """The OAuth2 password grant, form-encoded."""
+    grant_type: Literal["password"] | None = None
+    username: LoginName
+    password: LoginPassword
+    scope: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class RefreshRequest(Struct, kw_only=True):
+    refresh_token: TokenText
+
+
+class LogoutRequest(Struct, kw_only=True):
+    refresh_token: TokenText | None = None
+
+
+class TokenPair(Struct, kw_only=True):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: Annotated[int, Meta(description="seconds until the access token expires")]
+
+
+class User(Struct, kw_only=True):
+    id: int
+    username: str
+    email: str
+    full_name: str | None
+    created_at: UtcTime
+
+
+class UserSummary(Struct, kw_only=True):
+    id: int
+    username: str
+    full_name: str | None
+
+
+class UserPage(Struct, kw_only=True):
+    items: list[UserSummary]
+    next_cursor: str | None
+
+
+class UsersQuery(Struct, kw_only=True):
+    q: Annotated[str, Meta(max_length=254, description="username or email prefix, any case")] = ""
+    limit: Limit = 50
+    cursor: Cursor | None = None
+
+
+# -- operations -------------------------------------------------------------------------
+
+class Health(Struct, kw_only=True):
+    status: str
+
+
+class Readiness(Struct, kw_only=True):
+    status: Literal["ready", "unavailable"]
+    database: bool
+    pending_migrations: list[str]
+
+
+# -- errors -----------------------------------------------------------------------------
+
+class ErrorItem(Struct, kw_only=True):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(Struct, kw_only=True):
+    """An RFC 9457 problem; some types add members (conflicts, fields, current, index)."""
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ErrorItem] = []
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
