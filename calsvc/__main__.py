@@ -37,11 +37,12 @@ def _prepare(settings: Settings) -> tuple[Settings, object | None]:
     return settings, server
 
 
-def _migrate(settings: Settings) -> None:
+def _migrate(settings: Settings, always: bool = False) -> None:
+    """Apply pending migrations (`always`, or when auto_migrate is on); else refuse to go on."""
     from calsvc.db import migrate
 
     dsn = str(settings.database.url)
-    if settings.database.auto_migrate:
+    if always or settings.database.auto_migrate:
         migrate.apply_all(dsn)
         return
     pending = migrate.pending(dsn)
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 validate(settings)
         _setup_logging(settings.server.log_level)
         settings, embedded_server = _prepare(settings)
-        _migrate(settings)
+        _migrate(settings, always=args.command == "migrate")
     except ConfigError as exc:
         print(f"calsvc: {exc}", file=sys.stderr)
         return 2

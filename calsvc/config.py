@@ -90,10 +90,10 @@ class Settings:
 
     def replace(self, **sections: Mapping[str, Any]) -> "Settings":
         """A copy with some keys changed: `settings.replace(auth={"bcrypt_rounds": 4})`."""
-        changed = {
-            name: dataclasses.replace(getattr(self, name), **_coerce_section(name, values, "argument"))
-            for name, values in sections.items()
-        }
+        changed = {}
+        for name, values in sections.items():
+            coerced = _coerce_section(name, values, "argument")  # ConfigError for unknown names
+            changed[name] = dataclasses.replace(getattr(self, name), **coerced)
         return dataclasses.replace(self, **changed)
 
 
@@ -192,6 +192,10 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     return settings
 
 
+# An HMAC key as long as the hash output (RFC 7518 3.2).
+_MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
 def validate(settings: Settings) -> None:
     s = settings
     if s.server.env not in {"development", "production"}:
@@ -201,10 +205,11 @@ def validate(settings: Settings) -> None:
             "refusing to start: CALSVC_SERVER_ENV=production needs a signing secret; "
             "set CALSVC_AUTH_SECRET (at least 32 random characters)"
         )
-    if s.auth.secret and len(s.auth.secret) < 32:
-        raise ConfigError("auth.secret (CALSVC_AUTH_SECRET) must be at least 32 characters")
-    if s.auth.algorithm not in {"HS256", "HS384", "HS512"}:
+    if s.auth.algorithm not in _MIN_SECRET_BYTES:
         raise ConfigError("auth.algorithm must be HS256, HS384 or HS512")
+    need = _MIN_SECRET_BYTES[s.auth.algorithm]
+    if s.auth.secret and len(s.auth.secret.encode()) < need:
+        raise ConfigError(f"auth.secret (CALSVC_AUTH_SECRET) must be at least {need} bytes for {s.auth.algorithm}")
     if not 4 <= s.auth.bcrypt_rounds <= 31:
         raise ConfigError("auth.bcrypt_rounds (CALSVC_AUTH_BCRYPT_ROUNDS) must be between 4 and 31")
     if s.auth.access_token_minutes < 1 or s.auth.refresh_token_days < 1:

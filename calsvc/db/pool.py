@@ -82,6 +82,13 @@ class Database:
         try:
             yield conn
         except BaseException as exc:
+            if isinstance(exc, asyncpg.InternalClientError):
+                # The server ended the connection (pg_terminate_backend, a restart) and asyncpg
+                # read its last error before seeing the close: the protocol is out of step, so
+                # drop the connection (the pool opens a new one) and answer "unavailable".
+                conn.terminate()
+                log.warning("database connection broken: %s", exc)
+                raise errors.Unavailable() from exc
             if is_connection_error(exc):
                 log.warning("database connection lost: %s", type(exc).__name__)
                 raise errors.Unavailable() from exc

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from calsvc import errors
+from calsvc.web.keys import MEDIA as MEDIA_KEY
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -139,8 +140,8 @@ def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, .
     if missing:
         loc.append(missing.group(1))
         kind = "missing"
-    elif message.startswith("Expected `"):
-        kind = "type_error"
+    elif message.startswith("Expected `") and ", got `" in message:
+        kind = "type_error"  # else a constraint (length, pattern, range): a value_error
     detail = f"{'.'.join(str(p) for p in loc[1:]) or loc[0]}: {message}"
     return errors.Validation(detail, errors=[{"loc": loc, "msg": message, "type": kind}])
 
@@ -169,7 +170,7 @@ def encode(value: Any, media: str) -> bytes:
 
 def respond(request: web.Request, value: Any, status: int = 200,
             headers: Mapping[str, str] | None = None) -> web.Response:
-    media = request.get("media") or JSON
+    media = request.get(MEDIA_KEY) or JSON
     return web.Response(body=encode(value, media), status=status, content_type=media, headers=headers)
 
 

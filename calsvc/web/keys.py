@@ -22,3 +22,9 @@ USER_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("user_limiter")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 MIGRATIONS: web.AppKey[list[str]] = web.AppKey("migrations")
+
+# Per-request storage.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+MEDIA: web.RequestKey[str] = web.RequestKey("media", str)
+RATELIMIT: web.RequestKey[Any] = web.RequestKey("ratelimit", object)
+CLAIMS: web.RequestKey[Any] = web.RequestKey("claims", object)

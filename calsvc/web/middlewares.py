@@ -60,7 +60,7 @@ async def edge_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Outermost: every error becomes problem+json; every answer is counted and timed."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[keys.REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -97,7 +97,7 @@ async def api_middleware(request: web.Request, handler) -> web.StreamResponse:
         media = codec.negotiate(request.headers.get("Accept"), offers)
         if media is None:
             raise errors.NotAcceptable(f"this resource is available as {', '.join(offers)}")
-        request["media"] = media
+        request[keys.MEDIA] = media
     app = request.app
     if request.path.startswith("/api/auth/"):
         verdict = app[keys.AUTH_LIMITER].hit(f"ip:{request.remote}")
@@ -108,7 +108,7 @@ async def api_middleware(request: web.Request, handler) -> web.StreamResponse:
             key = f"ip:{request.remote}"
         verdict = app[keys.USER_LIMITER].hit(key)
     if verdict is not None:
-        request["ratelimit"] = verdict
+        request[keys.RATELIMIT] = verdict
         if not verdict.allowed:
             raise errors.RateLimited(f"rate limit of {verdict.limit} a minute reached; retry in {verdict.reset} s")
     return await handler(request)
@@ -116,7 +116,7 @@ async def api_middleware(request: web.Request, handler) -> web.StreamResponse:
 
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
-    request_id = request.get("request_id")
+    request_id = request.get(keys.REQUEST_ID)
     if request_id:
         headers["X-Request-ID"] = request_id
     for name, value in SECURITY_HEADERS.items():
@@ -124,7 +124,7 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     if request.path.startswith("/api/"):
         for name, value in API_HEADERS.items():
             headers.setdefault(name, value)
-    verdict = request.get("ratelimit")
+    verdict = request.get(keys.RATELIMIT)
     if verdict is not None:
         for name, value in verdict.headers().items():
             headers.setdefault(name, value)

@@ -9,12 +9,14 @@ from calsvc import errors
 from calsvc.db.migrate import applied_ids
 from calsvc.web import codec, keys, schemas
 
+
 async def healthz(request: web.Request) -> web.Response:
     return codec.respond(request, schemas.Health(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers and no migration is pending; 503 otherwise."""
+    """200 when the database answers and no migration is pending; otherwise a 503 problem
+    (errors are always problem+json) that carries the same members saying which."""
     db = request.app[keys.DB]
     expected = request.app[keys.MIGRATIONS]
     try:
@@ -25,10 +27,11 @@ async def readyz(request: web.Request) -> web.Response:
         pending = [m for m in expected if m not in applied]
     except (errors.Unavailable, asyncio.TimeoutError):
         reachable, pending = False, []
-    ready = reachable and not pending
-    body = schemas.Readiness(status="ready" if ready else "unavailable", database=reachable,
-                             pending_migrations=pending)
-    return codec.respond(request, body, status=200 if ready else 503)
+    if not reachable or pending:
+        detail = "the database is unreachable" if not reachable else "migrations are pending"
+        raise errors.Unavailable(detail, database=reachable,
+                                 pending_migrations=pending)
+    return codec.respond(request, schemas.Readiness(status="ready", database=True, pending_migrations=[]))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -30,7 +30,9 @@ ROUTES: list[Route] = [
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False),
     Route("GET", "/readyz", ops.readyz, "The database answers and no migration is pending", "operations",
-          {200: S.Readiness, 503: S.Readiness}, auth=False),
+          {200: S.Readiness}, auth=False, errors=(503,),
+          description="Not ready: a 503 problem with the members `database` (reachable?) and "
+                      "`pending_migrations`."),
     Route("GET", "/metrics", ops.metrics, "Prometheus metrics of this process", "operations",
           {200: "text/plain"}, auth=False, offers=()),
 ]

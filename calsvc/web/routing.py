@@ -49,16 +49,16 @@ def bearer_token(request: web.Request) -> str | None:
 def access_claims(request: web.Request) -> Claims:
     """The verified claims of the request's access token (decoded once per request);
     errors.Unauthorized when there is none or it is not valid."""
-    if "claims" not in request:
+    if keys.CLAIMS not in request:
         token = bearer_token(request)
         if token is None:
-            request["claims"] = errors.Unauthorized("missing bearer token")
+            request[keys.CLAIMS] = errors.Unauthorized("missing bearer token")
         else:
             try:
-                request["claims"] = request.app[keys.TOKENS].decode(token, ACCESS)
+                request[keys.CLAIMS] = request.app[keys.TOKENS].decode(token, ACCESS)
             except errors.Unauthorized as exc:
-                request["claims"] = exc
-    claims = request["claims"]
+                request[keys.CLAIMS] = exc
+    claims = request[keys.CLAIMS]
     if isinstance(claims, errors.Problem):
         raise claims
     return claims

@@ -8,9 +8,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$",
+# msgspec matches with re.search, whose `$` also matches before a final newline;
+# `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document).
+Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$(?!\n)",
                                description="3-32 of A-Z a-z 0-9 _ . -; unique ignoring case")]
-Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$(?!\n)",
                             description="unique ignoring case")]
 Password = Annotated[str, Meta(min_length=8, max_length=128, description="8-128 characters")]
 FullName = Annotated[str, Meta(max_length=200)]
@@ -95,7 +97,7 @@ class Health(Struct, kw_only=True):
 
 
 class Readiness(Struct, kw_only=True):
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready"]
     database: bool
     pending_migrations: list[str]
 

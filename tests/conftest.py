@@ -1,0 +1,118 @@
+"""Test harness: the real PostgreSQL, a template database built once from the migrations,
+and a fresh clone of it for every test that needs the database (STYLE.md habit 9)."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Awaitable, Callable
+
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from calsvc.app import create_app
+from calsvc.config import Settings
+from calsvc.db import migrate
+
+ADMIN_URL = os.environ.get("CALSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432")
+TEMPLATE = f"calsvc_test_template_{os.getpid()}"
+SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+
+
+def db_url(name: str) -> str:
+    base = ADMIN_URL.rstrip("/")
+    if base.count("/") > 2:  # the URL names a database: swap it
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def admin_execute(*statements: str) -> None:
+    with psycopg.connect(db_url("postgres"), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def template_db() -> str:
+    admin_execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)', f'CREATE DATABASE "{TEMPLATE}"')
+    migrate.apply_all(db_url(TEMPLATE))
+    yield TEMPLATE
+    admin_execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(template_db: str) -> str:
+    """A fresh database cloned from the migrated template; dropped after the test."""
+    name = f"calsvc_test_{uuid.uuid4().hex[:12]}"
+    admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield db_url(name)
+    admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path) -> Settings:
+    """Fast bcrypt, no rate limits (tests of limits turn them on), a fixed secret."""
+    return Settings().replace(
+        server={"data_dir": str(tmp_path / "data")},
+        database={"url": database_url, "pool_min_size": 1, "pool_max_size": 5},
+        auth={"secret": SECRET, "bcrypt_rounds": 4},
+        rate_limit={"auth_per_minute": 0, "user_per_minute": 0},
+    )
+
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def make_client(aiohttp_client, settings: Settings) -> MakeClient:
+    """`await make_client(rate_limit={...})`: a client of a real app over a real socket,
+    with some settings sections changed."""
+
+    async def make(**sections: dict[str, Any]) -> TestClient:
+        return await aiohttp_client(create_app(settings.replace(**sections) if sections else settings))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient:
+    return await make_client()
+
+
+async def register(client: TestClient, username: str | None = None, **fields: Any) -> dict[str, Any]:
+    username = username or f"user_{uuid.uuid4().hex[:8]}"
+    body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD, **fields}
+    resp = await client.post("/api/auth/register", json=body)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    resp = await client.post("/api/auth/login", json={"username": username, "password": password})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def user_with_token(client: TestClient, username: str | None = None) -> tuple[dict, dict, dict]:
+    """(user, tokens, headers) of a newly registered, logged-in user."""
+    user = await register(client, username)
+    tokens = await login(client, user["username"])
+    return user, tokens, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+PROBLEM = "application/problem+json"
+
+
+async def assert_problem(resp, status: int, slug: str) -> dict[str, Any]:
+    """The response is problem+json with this status and `type`; returns the body."""
+    text = await resp.text()
+    assert resp.status == status, text
+    assert resp.content_type == PROBLEM, (resp.content_type, text)
+    body = await resp.json(content_type=PROBLEM)
+    assert body["type"] == f"/problems/{slug}", body
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["errors"], list)
+    return body

@@ -1,0 +1,106 @@
+"""`calsvc serve` as an operator runs it: embedded database, workers, refusals, shutdown."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import aiohttp
+import psutil
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import base_env
+
+pytestmark = pytest.mark.e2e
+
+
+async def register_login_me(base: str, username: str) -> dict:
+    async with aiohttp.ClientSession(base) as http:
+        body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
+        async with http.post("/api/auth/register", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+        tokens = await login_tokens(http, username)
+        async with http.get("/api/auth/me", headers=bearer(tokens)) as resp:
+            assert resp.status == 200
+            me = await resp.json()
+        assert me["username"] == username
+        return tokens
+
+
+async def login_tokens(http: aiohttp.ClientSession, username: str) -> dict:
+    async with http.post("/api/auth/login", json={"username": username, "password": PASSWORD}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+def bearer(tokens: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def test_embedded_database_from_nothing_then_reused(start_server, tmp_path):
+    # No database configured: serve starts an embedded PostgreSQL in the data folder.
+    server = start_server()
+    server.wait_ready()
+    tokens = await register_login_me(server.base, "embedded_alice")
+    assert server.stop() == 0
+    data = tmp_path / ".calsvc"
+    assert (data / "postgres" / "PG_VERSION").exists()
+    assert not (data / "postgres" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
+    log = server.log()
+    assert PASSWORD not in log and tokens["access_token"] not in log and tokens["refresh_token"] not in log
+
+    # The next start reuses the same database: the user is still there.
+    again = start_server()
+    again.wait_ready()
+    async with aiohttp.ClientSession(again.base) as http:
+        await login_tokens(http, "embedded_alice")
+    assert again.stop() == 0
+
+
+async def test_two_workers_share_the_port(start_server, server_env):
+    server = start_server("--workers", "2", **server_env)
+    server.wait_ready()
+    children = psutil.Process(server.process.pid).children()
+    assert len(children) == 2
+    tokens = await register_login_me(server.base, "worker_bob")
+    async with aiohttp.ClientSession(server.base) as http:
+        for _ in range(20):
+            async with http.get("/api/auth/me", headers=bearer(tokens)) as resp:
+                assert resp.status == 200
+        async with http.post("/api/auth/logout", headers=bearer(tokens)) as resp:
+            assert resp.status == 204
+        # Revoked in every worker at once: whichever process answers refuses it.
+        for _ in range(20):
+            async with http.get("/api/auth/me", headers=bearer(tokens)) as resp:
+                assert resp.status == 401
+    assert server.stop() == 0
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+
+
+def test_production_without_secret_refuses_to_start(tmp_path, server_env):
+    env = base_env(CALSVC_SERVER_ENV="production", CALSVC_DATABASE_URL=server_env["CALSVC_DATABASE_URL"])
+    result = subprocess.run([sys.executable, "-m", "calsvc", "serve", "--port", "1"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "CALSVC_AUTH_SECRET" in result.stderr
+    assert not (tmp_path / ".calsvc" / "secret").exists()
+
+
+def test_migrate_command_then_serve_without_auto_migrate(tmp_path, start_server):
+    from tests.conftest import admin_execute, db_url
+
+    name = f"calsvc_test_migrate_{tmp_path.name[-8:]}".replace("-", "_").lower()
+    admin_execute(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    try:
+        env = base_env(CALSVC_DATABASE_URL=db_url(name), CALSVC_DATABASE_AUTO_MIGRATE="false")
+        refused = subprocess.run([sys.executable, "-m", "calsvc", "serve", "--port", "1"], cwd=tmp_path,
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "pending migration" in refused.stderr
+        done = subprocess.run([sys.executable, "-m", "calsvc", "migrate"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        server = start_server(CALSVC_DATABASE_URL=db_url(name), CALSVC_DATABASE_AUTO_MIGRATE="false")
+        server.wait_ready()
+        assert server.stop() == 0
+    finally:
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
