@@ -25,8 +25,10 @@ from calsvc.web.routes import ROUTES, add_routes
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = 600.0
-CORS_HEADERS = ("ETag", "Location", "X-Request-ID", "Retry-After", "RateLimit-Limit",
-                "RateLimit-Remaining", "RateLimit-Reset")
+CORS_EXPOSE = ("ETag", "Location", "X-Request-ID", "Retry-After", "RateLimit-Limit",
+               "RateLimit-Remaining", "RateLimit-Reset", "WWW-Authenticate")
+CORS_ALLOW = ("Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
+              "Idempotency-Key", "Last-Event-ID", "X-Request-ID")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -77,8 +79,9 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app)
     add_docs(app)
     if settings.cors.allow_origins:
+        # Bearer tokens travel in a header, so no credentials (cookies) are needed.
         options = aiohttp_cors.ResourceOptions(
-            allow_credentials=True, expose_headers=CORS_HEADERS, allow_headers="*",
+            allow_credentials=False, expose_headers=CORS_EXPOSE, allow_headers=CORS_ALLOW,
             allow_methods="*", max_age=600,
         )
         cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.cors.allow_origins})

@@ -46,7 +46,7 @@ class DatabaseSettings:
     pool_max_size: int = 10
     connect_timeout: float = 2.0
     acquire_timeout: float = 2.0
-    command_timeout: float = 15.0
+    command_timeout: float = 5.0
     auto_migrate: bool = True
 
 

@@ -58,14 +58,17 @@ class TokenCodec:
             )
         except jwt.ExpiredSignatureError:
             raise errors.Unauthorized("token expired") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, UnicodeError, OverflowError, ValueError, TypeError):
             raise errors.Unauthorized("invalid token") from None
         if payload.get("typ") != typ:
             raise errors.Unauthorized(f"not an {typ} token" if typ == ACCESS else f"not a {typ} token")
         try:
+            user_id = int(payload["sub"])
+            if not 1 <= user_id < 2**63:
+                raise ValueError("sub out of range")
             return Claims(
-                int(payload["sub"]), uuid.UUID(payload["jti"]), uuid.UUID(payload["fid"]), typ,
+                user_id, uuid.UUID(payload["jti"]), uuid.UUID(payload["fid"]), typ,
                 dt.datetime.fromtimestamp(int(payload["exp"]), dt.timezone.utc),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
             raise errors.Unauthorized("invalid token") from None

@@ -14,6 +14,8 @@ import msgpack
 import msgspec
 import orjson
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from calsvc import errors
 from calsvc.web.keys import MEDIA as MEDIA_KEY
@@ -89,7 +91,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks, size = [], 0
     while True:
-        chunk = await request.content.read(65536)
+        try:
+            chunk = await request.content.read(65536)
+        except (PayloadEncodingError, RequestPayloadError):
+            raise errors.Malformed("the body's Content-Encoding or framing is broken") from None
         if not chunk:
             break
         size += len(chunk)
@@ -108,7 +113,7 @@ def body_media_type(request: web.Request) -> str:
 
 def decode(raw: bytes, media: str) -> Any:
     """Bytes of `media` to Python values; errors.Malformed when they do not parse."""
-    if media == JSON or media.endswith("+json"):
+    if media == JSON:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -136,6 +141,8 @@ def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, .
         for name, index in _PATH_PART.findall(path.rstrip("`").removeprefix("$")):
             loc.append(int(index) if index else name)
     kind = "value_error"
+    # The pattern itself is an implementation detail; the OpenAPI schema documents it.
+    message = re.sub(r"matching regex '.*'$", "in the required format", message)
     missing = re.match(r"Object missing required field `([^`]+)`", message)
     if missing:
         loc.append(missing.group(1))
@@ -146,8 +153,23 @@ def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, .
     return errors.Validation(detail, errors=[{"loc": loc, "msg": message, "type": kind}])
 
 
+def _reject_nul(value: Any, loc: list[str | int]) -> None:
+    """PostgreSQL text cannot hold U+0000: refuse it up front, naming where it is."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise errors.Validation.at(loc, "the NUL character (U+0000) is not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, loc)
+            _reject_nul(item, [*loc, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, [*loc, index])
+
+
 def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> T:
     """Validate decoded values against `kind`; errors.Validation with the location otherwise."""
+    _reject_nul(value, list(prefix))
     try:
         return msgspec.convert(value, kind, strict=strict)
     except msgspec.ValidationError as exc:
@@ -194,7 +216,10 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
     try:
         values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if isinstance(values, list) and len(values) == len(shape) and all(
-            isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape)
+            isinstance(v, t) and not isinstance(v, bool)
+            and (not isinstance(v, int) or -2**63 <= v < 2**63)
+            and (not isinstance(v, str) or "\x00" not in v)
+            for v, t in zip(values, shape)
         ):
             return values
     except (ValueError, orjson.JSONDecodeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 
 from aiohttp import web
-from swagger_ui import api_doc
+from swagger_ui.core import ApplicationDocument
 
 from calsvc.web import keys
 
@@ -25,7 +25,18 @@ async def redoc(request: web.Request) -> web.Response:
 
 
 def add_docs(app: web.Application) -> None:
-    """Mount /openapi.json, /docs (Swagger UI from the installed package) and /redoc."""
+    """Mount /openapi.json, /docs (Swagger UI from the installed package, pointed at
+    /openapi.json itself) and /redoc."""
+    doc = ApplicationDocument(app, app_type="aiohttp", config_rel_url="/openapi.json",
+                              url_prefix="/docs", title="calsvc API")
+    doc.parameters["url"] = '"/openapi.json"'
+    page = doc.doc_html
+
+    async def swagger_ui(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/redoc", redoc)
-    api_doc(app, config=app[keys.OPENAPI], url_prefix="/docs", title="calsvc API")
+    app.router.add_get("/docs", swagger_ui)
+    app.router.add_get("/docs/", swagger_ui)
+    app.router.add_static("/docs/static", doc.static_dir)

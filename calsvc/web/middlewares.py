@@ -124,10 +124,22 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     if request.path.startswith("/api/"):
         for name, value in API_HEADERS.items():
             headers.setdefault(name, value)
+    if keys.MEDIA in request and response.status < 400:
+        _add_vary(headers, "Accept")
+    if request.app[keys.SETTINGS].cors.allow_origins and request.path.startswith("/api/"):
+        _add_vary(headers, "Origin")  # CORS answers differ by origin
     verdict = request.get(keys.RATELIMIT)
     if verdict is not None:
         for name, value in verdict.headers().items():
             headers.setdefault(name, value)
+
+
+def _add_vary(headers, name: str) -> None:
+    current = headers.get("Vary")
+    if not current:
+        headers["Vary"] = name
+    elif name.lower() not in {v.strip().lower() for v in current.split(",")}:
+        headers["Vary"] = f"{current}, {name}"
 
 
 def redact(path_qs: str) -> str:

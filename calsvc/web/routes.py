@@ -40,4 +40,7 @@ ROUTES: list[Route] = [
 
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, bind(route), name=route.name)
+        if route.method == "GET":
+            app.router.add_get(route.path, bind(route), name=route.name, allow_head=True)
+        else:
+            app.router.add_route(route.method, route.path, bind(route), name=route.name)

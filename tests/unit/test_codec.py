@@ -75,8 +75,15 @@ def test_negotiate_with_other_offers():
 def test_decode_json_and_msgpack():
     value = {"a": [1, 2, {"b": None}], "s": "é"}
     assert codec.decode(orjson.dumps(value), JSON) == value
-    assert codec.decode(orjson.dumps(value), "application/merge-patch+json") == value
     assert codec.decode(msgpack.packb(value), MSGPACK) == value
+
+
+@pytest.mark.parametrize("media", ["application/merge-patch+json", "application/problem+json",
+                                   "application/vnd.foo+json", "text/json"])
+def test_other_json_flavours_are_unsupported(media):
+    # SPEC 1: JSON or msgpack; anything else with a body is a 415.
+    with pytest.raises(errors.UnsupportedMediaType):
+        codec.decode(b"{}", media)
 
 
 @pytest.mark.parametrize("raw,media", [

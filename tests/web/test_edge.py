@@ -5,6 +5,8 @@ and the API documents."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import datetime as dt
 import io
 import logging
@@ -52,9 +54,9 @@ async def test_unknown_route_is_404_with_a_token_too(client):
 
 
 @pytest.mark.parametrize("method,path,allowed", [
-    ("DELETE", "/api/auth/me", {"GET"}),
+    ("DELETE", "/api/auth/me", {"GET", "HEAD"}),
     ("GET", "/api/auth/register", {"POST"}),
-    ("POST", "/healthz", {"GET"}),
+    ("POST", "/healthz", {"GET", "HEAD"}),
 ])
 async def test_wrong_method_is_405_problem_with_allow(client, method, path, allowed):
     resp = await client.request(method, path)  # no token: 405 comes before auth
@@ -557,3 +559,60 @@ async def test_redoc_uses_the_configured_script(make_client):
     page = await resp.text()
     assert f'<script src="{url}">' in page
     assert 'spec-url="/openapi.json"' in page
+
+
+# -- found by probing from outside --------------------------------------------------------
+
+async def test_head_is_answered_wherever_get_is(client):
+    _, _, headers = await user_with_token(client)
+    for path in ("/healthz", "/readyz", "/metrics", "/api/auth/me", "/openapi.json", "/docs"):
+        resp = await client.head(path, headers=headers)
+        assert resp.status == 200, path
+        assert await resp.read() == b""
+
+
+@pytest.mark.parametrize("body,loc", [
+    ({"username": "nul_user", "email": "nul@example.com", "password": "password123", "full_name": "a\x00b"},
+     ["body", "full_name"]),
+    ({"username": "nul_user", "email": "n\x00l@example.com", "password": "password123"}, ["body", "email"]),
+])
+async def test_nul_characters_are_422_not_500(client, body, loc):
+    resp = await client.post("/api/auth/register", json=body)
+    problem = await assert_problem(resp, 422, "validation")
+    assert problem["errors"][0]["loc"] == loc
+    resp = await client.post("/api/auth/login", json={"username": "a\x00b", "password": "password123"})
+    await assert_problem(resp, 422, "validation")
+    resp = await client.post("/api/auth/login", data={"username": "Al\x00ice", "password": "password123"})
+    await assert_problem(resp, 422, "validation")
+
+
+async def test_nul_in_query_and_cursor_is_422(client):
+    _, _, headers = await user_with_token(client)
+    resp = await client.get("/api/users", params={"q": "a\x00b"}, headers=headers)
+    await assert_problem(resp, 422, "validation")
+    for values in (["a\x00", 1], ["a", 2**63]):
+        cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+        resp = await client.get("/api/users", params={"cursor": cursor}, headers=headers)
+        await assert_problem(resp, 422, "validation")
+
+
+async def test_undecodable_token_bytes_are_401(client):
+    resp = await client.get("/api/auth/me", headers={"Authorization": "Bearer \udcfc".encode("utf-8", "surrogateescape").decode("latin-1")})
+    await assert_problem(resp, 401, "unauthorized")
+
+
+async def test_broken_gzip_body_is_400(client):
+    resp = await client.post("/api/auth/login", data=b"garbage",
+                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    await assert_problem(resp, 400, "malformed")
+
+
+async def test_vary_accept_on_negotiated_answers(client):
+    _, _, headers = await user_with_token(client)
+    resp = await client.get("/api/auth/me", headers=headers)
+    assert "Accept" in resp.headers.get("Vary", "")
+
+
+async def test_docs_point_swagger_at_the_real_document(client):
+    page = await (await client.get("/docs")).text()
+    assert '"/openapi.json"' in page
