@@ -1,0 +1,161 @@
+"""Scheduling conflicts (SPEC 4): exact decisions over already-expanded occurrences.
+Pure: no SQL, no HTTP.
+
+An occurrence is the half-open interval [start, end) of two aware datetimes. Two intervals
+overlap when they share an instant: max(starts) < min(ends). So back-to-back (one ends
+when the other starts) is no conflict, and an empty interval (end <= start) overlaps
+nothing: it is ignored everywhere, as if it had not been given. One occurrence is one
+(event_id, start instant): given twice (say, in two zones), it counts once, the first wins.
+
+Every comparison and every sum is done on UTC instants. Python compares (and subtracts,
+and adds durations to) two datetimes that share a tzinfo object by their wall-clock times,
+ignoring `fold`, so 02:30 CEST and 02:30 CET on the night clocks go back would otherwise
+compare equal. A naive datetime is a ValueError.
+
+Sorting plus one sweep keeps each function O((n + m) log(n + m)) (plus the size of the
+answer for `overlapping_pairs`), so a candidate series of thousands of occurrences is
+checked against a calendar of thousands more without comparing every pair.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import heapq
+import itertools
+from typing import Iterable
+
+UTC = dt.timezone.utc
+SHIFT_HORIZON = dt.timedelta(days=30)
+
+Interval = tuple[dt.datetime, dt.datetime]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Busy:
+    """One occurrence of an event in a calendar, times as the event shows them."""
+
+    event_id: int
+    title: str
+    start: dt.datetime  # aware
+    end: dt.datetime    # aware; exclusive
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overlap:
+    """Where an occurrence of one event overlaps an occurrence of another: [start, end)
+    in UTC, `first_id` < `second_id`."""
+
+    first_id: int
+    second_id: int
+    start: dt.datetime
+    end: dt.datetime
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()} has no offset: conflicts compare instants")
+    return value.astimezone(UTC)
+
+
+def _unique(busy: Iterable[Busy]) -> list[tuple[dt.datetime, dt.datetime, Busy]]:
+    """(UTC start, UTC end, occurrence) of the non-empty occurrences, each (event_id,
+    start instant) once (the first given wins), ordered by (start, event_id)."""
+    seen: dict[tuple[int, dt.datetime], tuple[dt.datetime, dt.datetime, Busy]] = {}
+    for item in busy:
+        start, end = _utc(item.start), _utc(item.end)
+        if start < end:
+            seen.setdefault((item.event_id, start), (start, end, item))
+    return sorted(seen.values(), key=lambda entry: (entry[0], entry[2].event_id))
+
+
+def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
+    """The union of the intervals as disjoint [start, end) pairs in UTC, sorted. Touching
+    intervals join ([a, b) and [b, c) become [a, c)), as free/busy shows them; empty ones
+    are dropped. An empty list when nothing is left."""
+    ordered = sorted((s, e) for s, e in ((_utc(a), _utc(b)) for a, b in intervals) if s < e)
+    merged: list[Interval] = []
+    for start, end in ordered:
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def find_conflicts(candidate: Iterable[Interval], busy: Iterable[Busy]) -> list[Busy]:
+    """The busy occurrences that overlap any occurrence of the candidate, each (event_id,
+    start instant) once, ordered by (start, event_id); unchanged, so their times keep the
+    zone they came in. An empty list when nothing overlaps (or either side is empty).
+    Leave the candidate's own event out of `busy` when checking an update."""
+    merged = merge_intervals(candidate)
+    if not merged:
+        return []
+    # Disjoint and sorted: the only piece that can meet an occurrence is the first one
+    # ending after the occurrence starts. Joining touching pieces changes no answer, since
+    # the union is the same set of instants.
+    ends = [end for _, end in merged]
+    found = []
+    for start, end, item in _unique(busy):
+        i = bisect.bisect_right(ends, start)
+        if i < len(merged) and merged[i][0] < end:
+            found.append(item)
+    return found
+
+
+def earliest_free_slot(start: dt.datetime, duration: dt.timedelta, busy: Iterable[Interval],
+                       horizon: dt.timedelta = SHIFT_HORIZON) -> dt.datetime | None:
+    """The earliest t >= start with [t, t + duration) overlapping no busy interval and
+    t < start + horizon (the `shift` strategy), shown in `start`'s zone; `start` itself when
+    it is free. None when no such t exists. Busy intervals may overlap and come in any order.
+    Durations are elapsed time (UTC arithmetic), not wall-clock time. ValueError for a
+    duration that is not positive."""
+    if duration <= dt.timedelta(0):
+        raise ValueError("the duration must be positive")
+    begin = _utc(start)
+    limit = begin + horizon
+    t = begin
+    # The answer is `start` or the end of a busy stretch: walk the merged stretches once.
+    for busy_start, busy_end in merge_intervals(busy):
+        if t >= limit:
+            return None
+        if busy_end <= t:
+            continue
+        if t + duration <= busy_start:
+            break
+        t = busy_end
+    if t >= limit:
+        return None
+    return start if t == begin else t.astimezone(start.tzinfo)
+
+
+def overlapping_pairs(occurrences: Iterable[Busy]) -> list[Overlap]:
+    """Every overlap between occurrences of two different events (GET /api/events/conflicts):
+    one item per overlapping pair of occurrences, ordered by (start, first_id, second_id,
+    end). Occurrences of the same event never pair; duplicates of one (event_id, start
+    instant) count once. An empty list when nothing overlaps."""
+    # Sweep by start, keeping the occurrences still running grouped by event, so an event
+    # whose own occurrences overlap each other costs nothing per pair.
+    running: dict[int, dict[int, dt.datetime]] = {}  # event_id -> seq -> end
+    ending: list[tuple[dt.datetime, int, int]] = []  # heap of (end, seq, event_id)
+    pairs: list[Overlap] = []
+    counter = itertools.count()
+    for start, end, item in _unique(occurrences):
+        while ending and ending[0][0] <= start:
+            _, seq, event_id = heapq.heappop(ending)
+            group = running[event_id]
+            del group[seq]
+            if not group:
+                del running[event_id]
+        for event_id, group in running.items():
+            if event_id == item.event_id:
+                continue
+            low, high = sorted((event_id, item.event_id))
+            for other_end in group.values():
+                pairs.append(Overlap(low, high, start, min(end, other_end)))
+        seq = next(counter)
+        running.setdefault(item.event_id, {})[seq] = end
+        heapq.heappush(ending, (end, seq, item.event_id))
+    pairs.sort(key=lambda p: (p.start, p.first_id, p.second_id, p.end))
+    return pairs
