@@ -31,7 +31,8 @@ def start(data_dir: str | os.PathLike) -> tuple[str, object]:
 
     log.info("starting the embedded PostgreSQL in %s", base / "postgres")
     server = get_server(base / "postgres", cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
+    # DATABASE is a constant of this module, not input.
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'calsvc';")
     if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {DATABASE};")
+        server.psql("CREATE DATABASE calsvc;")
     return server.get_uri(DATABASE), server

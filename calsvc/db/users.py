@@ -50,7 +50,9 @@ async def find_credentials(conn: asyncpg.Connection, login: str) -> Credentials 
 async def get_user(conn: asyncpg.Connection, user_id: int) -> User:
     """Raises errors.NotFound when there is no such live user."""
     row = await conn.fetchrow(
-        f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL", user_id
+        "SELECT u.id, u.username, u.email, u.full_name, u.created_at FROM users u "
+        "WHERE u.id = $1 AND u.deleted_at IS NULL",
+        user_id,
     )
     if row is None:
         raise errors.NotFound("no such user")
