@@ -1,0 +1,512 @@
+"""Recurrence rules: parse and normalise RRULE text or a structured pattern, and expand a
+series in a window. Pure: no SQL, no HTTP.
+
+Expansion happens in the event's time zone, so an occurrence keeps its wall-clock time
+across DST changes. A time that falls in a DST gap is taken with the offset before the gap
+(RFC 5545 3.3.5), which moves it forward by the gap's length; an ambiguous time takes its
+first instance. Expanding far from DTSTART is cheap: the rule is restarted at a whole
+number of periods before the window instead of being walked from DTSTART, and a rule with
+COUNT is expanded as the same rule ending at its last occurrence (computed once).
+"""
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import datetime as dt
+import math
+import re
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from dateutil import rrule as du
+from dateutil.relativedelta import relativedelta
+
+UTC = dt.timezone.utc
+MAX_COUNT = 10_000
+MAX_WINDOW = dt.timedelta(days=731)
+MAX_OCCURRENCES = 5_000
+FIRST_OCCURRENCE_HORIZON = relativedelta(years=10)
+COUNT_HORIZON = relativedelta(years=100)
+
+FREQUENCIES = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY")
+REFUSED_FREQUENCIES = ("MINUTELY", "SECONDLY")
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+# Canonical order of the parts in a normalised rule.
+PART_ORDER = ("FREQ", "INTERVAL", "COUNT", "UNTIL", "BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY",
+              "BYDAY", "BYHOUR", "BYMINUTE", "BYSECOND", "BYSETPOS", "WKST")
+_FREQ_CONST = {"YEARLY": du.YEARLY, "MONTHLY": du.MONTHLY, "WEEKLY": du.WEEKLY,
+               "DAILY": du.DAILY, "HOURLY": du.HOURLY}
+_PERIOD = {"YEARLY": relativedelta(years=1), "MONTHLY": relativedelta(months=1),
+           "WEEKLY": relativedelta(weeks=1), "DAILY": relativedelta(days=1),
+           "HOURLY": relativedelta(hours=1)}
+_PERIOD_SPAN = {"YEARLY": dt.timedelta(days=366), "MONTHLY": dt.timedelta(days=31),
+                "WEEKLY": dt.timedelta(weeks=1), "DAILY": dt.timedelta(days=1),
+                "HOURLY": dt.timedelta(hours=1)}
+_INT_LIST = re.compile(r"^[+-]?\d{1,3}(,[+-]?\d{1,3})*$")
+_BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
+_UNTIL = re.compile(r"^(\d{8})(T(\d{6})(Z)?)?$")
+_LIST_RANGES = {"BYMONTH": (1, 12, False), "BYWEEKNO": (1, 53, True), "BYYEARDAY": (1, 366, True),
+                "BYMONTHDAY": (1, 31, True), "BYHOUR": (0, 23, False), "BYMINUTE": (0, 59, False),
+                "BYSECOND": (0, 60, False), "BYSETPOS": (1, 366, True)}
+
+
+class RecurrenceError(ValueError):
+    """A rule, pattern or window that cannot be used; the message says why (a 422)."""
+
+
+# -- parsing and normalising --------------------------------------------------------------
+
+def parse_rule(text: str, tz: ZoneInfo) -> dict[str, str]:
+    """The parts of an RRULE value (with or without `RRULE:`), checked and normalised:
+    upper case, UNTIL in UTC (a local UNTIL is taken in `tz`), INTERVAL=1 dropped."""
+    body = text.strip()
+    if body.upper().startswith("RRULE:"):
+        body = body[6:]
+    if not body:
+        raise RecurrenceError("the rule is empty")
+    if "\n" in body or "\r" in body:
+        raise RecurrenceError("give one RRULE value (DTSTART, EXDATE and RDATE are separate fields)")
+    parts: dict[str, str] = {}
+    for item in body.strip(";").split(";"):
+        name, sep, value = item.partition("=")
+        name, value = name.strip().upper(), value.strip().upper()
+        if not sep or not name or not value:
+            raise RecurrenceError(f"{item!r} is not NAME=VALUE")
+        if name not in PART_ORDER:
+            raise RecurrenceError(f"{name} is not a recurrence rule part")
+        if name in parts:
+            raise RecurrenceError(f"{name} is given twice")
+        parts[name] = value
+    freq = parts.get("FREQ")
+    if freq is None:
+        raise RecurrenceError("FREQ is required")
+    if freq in REFUSED_FREQUENCIES:
+        raise RecurrenceError(f"FREQ={freq} is not supported: the finest frequency is HOURLY")
+    if freq not in FREQUENCIES:
+        raise RecurrenceError(f"FREQ={freq} is not a frequency (YEARLY, MONTHLY, WEEKLY, DAILY, HOURLY)")
+    if "COUNT" in parts and "UNTIL" in parts:
+        raise RecurrenceError("COUNT and UNTIL cannot both be given")
+    if "INTERVAL" in parts:
+        interval = _positive_int(parts["INTERVAL"], "INTERVAL", 1000)
+        if interval == 1:
+            del parts["INTERVAL"]
+        else:
+            parts["INTERVAL"] = str(interval)
+    if "COUNT" in parts:
+        parts["COUNT"] = str(_positive_int(parts["COUNT"], "COUNT", MAX_COUNT))
+    if "UNTIL" in parts:
+        parts["UNTIL"] = _format_until(_parse_until(parts["UNTIL"], tz))
+    for name, (low, high, signed) in _LIST_RANGES.items():
+        if name in parts:
+            parts[name] = _int_list(parts[name], name, low, high, signed)
+    if "BYDAY" in parts:
+        days = []
+        for day in parts["BYDAY"].split(","):
+            match = _BYDAY.match(day)
+            if not match:
+                raise RecurrenceError(f"BYDAY value {day!r} is not like MO, 1MO or -1FR")
+            if match.group(1) is not None:
+                n = int(match.group(1))
+                if n == 0 or abs(n) > 53:
+                    raise RecurrenceError(f"BYDAY value {day!r}: the ordinal must be 1-53 or -53 to -1")
+                if freq not in ("MONTHLY", "YEARLY"):
+                    raise RecurrenceError("BYDAY with an ordinal (like 1MO) needs FREQ=MONTHLY or YEARLY")
+                day = f"{n}{match.group(2)}"
+            days.append(day)
+        parts["BYDAY"] = ",".join(dict.fromkeys(days))
+    if "WKST" in parts and parts["WKST"] not in WEEKDAYS:
+        raise RecurrenceError(f"WKST must be one of {', '.join(WEEKDAYS)}")
+    if "BYWEEKNO" in parts and freq != "YEARLY":
+        raise RecurrenceError("BYWEEKNO needs FREQ=YEARLY")
+    if "BYYEARDAY" in parts and freq in ("MONTHLY", "WEEKLY", "DAILY"):
+        raise RecurrenceError("BYYEARDAY cannot be used with FREQ=MONTHLY, WEEKLY or DAILY")
+    if "BYMONTHDAY" in parts and freq == "WEEKLY":
+        raise RecurrenceError("BYMONTHDAY cannot be used with FREQ=WEEKLY")
+    if "BYSETPOS" in parts and not any(p.startswith("BY") and p != "BYSETPOS" for p in parts):
+        raise RecurrenceError("BYSETPOS needs another BYxxx part")
+    _check_possible(parts)
+    return {name: parts[name] for name in PART_ORDER if name in parts}
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _ints(parts: dict[str, str], name: str) -> list[int]:
+    return [int(v) for v in parts[name].split(",")] if name in parts else []
+
+
+def _check_possible(parts: dict[str, str]) -> None:
+    """Refuse combinations no calendar date can ever satisfy. (dateutil would search for
+    them up to the year 9999, for seconds.)"""
+    months = _ints(parts, "BYMONTH") or list(range(1, 13))
+    month_days = _ints(parts, "BYMONTHDAY")
+    if month_days and not any(abs(d) <= _MONTH_DAYS[m - 1] for m in months for d in month_days):
+        raise RecurrenceError("the rule has no occurrence: no month it names has the days it names")
+    year_days = _ints(parts, "BYYEARDAY")
+    if year_days:
+        possible = set()
+        for leap in (False, True):
+            first = dt.date(2024 if leap else 2023, 1, 1)
+            length = 366 if leap else 365
+            for n in year_days:
+                if abs(n) <= length:
+                    day = first + dt.timedelta(days=(n - 1) if n > 0 else (length + n))
+                    possible.add((day.month, day.day, calendar.monthrange(day.year, day.month)[1]))
+        if not any(m in months and (not month_days or d in month_days or d - 1 - month_length in month_days)
+                   for m, d, month_length in possible):
+            raise RecurrenceError("the rule has no occurrence: its BYYEARDAY days fall outside its months")
+    weeks = _ints(parts, "BYWEEKNO")
+    if weeks and "BYMONTH" in parts:
+        reachable = set()
+        for n in weeks:
+            index = n if n > 0 else 54 + n
+            for offset in range(-10, 11):
+                day = dt.date(2023, 1, 1) + dt.timedelta(days=(index - 1) * 7 + offset)
+                if day.year == 2023:
+                    reachable.add(day.month)
+            # the last week of a year can take the first days of January, and week 1 the
+            # last days of December (dateutil counts both in the year they number)
+            if index >= 52:
+                reachable.update((12, 1))
+            if index <= 1:
+                reachable.update((1, 12))
+        if not reachable & set(months):
+            raise RecurrenceError("the rule has no occurrence: its weeks fall outside its months")
+    if parts["FREQ"] == "MONTHLY" or (parts["FREQ"] == "YEARLY" and "BYMONTH" in parts):
+        for day in parts.get("BYDAY", "").split(","):
+            match = _BYDAY.match(day) if day else None
+            if match and match.group(1) and abs(int(match.group(1))) > 5:
+                raise RecurrenceError(f"BYDAY value {day}: a month has at most 5 of each weekday")
+    # An ordinal weekday falls on a known stretch of days of the month (the 1st Monday on the
+    # 1st to the 7th, the last one on the last seven days): BYMONTHDAY must meet one.
+    ordinals = [m for m in (_BYDAY.match(d) for d in parts.get("BYDAY", "").split(",") if d) if m.group(1)]
+    if month_days and ordinals and len(ordinals) == len(parts["BYDAY"].split(",")) and (
+            parts["FREQ"] == "MONTHLY" or (parts["FREQ"] == "YEARLY" and "BYMONTH" in parts)):
+        lengths = {length for m in months for length in ((28, 29) if m == 2 else (_MONTH_DAYS[m - 1],))}
+        if not any((d if d > 0 else length + 1 + d) in (range(7 * n - 6, 7 * n + 1) if n > 0 else
+                                                          range(length + 7 * n + 1, length + 7 * n + 8))
+                   for length in lengths for d in month_days if abs(d) <= length
+                   for n in (int(m.group(1)) for m in ordinals)):
+            raise RecurrenceError("the rule has no occurrence: its month days never fall on its weekdays")
+    # BYSETPOS picks from the occurrences of one period (an hour, a day, a week, a month):
+    # asking for more than the period can hold never matches.
+    setpos = _ints(parts, "BYSETPOS")
+    if setpos and parts["FREQ"] != "YEARLY":
+        size = (len(_ints(parts, "BYMINUTE")) or 1) * (len(_ints(parts, "BYSECOND")) or 1)
+        if parts["FREQ"] != "HOURLY":
+            size *= len(_ints(parts, "BYHOUR")) or 1
+        days = parts.get("BYDAY", "").split(",") if "BYDAY" in parts else []
+        if parts["FREQ"] == "WEEKLY":
+            size *= len(days) or 1
+        elif parts["FREQ"] == "MONTHLY" and (month_days or days):
+            size *= min(len(month_days) or 31, sum(1 if d[0] in "+-0123456789" else 5 for d in days) or 31)
+        if min(abs(p) for p in setpos) > size:
+            raise RecurrenceError(f"the rule has no occurrence: BYSETPOS asks for more than the {size} "
+                                  "occurrence(s) one period can hold")
+
+
+def _check_reachable(parts: dict[str, str], local: dt.datetime) -> None:
+    """Refuse a DAILY or HOURLY rule whose INTERVAL, counted from DTSTART, never lands on
+    its BYDAY/BYHOUR (dateutil would look for one up to the year 9999, for minutes)."""
+    freq, interval = parts["FREQ"], int(parts.get("INTERVAL", 1))
+    if freq not in ("DAILY", "HOURLY") or not ("BYDAY" in parts or (freq == "HOURLY" and "BYHOUR" in parts)):
+        return
+    weekdays = {WEEKDAYS.index(d) for d in parts["BYDAY"].split(",")} if "BYDAY" in parts else set(range(7))
+    if freq == "DAILY":  # the weekdays reached, counting INTERVAL days from DTSTART
+        reached = {((local.weekday() + interval * n) % 7, 0) for n in range(7)}
+        hours = {0}
+    else:  # the hours of the week reached (wall-clock hours, as dateutil counts them)
+        step = math.gcd(interval, 168)
+        slots = {(local.weekday() * 24 + local.hour + step * n) % 168 for n in range(168 // step)}
+        reached = {divmod(slot, 24) for slot in slots}
+        hours = set(_ints(parts, "BYHOUR")) or set(range(24))
+    if not any(day in weekdays and hour in hours for day, hour in reached):
+        raise RecurrenceError("the rule has no occurrence: counted from the start, its INTERVAL never "
+                              "reaches the days or hours it names")
+
+
+def format_rule(parts: dict[str, str]) -> str:
+    return ";".join(f"{name}={parts[name]}" for name in PART_ORDER if name in parts)
+
+
+def _positive_int(text: str, name: str, maximum: int) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise RecurrenceError(f"{name} must be a whole number from 1 to {maximum}")
+    return int(text)
+
+
+def _int_list(text: str, name: str, low: int, high: int, signed: bool) -> str:
+    if not _INT_LIST.match(text):
+        raise RecurrenceError(f"{name} must be a comma-separated list of numbers")
+    values = []
+    for item in text.split(","):
+        n = int(item)
+        if (n < 0 and not signed) or not low <= abs(n) <= high:
+            allowed = f"{low}..{high}" + (f" or -{high}..-{low}" if signed else "")
+            raise RecurrenceError(f"{name} value {item} is out of range ({allowed})")
+        values.append(str(n))
+    return ",".join(dict.fromkeys(values))
+
+
+def _parse_until(text: str, tz: ZoneInfo) -> dt.datetime:
+    match = _UNTIL.match(text)
+    if not match:
+        raise RecurrenceError("UNTIL must look like 20261231T235959Z (or a local time or a date)")
+    try:
+        day = dt.datetime.strptime(match.group(1), "%Y%m%d")
+        if match.group(3):
+            clock = dt.datetime.strptime(match.group(3), "%H%M%S").time()
+        else:  # a date: through the end of that day in the event's zone
+            clock = dt.time(23, 59, 59)
+    except ValueError:
+        raise RecurrenceError(f"UNTIL={text} is not a valid date and time") from None
+    value = dt.datetime.combine(day.date(), clock)
+    if match.group(4):
+        return value.replace(tzinfo=UTC)
+    return value.replace(tzinfo=tz).astimezone(UTC)
+
+
+def _format_until(value: dt.datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# -- the structured pattern ---------------------------------------------------------------
+
+def rule_from_pattern(pattern: dict[str, Any], tz: ZoneInfo) -> dict[str, str]:
+    """`{frequency, interval?, by_weekday?, by_month_day?, count?, until?}` as rule parts.
+    `until` is an aware datetime (or a date, meaning the end of that day in `tz`)."""
+    frequency = str(pattern.get("frequency", "")).upper()
+    pieces = [f"FREQ={frequency}"]
+    if pattern.get("interval") is not None:
+        pieces.append(f"INTERVAL={pattern['interval']}")
+    if pattern.get("count") is not None:
+        pieces.append(f"COUNT={pattern['count']}")
+    until = pattern.get("until")
+    if until is not None:
+        if isinstance(until, dt.datetime):
+            if until.tzinfo is None:
+                raise RecurrenceError("pattern.until needs an offset")
+            pieces.append(f"UNTIL={_format_until(until)}")
+        else:
+            pieces.append(f"UNTIL={until.strftime('%Y%m%d')}")
+    if pattern.get("by_month_day"):
+        days = pattern["by_month_day"]
+        days = days if isinstance(days, (list, tuple)) else [days]
+        pieces.append("BYMONTHDAY=" + ",".join(str(d) for d in days))
+    if pattern.get("by_weekday"):
+        pieces.append("BYDAY=" + ",".join(str(d).upper() for d in pattern["by_weekday"]))
+    return parse_rule(";".join(pieces), tz)
+
+
+def pattern_from_rule(parts: dict[str, str]) -> dict[str, Any] | None:
+    """The structured pattern describing these parts, or None when it cannot."""
+    allowed = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY"}
+    if set(parts) - allowed:
+        return None
+    if "BYDAY" in parts and any(not d.isalpha() for d in parts["BYDAY"].split(",")):
+        return None
+    until = None
+    if "UNTIL" in parts:
+        until = dt.datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return {
+        "frequency": parts["FREQ"].lower(),
+        "interval": int(parts.get("INTERVAL", 1)),
+        "by_weekday": parts["BYDAY"].split(",") if "BYDAY" in parts else [],
+        "by_month_day": [int(d) for d in parts["BYMONTHDAY"].split(",")] if "BYMONTHDAY" in parts else [],
+        "count": int(parts["COUNT"]) if "COUNT" in parts else None,
+        "until": until,
+    }
+
+
+# -- series and expansion -----------------------------------------------------------------
+
+def _build(parts: dict[str, str], dtstart: dt.datetime) -> du.rrule:
+    try:
+        return du.rrulestr(format_rule(parts), dtstart=dtstart)
+    except (ValueError, TypeError) as exc:
+        raise RecurrenceError(f"invalid rule: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Series:
+    """An event's start, length, zone and recurrence: what expansion needs."""
+
+    start: dt.datetime               # aware; the first occurrence's start (DTSTART)
+    duration: dt.timedelta
+    tz: ZoneInfo
+    parts: dict[str, str] | None = None  # normalised rule parts, None for a single event
+    exdates: tuple[dt.datetime, ...] = ()
+    rdates: tuple[dt.datetime, ...] = ()
+    last_start: dt.datetime | None = None  # of a bounded rule: set by `prepare`
+
+    @property
+    def local_start(self) -> dt.datetime:
+        return self.start.astimezone(self.tz)
+
+    @property
+    def bounded(self) -> bool:
+        return self.parts is None or "COUNT" in self.parts or "UNTIL" in self.parts
+
+    def envelope(self) -> tuple[dt.datetime, dt.datetime | None]:
+        """First start to last end (None: unbounded), RDATEs included, for the range index."""
+        first = min((self.start, *self.rdates))
+        if self.parts is None:
+            last = max((self.start, *self.rdates))
+            return first, last.astimezone(UTC) + self.duration
+        if self.last_start is None:
+            return first, None
+        # in UTC: an aware datetime plus a timedelta is wall-clock arithmetic in its own zone
+        return first, max((self.last_start, *self.rdates)).astimezone(UTC) + self.duration
+
+
+def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dict[str, str] | None,
+            exdates: Iterable[dt.datetime] = (), rdates: Iterable[dt.datetime] = ()) -> Series:
+    """A checked series: the rule compiles, has an occurrence within 10 years of the start,
+    and a bounded rule's last occurrence is known. RecurrenceError otherwise."""
+    exdates = tuple(sorted({d.astimezone(UTC) for d in exdates}))
+    rdates = tuple(sorted({d.astimezone(UTC) for d in rdates}))
+    if parts is None:
+        return Series(start, duration, tz, None, exdates, rdates)
+    local = start.astimezone(tz)
+    _check_reachable(parts, local)
+    rule = _build(parts, local)
+    # dateutil compares UNTIL only with dates that pass the rule's filters: a rule that never
+    # matches is walked to the year 9999, which the checks in parse_rule and
+    # _check_reachable prevent.
+    first = next(iter(rule), None)
+    until = None
+    if "UNTIL" in parts:
+        until = dt.datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if first is None:
+            raise RecurrenceError("the rule has no occurrence: UNTIL is before the first one")
+    if first is None or first > local + FIRST_OCCURRENCE_HORIZON:
+        raise RecurrenceError("the rule has no occurrence (within 10 years of the start)")
+    last = None
+    if "COUNT" in parts:
+        # Walk the COUNT occurrences, but refuse a count that is only reached far in the
+        # future (or never: dateutil gives up at the year 9999 and silently cuts the series).
+        horizon = local + COUNT_HORIZON
+        seen, last = 0, None
+        for last in rule:
+            seen += 1
+            if last > horizon:
+                break
+        if last is None or last > horizon or seen < int(parts["COUNT"]):
+            raise RecurrenceError(
+                f"COUNT={parts['COUNT']} is not reached within 100 years of the start; "
+                "use a smaller COUNT or an UNTIL"
+            )
+    elif until is not None:
+        # Search back from UNTIL over a growing stretch, so the cost follows the distance from
+        # the last occurrence to UNTIL, not from DTSTART to UNTIL.
+        reach = _PERIOD_SPAN[parts["FREQ"]] * 2
+        while until - start > reach:
+            last = _expansion_rule(Series(start, duration, tz, parts), until - reach).before(until, inc=True)
+            if last is not None:
+                break
+            reach *= 2
+        else:
+            last = rule.before(until, inc=True)
+    return Series(start, duration, tz, parts, exdates, rdates,
+                  None if last is None else _normal(last, tz, local))
+
+
+def _normal(value: dt.datetime, tz: ZoneInfo, local_start: dt.datetime | None = None) -> dt.datetime:
+    """A wall-clock time of the rule as a real instant shown in `tz` (resolves DST gaps).
+    The value at DTSTART's wall-clock time is DTSTART itself: dateutil drops its fold (the
+    second instance of an ambiguous time) and its microseconds."""
+    if local_start is not None and value.replace(tzinfo=None) == local_start.replace(tzinfo=None, microsecond=0):
+        return local_start
+    return value.astimezone(UTC).astimezone(tz)
+
+
+def _expansion_rule(series: Series, not_before: dt.datetime) -> du.rrule:
+    """The series' rule restarted at a whole number of periods before `not_before`, with
+    what DTSTART implied made explicit, so the walk to the window is short."""
+    parts = dict(series.parts)
+    local = series.local_start
+    if "COUNT" in parts:
+        del parts["COUNT"]
+        parts["UNTIL"] = _format_until(series.last_start)
+    freq = parts["FREQ"]
+    interval = int(parts.get("INTERVAL", 1))
+    has_day = any(p in parts for p in ("BYMONTHDAY", "BYDAY", "BYYEARDAY", "BYWEEKNO"))
+    if freq == "MONTHLY" and not has_day:
+        parts["BYMONTHDAY"] = str(local.day)
+    if freq == "YEARLY" and not has_day:
+        parts.setdefault("BYMONTH", str(local.month))
+        parts["BYMONTHDAY"] = str(local.day)
+    if freq == "WEEKLY" and "BYDAY" not in parts:
+        parts["BYDAY"] = WEEKDAYS[local.weekday()]
+    target = not_before.astimezone(series.tz).replace(tzinfo=None)
+    naive_start = local.replace(tzinfo=None)
+    periods = _whole_periods(freq, naive_start, target) // interval * interval
+    periods -= interval  # one period of slack before the window
+    if periods > 0:
+        # A whole number of intervals keeps the alignment (weeks from WKST, months, years).
+        naive_start = naive_start + _PERIOD[freq] * periods
+    dtstart = naive_start.replace(tzinfo=series.tz)
+    return _build(parts, dtstart)
+
+
+def _whole_periods(freq: str, start: dt.datetime, target: dt.datetime) -> int:
+    if target <= start:
+        return 0
+    if freq == "YEARLY":
+        return target.year - start.year - 1
+    if freq == "MONTHLY":
+        return (target.year - start.year) * 12 + target.month - start.month - 1
+    if freq == "WEEKLY":
+        return (target - start).days // 7
+    if freq == "DAILY":
+        return (target - start).days
+    return int((target - start).total_seconds() // 3600)
+
+
+def check_window(start: dt.datetime, end: dt.datetime) -> None:
+    if end <= start:
+        raise RecurrenceError("the window's end must be after its start")
+    if end - start > MAX_WINDOW:
+        raise RecurrenceError("the window is longer than 2 years; ask for a shorter window")
+
+
+def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.datetime,
+                      limit: int = MAX_OCCURRENCES) -> list[dt.datetime]:
+    """Original starts (shown in the series' zone) of the occurrences overlapping
+    [window_start, window_end), EXDATEs removed and RDATEs added, in order.
+    RecurrenceError when there are more than `limit`."""
+    duration = series.duration
+    # Compare real instants, in UTC: with the zone's own tzinfo on both sides Python compares
+    # (and adds durations to) wall-clock times.
+    window_start, window_end = window_start.astimezone(UTC), window_end.astimezone(UTC)
+    lower = window_start - duration  # an occurrence starting after this may still overlap
+    excluded = set(series.exdates)
+    found: set[dt.datetime] = set()
+    if series.parts is None:
+        candidates: Iterable[dt.datetime] = (series.start,)
+    else:
+        rule = _expansion_rule(series, lower)
+        local_lower = lower.astimezone(series.tz) - dt.timedelta(hours=3)  # DST slack
+        candidates = rule.xafter(local_lower, inc=True)
+    tz = series.tz
+    local_start = series.local_start
+    for value in candidates:
+        start = _normal(value, tz, local_start).astimezone(UTC)
+        if start >= window_end:
+            # Gap-resolved times move forward by at most a few hours; stop well past the end.
+            if start - window_end > dt.timedelta(hours=3):
+                break
+            continue
+        if start + duration > window_start and start >= series.start and start not in excluded:
+            found.add(start)
+            if len(found) > limit:
+                raise RecurrenceError(
+                    f"more than {limit} occurrences in the window; ask for a shorter window"
+                )
+    for extra in series.rdates:
+        if extra < window_end and extra + duration > window_start and extra not in excluded:
+            found.add(extra)
+    result = [s.astimezone(tz) for s in sorted(found)]
+    if len(result) > limit:
+        raise RecurrenceError(f"more than {limit} occurrences in the window; ask for a shorter window")
+    return result
