@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -53,13 +54,31 @@ def _migrate(settings: Settings, always: bool = False) -> None:
         )
 
 
-def run_worker(settings: Settings, reuse_port: bool) -> None:
-    """Serve in this process until SIGINT or SIGTERM."""
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound once here and shared by every worker (so a port in use
+    fails at once, and a second instance can never silently share it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_worker(settings: Settings, sock: socket.socket) -> None:
+    """Serve on `sock` in this process until SIGINT or SIGTERM."""
     from aiohttp import web
 
     from calsvc.app import create_app
     from calsvc.web.middlewares import AccessLogger
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until run_app installs its own
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         import uvloop
 
@@ -69,9 +88,7 @@ def run_worker(settings: Settings, reuse_port: bool) -> None:
     app = create_app(settings)
     web.run_app(
         app,
-        host=settings.server.host,
-        port=settings.server.port,
-        reuse_port=reuse_port or None,
+        sock=sock,
         access_log_class=AccessLogger,
         shutdown_timeout=settings.server.shutdown_timeout,
         print=None,
@@ -79,15 +96,21 @@ def run_worker(settings: Settings, reuse_port: bool) -> None:
     )
 
 
-def _serve_workers(settings: Settings) -> None:
-    """N processes, each binding the port with SO_REUSEPORT; restart a worker that dies."""
+FAST_EXIT = 5.0       # a worker that dies sooner than this after its start "failed to start"
+MAX_FAST_EXITS = 3    # in a row: then the whole service stops
+
+
+def _serve_workers(settings: Settings, sock: socket.socket) -> int:
+    """N forked processes accepting on one socket; a worker that dies is replaced, unless
+    workers keep dying right after starting (then everything stops, exit status 1)."""
     ctx = multiprocessing.get_context("fork")
     stopping = False
+    fast_exits = 0
 
-    def spawn() -> multiprocessing.Process:
-        process = ctx.Process(target=run_worker, args=(settings, True), daemon=False)
+    def spawn() -> tuple[multiprocessing.Process, float]:
+        process = ctx.Process(target=run_worker, args=(settings, sock), daemon=False)
         process.start()
-        return process
+        return process, time.monotonic()
 
     def stop(signum, frame) -> None:
         nonlocal stopping
@@ -96,22 +119,30 @@ def _serve_workers(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     workers = [spawn() for _ in range(settings.server.workers)]
+    status = 0
     while not stopping:
         time.sleep(0.2)
-        for i, process in enumerate(workers):
-            if not process.is_alive() and not stopping:
-                log.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
-                time.sleep(0.5)
-                workers[i] = spawn()
-    for process in workers:
+        for i, (process, started) in enumerate(workers):
+            if process.is_alive() or stopping:
+                continue
+            fast_exits = fast_exits + 1 if time.monotonic() - started < FAST_EXIT else 0
+            log.error("worker %s exited with %s", process.pid, process.exitcode)
+            if fast_exits >= MAX_FAST_EXITS:
+                log.error("workers keep failing right after they start; stopping")
+                stopping, status = True, 1
+                break
+            time.sleep(0.5 * 2**fast_exits)
+            workers[i] = spawn()
+    for process, _ in workers:
         if process.is_alive():
             os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + settings.server.shutdown_timeout + 5
-    for process in workers:
+    for process, _ in workers:
         process.join(max(0.1, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
             process.join()
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,18 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         log.info("migrations are up to date")
         return 0
     where = f"http://{settings.server.host}:{settings.server.port}"
-    log.info("calsvc serving on %s with %d worker(s)", where, settings.server.workers)
     try:
-        if settings.server.workers == 1:
-            run_worker(settings, reuse_port=False)
-        else:
-            _serve_workers(settings)
+        sock = bind(settings.server.host, settings.server.port)
     except OSError as exc:
-        print(f"calsvc: cannot serve on {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"calsvc: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    log.info("calsvc serving on %s with %d worker(s)", where, settings.server.workers)
+    status = 0
+    if settings.server.workers == 1:
+        run_worker(settings, sock)
+    else:
+        status = _serve_workers(settings, sock)
+    sock.close()
     log.info("calsvc stopped")
     del embedded_server  # the embedded PostgreSQL stops at exit
-    return 0
+    return status
 
 
 if __name__ == "__main__":

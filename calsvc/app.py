@@ -35,7 +35,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     db = await Database.connect(str(settings.database.url), settings.database)
     app[keys.DB] = db
-    app[keys.AUTH] = AuthService(db, app[keys.TOKENS], Hasher(settings.auth.bcrypt_rounds))
+    hasher = Hasher(settings.auth.bcrypt_rounds)
+    await hasher.warm_up()  # so the first unknown-user login costs what the others do
+    app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher)
     yield
     await db.close()
 

@@ -178,7 +178,10 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     sections: dict[str, Any] = {}
     for section, section_type in _SECTION_TYPES.items():
-        values = dict(_coerce_section(section, file_values.get(section, {}), str(path)))
+        table = file_values.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table of keys")
+        values = dict(_coerce_section(section, table, str(path)))
         for field in dataclasses.fields(section_type):
             name = env_name(section, field.name)
             if name in environ:
@@ -198,6 +201,8 @@ _MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 def validate(settings: Settings) -> None:
     s = settings
+    if s.server.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError("server.log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if s.server.env not in {"development", "production"}:
         raise ConfigError("server.env (CALSVC_SERVER_ENV) must be 'development' or 'production'")
     if s.production and not s.auth.secret:

@@ -20,7 +20,6 @@ def start(data_dir: str | os.PathLike) -> tuple[str, object]:
     # platformdirs warns without XDG_RUNTIME_DIR; give it one inside the data folder.
     base = Path(data_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o755)
     runtime = base / "run"
     runtime.mkdir(exist_ok=True)
     runtime.chmod(0o700)

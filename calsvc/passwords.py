@@ -40,9 +40,13 @@ class Hasher:
     async def check(self, password: str, hashed: bytes) -> bool:
         return await asyncio.to_thread(check_sync, password, hashed)
 
-    async def check_unknown(self, password: str) -> bool:
-        """Spend a check's time for a login name that matched nobody; always False."""
+    async def warm_up(self) -> None:
+        """Make the hash that unknown logins are checked against."""
         if self._dummy is None:
             self._dummy = (await self.hash("calsvc-timing-equaliser")).encode("ascii")
+
+    async def check_unknown(self, password: str) -> bool:
+        """Spend a check's time for a login name that matched nobody; always False."""
+        await self.warm_up()
         await self.check(password, self._dummy)
         return False

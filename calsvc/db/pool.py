@@ -53,16 +53,26 @@ class Database:
 
     @classmethod
     async def connect(cls, dsn: str, settings: DatabaseSettings) -> "Database":
-        pool = await asyncpg.create_pool(
+        """The pool; when the database is down at start it opens no connection yet (requests
+        get 503 until the database is back) instead of failing the start."""
+        try:
+            return cls(await cls._create(dsn, settings, settings.pool_min_size), settings)
+        except CONNECT_ERRORS as exc:
+            log.warning("database unavailable at start (%s); serving 503 until it is back",
+                        type(exc).__name__)
+            return cls(await cls._create(dsn, settings, 0), settings)
+
+    @staticmethod
+    async def _create(dsn: str, settings: DatabaseSettings, min_size: int) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
             dsn,
-            min_size=settings.pool_min_size,
+            min_size=min_size,
             max_size=settings.pool_max_size,
             timeout=settings.connect_timeout,
             command_timeout=settings.command_timeout,
             max_inactive_connection_lifetime=300,
             server_settings={"application_name": "calsvc", "timezone": "UTC"},
         )
-        return cls(pool, settings)
 
     async def close(self) -> None:
         try:
@@ -73,7 +83,10 @@ class Database:
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         try:
-            conn = await self.pool.acquire(timeout=self.settings.acquire_timeout)
+            # asyncio.timeout rather than acquire(timeout=): that one wraps every acquire in a
+            # new task (asyncio.wait_for), which costs more than the acquire itself.
+            async with asyncio.timeout(self.settings.acquire_timeout):
+                conn = await self.pool.acquire()
         except BaseException as exc:
             if is_connection_error(exc, connecting=True):
                 log.warning("database unavailable: %s", type(exc).__name__)

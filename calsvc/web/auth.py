@@ -16,7 +16,7 @@ def render_user(user: models.User) -> schemas.User:
 
 def render_pair(pair: TokenPair) -> schemas.TokenPair:
     return schemas.TokenPair(access_token=pair.access_token, refresh_token=pair.refresh_token,
-                             expires_in=pair.expires_in)
+                             token_type="bearer", expires_in=pair.expires_in)
 
 
 async def register(request: web.Request, body: schemas.RegisterRequest) -> web.Response:

@@ -121,7 +121,9 @@ def decode(raw: bytes, media: str) -> Any:
     if media == MSGPACK:
         try:
             return msgpack.unpackb(raw, raw=False, timestamp=3, strict_map_key=False)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        # TypeError: an unhashable map key; OverflowError: an out-of-range timestamp.
+        except (ValueError, TypeError, OverflowError, msgpack.ExtraData, msgpack.FormatError,
+                msgpack.StackError) as exc:
             raise errors.Malformed(f"the body is not valid msgpack: {type(exc).__name__}") from None
     raise errors.UnsupportedMediaType(
         f"unsupported Content-Type {media!r}; send application/json or application/msgpack"
@@ -154,17 +156,20 @@ def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, .
 
 
 def _reject_nul(value: Any, loc: list[str | int]) -> None:
-    """PostgreSQL text cannot hold U+0000: refuse it up front, naming where it is."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise errors.Validation.at(loc, "the NUL character (U+0000) is not allowed")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key, loc)
-            _reject_nul(item, [*loc, key])
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_nul(item, [*loc, index])
+    """PostgreSQL text cannot hold U+0000: refuse it up front, naming where it is.
+    Walks with its own stack: decoders accept nesting deeper than Python's recursion limit."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise errors.Validation.at(where, "the NUL character (U+0000) is not allowed")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, where))
+                stack.append((child, [*where, key]))
+        elif isinstance(item, list):
+            stack.extend((child, [*where, index]) for index, child in enumerate(item))
 
 
 def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> T:

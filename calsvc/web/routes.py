@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calsvc.web import auth, ops, schemas, users
+from calsvc.web import auth, codec, ops, schemas, users
 from calsvc.web.routing import Route, bind
 
 S = schemas
@@ -28,9 +28,10 @@ ROUTES: list[Route] = [
     Route("GET", "/api/users", users.list_users, "Find users by username or email prefix", "users",
           {200: S.UserPage}, query=S.UsersQuery),
     # -- operations ------------------------------------------------------------------------
-    Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False),
+    Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,
+          offers=(codec.JSON,)),
     Route("GET", "/readyz", ops.readyz, "The database answers and no migration is pending", "operations",
-          {200: S.Readiness}, auth=False, errors=(503,),
+          {200: S.Readiness}, auth=False, errors=(503,), offers=(codec.JSON,),
           description="Not ready: a 503 problem with the members `database` (reachable?) and "
                       "`pending_migrations`."),
     Route("GET", "/metrics", ops.metrics, "Prometheus metrics of this process", "operations",

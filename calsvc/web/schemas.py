@@ -61,7 +61,7 @@ class LogoutRequest(Struct, kw_only=True):
 class TokenPair(Struct, kw_only=True):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"]
     expires_in: Annotated[int, Meta(description="seconds until the access token expires")]
 
 

@@ -104,3 +104,19 @@ def test_migrate_command_then_serve_without_auto_migrate(tmp_path, start_server)
         assert server.stop() == 0
     finally:
         admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_refused_at_once(tmp_path, server_env, workers):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", workers],
+            cwd=tmp_path, env=base_env(**server_env), capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert "cannot listen on" in result.stderr

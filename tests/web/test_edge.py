@@ -616,3 +616,19 @@ async def test_vary_accept_on_negotiated_answers(client):
 async def test_docs_point_swagger_at_the_real_document(client):
     page = await (await client.get("/docs")).text()
     assert '"/openapi.json"' in page
+
+
+@pytest.mark.parametrize("raw", [
+    bytes.fromhex("81910102"),                      # a map whose key is an array
+    bytes.fromhex("d7ff") + b"\xff" * 8,            # a timestamp far out of range
+])
+async def test_crafted_msgpack_is_400_not_500(client, raw):
+    resp = await client.post("/api/auth/login", data=raw, headers={"Content-Type": "application/msgpack"})
+    await assert_problem(resp, 400, "malformed")
+
+
+async def test_deep_nesting_is_not_a_500(client):
+    resp = await client.post("/api/auth/login", data=b"[" * 990 + b"]" * 990,
+                             headers={"Content-Type": "application/json"})
+    assert resp.status in (400, 422)
+    assert resp.content_type == "application/problem+json"
