@@ -69,6 +69,23 @@ def rollback_all(dsn: str) -> list[str]:
         backend.connection.close()
 
 
+async def readiness(db, expected: list[str], timeout: float) -> tuple[bool, list[str]]:
+    """(database answered within `timeout`, ids of `expected` not applied yet)."""
+    import asyncio
+
+    import asyncpg
+
+    from calsvc import errors
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with db.acquire() as conn:
+                applied = await applied_ids(conn)
+    except (errors.Unavailable, asyncio.TimeoutError, asyncpg.PostgresError):
+        return False, []
+    return True, [m for m in expected if m not in applied]
+
+
 async def applied_ids(conn) -> set[str]:
     """Ids of the migrations applied to the connected database (empty before the first)."""
     import asyncpg

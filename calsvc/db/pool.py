@@ -117,13 +117,3 @@ class Database:
 
     def size(self) -> int:
         return self.pool.get_size()
-
-    async def ping(self, timeout: float = 1.0) -> bool:
-        """True when a connection answers `SELECT 1` within `timeout` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                async with self.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
-            return True
-        except (errors.Unavailable, asyncio.TimeoutError):
-            return False

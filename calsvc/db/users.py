@@ -47,18 +47,6 @@ async def find_credentials(conn: asyncpg.Connection, login: str) -> Credentials 
     return None if row is None else Credentials.from_row(row)
 
 
-async def get_user(conn: asyncpg.Connection, user_id: int) -> User:
-    """Raises errors.NotFound when there is no such live user."""
-    row = await conn.fetchrow(
-        "SELECT u.id, u.username, u.email, u.full_name, u.created_at FROM users u "
-        "WHERE u.id = $1 AND u.deleted_at IS NULL",
-        user_id,
-    )
-    if row is None:
-        raise errors.NotFound("no such user")
-    return User.from_row(row)
-
-
 async def search_users(conn: asyncpg.Connection, prefix: str, after: tuple[str, int] | None,
                        limit: int) -> list[User]:
     """Live users whose username or email starts with `prefix` (ignoring case), ordered by

@@ -1,12 +1,10 @@
 """Operations: liveness, readiness, metrics."""
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from calsvc import errors
-from calsvc.db.migrate import applied_ids
+from calsvc.db.migrate import readiness
 from calsvc.web import codec, keys, schemas
 
 
@@ -17,16 +15,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database answers and no migration is pending; otherwise a 503 problem
     (errors are always problem+json) that carries the same members saying which."""
-    db = request.app[keys.DB]
-    expected = request.app[keys.MIGRATIONS]
-    try:
-        async with asyncio.timeout(1.5):
-            async with db.acquire() as conn:
-                applied = await applied_ids(conn)
-        reachable = True
-        pending = [m for m in expected if m not in applied]
-    except (errors.Unavailable, asyncio.TimeoutError):
-        reachable, pending = False, []
+    reachable, pending = await readiness(request.app[keys.DB], request.app[keys.MIGRATIONS], 1.5)
     if not reachable or pending:
         detail = "the database is unreachable" if not reachable else "migrations are pending"
         raise errors.Unavailable(detail, database=reachable,

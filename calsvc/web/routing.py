@@ -75,7 +75,7 @@ async def _parse_body(request: web.Request, route: Route) -> Any:
         except UnicodeDecodeError:
             raise errors.Malformed("the form body is not UTF-8") from None
         return codec.convert(fields, route.form)
-    if not raw.strip():
+    if not raw or (media == codec.JSON and not raw.strip()):
         # No body is an empty object: fine where every field is optional, else a 422 naming them.
         return codec.convert({}, route.body)
     return codec.convert(codec.decode(raw, media), route.body)
