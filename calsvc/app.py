@@ -15,6 +15,7 @@ from calsvc.db.pool import Database
 from calsvc.passwords import Hasher
 from calsvc.ratelimit import MemoryLimiter
 from calsvc.services.auth import AuthService
+from calsvc.services.events import EventService
 from calsvc.tokens import TokenCodec
 from calsvc.web import keys, openapi
 from calsvc.web.docs import add_docs
@@ -38,6 +39,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     hasher = Hasher(settings.auth.bcrypt_rounds)
     await hasher.warm_up()  # so the first unknown-user login costs what the others do
     app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher)
+    app[keys.EVENTS] = EventService(db)
     yield
     await db.close()
 

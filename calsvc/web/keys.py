@@ -10,12 +10,14 @@ if TYPE_CHECKING:
     from calsvc.db.pool import Database
     from calsvc.ratelimit import MemoryLimiter
     from calsvc.services.auth import AuthService
+    from calsvc.services.events import EventService
     from calsvc.tokens import TokenCodec
     from calsvc.web.metrics import Metrics
 
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 DB: web.AppKey["Database"] = web.AppKey("db")
 AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
+EVENTS: web.AppKey["EventService"] = web.AppKey("events")
 TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
 AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")
 USER_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("user_limiter")

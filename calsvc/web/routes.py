@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calsvc.web import auth, codec, ops, schemas, users
+from calsvc.web import auth, codec, events, ops, schemas, users
 from calsvc.web.routing import Route, bind
 
 S = schemas
@@ -27,6 +27,14 @@ ROUTES: list[Route] = [
     # -- users -----------------------------------------------------------------------------
     Route("GET", "/api/users", users.list_users, "Find users by username or email prefix", "users",
           {200: S.UserPage}, query=S.UsersQuery),
+    # -- events ----------------------------------------------------------------------------
+    Route("POST", "/api/events", events.create_event, "Create an event (the caller owns it)", "events",
+          {201: S.Event}, body=S.EventIn,
+          description="201 with `Location` and `ETag`. Conflict checking and Idempotency-Key are "
+                      "not built yet (issue 3 in progress)."),
+    Route("GET", r"/api/events/{id:\d+}", events.get_event, "One event (viewer or better)", "events",
+          {200: S.Event, 304: None}, errors=(404,),
+          description="`ETag: \"<version>\"`; `If-None-Match` with it answers 304."),
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,
           offers=(codec.JSON,)),

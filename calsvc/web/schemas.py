@@ -118,3 +118,77 @@ class Problem(Struct, kw_only=True):
     detail: str
     errors: list[ErrorItem] = []
     request_id: str | msgspec.UnsetType = msgspec.UNSET
+
+
+# -- events -----------------------------------------------------------------------------
+
+Title = Annotated[str, Meta(min_length=1, max_length=200)]
+Description = Annotated[str, Meta(max_length=10_000)]
+Location = Annotated[str, Meta(max_length=500)]
+ZoneName = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin")]
+Weekday = Literal["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+MonthDay = Annotated[int, Meta(ge=-31, le=31)]
+Strategy = Literal["reject", "allow", "shift"]
+
+
+class PatternIn(Struct, kw_only=True):
+    frequency: Literal["daily", "weekly", "monthly", "yearly"]
+    interval: Annotated[int, Meta(ge=1, le=1000)] = 1
+    by_weekday: Annotated[list[Weekday], Meta(max_length=7)] = []
+    by_month_day: Annotated[list[MonthDay], Meta(max_length=31)] = []
+    count: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    until: UtcTime | None = None
+
+
+class RecurrenceIn(Struct, kw_only=True):
+    """Either `rrule` (an RFC 5545 RRULE value, `RRULE:` prefix optional) or `pattern`."""
+    rrule: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    pattern: PatternIn | None = None
+    exdates: Annotated[list[UtcTime], Meta(max_length=1000)] = []
+    rdates: Annotated[list[UtcTime], Meta(max_length=1000)] = []
+
+
+class EventIn(Struct, kw_only=True):
+    title: Title
+    description: Description = ""
+    location: Location | None = None
+    start_time: UtcTime
+    end_time: UtcTime
+    timezone: ZoneName = "UTC"
+    all_day: bool = False
+    recurrence: RecurrenceIn | None = None
+    on_conflict: Strategy | None = None
+
+
+class PatternOut(Struct, kw_only=True):
+    frequency: str
+    interval: int
+    by_weekday: list[str]
+    by_month_day: list[int]
+    count: int | None
+    until: UtcTime | None
+
+
+class RecurrenceOut(Struct, kw_only=True):
+    rrule: str
+    exdates: list[UtcTime]
+    rdates: list[UtcTime]
+    pattern: PatternOut | None = None
+
+
+class Event(Struct, kw_only=True):
+    id: int
+    title: str
+    description: str
+    location: str | None
+    start_time: Annotated[dt.datetime, Meta(tz=True, description="with the offset of `timezone`")]
+    end_time: Annotated[dt.datetime, Meta(tz=True, description="with the offset of `timezone`")]
+    timezone: str
+    all_day: bool
+    recurrence: RecurrenceOut | None
+    owner_id: int
+    my_role: Literal["owner", "editor", "viewer"]
+    version: int
+    created_at: UtcTime
+    updated_at: UtcTime
+    updated_by: int

@@ -1,0 +1,54 @@
+"""Events, with their owner's permission row and version 1 written together."""
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from calsvc.models import Event
+
+_EVENT_COLUMNS = (
+    "e.id, e.owner_id, e.title, e.description, e.location, e.start_time, e.end_time, e.timezone, "
+    "e.all_day, e.rrule, e.exdates, e.rdates, e.version, e.created_at, e.updated_at, e.updated_by"
+)
+
+_INSERT = """
+-- the event, its owner's permission row and version 1, in one statement
+WITH e AS (
+    INSERT INTO events (owner_id, title, description, location, start_time, end_time, timezone,
+                        all_day, rrule, exdates, rdates, during, updated_by)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, tstzrange($12, $13), $1)
+    RETURNING *
+), p AS (
+    INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during)
+    SELECT e.id, $1, 'owner', $1, e.start_time, e.during FROM e
+), v AS (
+    INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
+    SELECT e.id, 1, 'created', $14::jsonb || jsonb_build_object('id', e.id), $1 FROM e
+)
+SELECT """ + _EVENT_COLUMNS + """, 'owner' AS role FROM e
+"""
+
+_GET = """
+-- one live event, with the caller's role (no row: unknown, deleted or not visible)
+SELECT """ + _EVENT_COLUMNS + """, p.role
+FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = $2
+WHERE e.id = $1 AND e.deleted_at IS NULL
+"""
+
+
+async def insert_event(conn: asyncpg.Connection, owner_id: int, title: str, description: str,
+                       location: str | None, start_time: dt.datetime, end_time: dt.datetime,
+                       timezone: str, all_day: bool, rrule: str | None,
+                       exdates: list[dt.datetime], rdates: list[dt.datetime],
+                       during: tuple[dt.datetime, dt.datetime | None], snapshot_json: str) -> Event:
+    row = await conn.fetchrow(_INSERT, owner_id, title, description, location, start_time, end_time,
+                              timezone, all_day, rrule, exdates, rdates, during[0], during[1],
+                              snapshot_json)
+    return Event.from_row(row)
+
+
+async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> Event | None:
+    """The event as `user_id` sees it; None when it is unknown, deleted or not visible."""
+    row = await conn.fetchrow(_GET, event_id, user_id)
+    return None if row is None else Event.from_row(row)

@@ -1,0 +1,145 @@
+"""Events: validate a whole event, create it, read it."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import functools
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from calsvc import errors, recurrence
+from calsvc.db import events as event_db
+from calsvc.db.pool import Database
+from calsvc.db.tx import Tx, run_in_tx
+from calsvc.models import Event
+
+MAX_DURATION = dt.timedelta(days=366)
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Draft:
+    """An event's fields, checked as a whole and ready to store."""
+
+    title: str
+    description: str
+    location: str | None
+    start_time: dt.datetime
+    end_time: dt.datetime
+    timezone: str
+    all_day: bool
+    rrule: str | None
+    exdates: tuple[dt.datetime, ...]
+    rdates: tuple[dt.datetime, ...]
+    during: tuple[dt.datetime, dt.datetime | None]
+
+    def snapshot(self, owner_id: int) -> dict[str, Any]:
+        return {
+            "title": self.title, "description": self.description, "location": self.location,
+            "start_time": self.start_time.isoformat(), "end_time": self.end_time.isoformat(),
+            "timezone": self.timezone, "all_day": self.all_day, "rrule": self.rrule,
+            "exdates": [d.isoformat() for d in self.exdates], "rdates": [d.isoformat() for d in self.rdates],
+            "owner_id": owner_id,
+        }
+
+
+def zone(name: str, loc: tuple[str, ...] = ("body", "timezone")) -> ZoneInfo:
+    """The IANA zone `name`; errors.Validation at `loc` when there is none."""
+    try:
+        return _zone(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise errors.Validation.at(loc, f"{name!r} is not an IANA time zone (like Europe/Berlin)") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    if name != name.strip() or "\x00" in name:
+        raise ValueError(name)
+    return ZoneInfo(name)
+
+
+def check_event(fields: dict[str, Any]) -> Draft:
+    """Check a whole event (after merging a partial update into the stored one).
+    errors.Validation naming the field otherwise."""
+    tz = zone(fields["timezone"])
+    start, end = fields["start_time"], fields["end_time"]
+    if not (EARLIEST <= start < LATEST and EARLIEST <= end < LATEST):
+        raise errors.Validation.at(("body", "start_time"), "times must lie between the years 1900 and 9000")
+    if end <= start:
+        raise errors.Validation.at(("body", "end_time"), "end_time must be after start_time")
+    if end - start > MAX_DURATION:
+        raise errors.Validation.at(("body", "end_time"), "an event lasts at most 366 days")
+    start, end = start.astimezone(tz), end.astimezone(tz)
+    if fields["all_day"] and any(t.timetz().replace(tzinfo=None) != dt.time(0) for t in (start, end)):
+        raise errors.Validation.at(("body", "start_time"),
+                                   "an all-day event starts and ends at midnight in its time zone")
+    rrule, exdates, rdates, series = None, (), (), None
+    rec = fields.get("recurrence")
+    if rec is not None:
+        rrule, exdates, rdates, series = _check_recurrence(rec, start, end - start, tz)
+    if series is None:
+        during = (start, end)
+    else:
+        during = series.envelope()
+    return Draft(fields["title"], fields["description"], fields["location"], start, end,
+                 fields["timezone"], fields["all_day"], rrule, exdates, rdates, during)
+
+
+def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo):
+    if rec.get("rrule") is not None and rec.get("pattern") is not None:
+        raise errors.Validation.at(("body", "recurrence"), "give either rrule or pattern, not both")
+    try:
+        if rec.get("rrule") is not None:
+            where = ("body", "recurrence", "rrule")
+            parts = recurrence.parse_rule(rec["rrule"], tz)
+        elif rec.get("pattern") is not None:
+            where = ("body", "recurrence", "pattern")
+            parts = recurrence.rule_from_pattern(rec["pattern"], tz)
+        else:
+            raise errors.Validation.at(("body", "recurrence", "rrule"), "give rrule or pattern (or recurrence: null)")
+        where = ("body", "recurrence")
+        series = recurrence.prepare(start, duration, tz, parts, rec.get("exdates", ()), rec.get("rdates", ()))
+    except recurrence.RecurrenceError as exc:
+        raise errors.Validation.at(where, str(exc)) from None
+    return recurrence.format_rule(parts), series.exdates, series.rdates, series
+
+
+@functools.lru_cache(maxsize=4096)
+def pattern_of(rrule: str) -> dict[str, Any] | None:
+    """The structured pattern of a stored (normalised, UTC) rule, or None."""
+    return recurrence.pattern_from_rule(recurrence.parse_rule(rrule, ZoneInfo("UTC")))
+
+
+class EventService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, user_id: int, fields: dict[str, Any]) -> Event:
+        """Raises errors.Validation for an invalid event."""
+        if fields.get("recurrence") is not None:
+            draft = await asyncio.to_thread(check_event, fields)  # expansion is CPU work
+        else:
+            draft = check_event(fields)
+        snapshot = orjson.dumps(draft.snapshot(user_id)).decode()
+        return await run_in_tx(self.db, "create_event", self._insert, user_id, draft, snapshot)
+
+    async def _insert(self, tx: Tx, user_id: int, draft: Draft, snapshot: str) -> Event:
+        return await event_db.insert_event(
+            tx.conn, user_id, draft.title, draft.description, draft.location, draft.start_time,
+            draft.end_time, draft.timezone, draft.all_day, draft.rrule, list(draft.exdates),
+            list(draft.rdates), draft.during, snapshot,
+        )
+
+    async def get(self, user_id: int, event_id: int) -> Event:
+        """errors.NotFound when the event is unknown, deleted or not visible to the user."""
+        if not 1 <= event_id < 2**63:
+            raise errors.NotFound("no such event")
+        async with self.db.acquire() as conn:
+            event = await event_db.find_event(conn, event_id, user_id)
+        if event is None:
+            raise errors.NotFound("no such event")
+        return event

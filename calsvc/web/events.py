@@ -1,0 +1,64 @@
+"""Handlers of /api/events."""
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from msgspec.structs import asdict
+
+from calsvc import models
+from calsvc.services.events import pattern_of
+from calsvc.web import codec, keys, schemas
+
+
+def etag(event: models.Event) -> str:
+    return f'"{event.version}"'
+
+
+def render_event(event: models.Event) -> schemas.Event:
+    tz = ZoneInfo(event.timezone)
+    rec = None
+    if event.rrule is not None:
+        pattern = pattern_of(event.rrule)
+        rec = schemas.RecurrenceOut(
+            rrule=event.rrule, exdates=list(event.exdates), rdates=list(event.rdates),
+            pattern=None if pattern is None else schemas.PatternOut(**pattern),
+        )
+    return schemas.Event(
+        id=event.id, title=event.title, description=event.description, location=event.location,
+        start_time=event.start_time.astimezone(tz), end_time=event.end_time.astimezone(tz),
+        timezone=event.timezone, all_day=event.all_day, recurrence=rec, owner_id=event.owner_id,
+        my_role=event.my_role, version=event.version, created_at=event.created_at,
+        updated_at=event.updated_at, updated_by=event.updated_by,
+    )
+
+
+def event_response(request: web.Request, event: models.Event, status: int = 200,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    return codec.respond(request, render_event(event), status=status,
+                         headers={"ETag": etag(event), "Vary": "Accept", **(headers or {})})
+
+
+def _fields(body: schemas.EventIn) -> dict[str, Any]:
+    fields = asdict(body)
+    if body.recurrence is not None:
+        rec = asdict(body.recurrence)
+        if body.recurrence.pattern is not None:
+            rec["pattern"] = asdict(body.recurrence.pattern)
+        fields["recurrence"] = rec
+    return fields
+
+
+async def create_event(request: web.Request, user: models.User, body: schemas.EventIn) -> web.Response:
+    event = await request.app[keys.EVENTS].create(user.id, _fields(body))
+    return event_response(request, event, 201, {"Location": f"/api/events/{event.id}"})
+
+
+async def get_event(request: web.Request, user: models.User) -> web.Response:
+    event = await request.app[keys.EVENTS].get(user.id, int(request.match_info["id"]))
+    tag = etag(event)
+    if tag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")} or \
+            request.headers.get("If-None-Match", "").strip() == "*":
+        return web.Response(status=304, headers={"ETag": tag, "Vary": "Accept"})
+    return event_response(request, event)

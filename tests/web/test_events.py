@@ -1,0 +1,139 @@
+"""Events, first slice of SPEC 3: create and read one event."""
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from tests.conftest import assert_problem, user_with_token
+
+STANDUP = {
+    "title": "Standup", "start_time": "2026-12-01T09:00:00+01:00", "end_time": "2026-12-01T09:15:00+01:00",
+    "timezone": "Europe/Berlin",
+}
+EVENT_KEYS = {"id", "title", "description", "location", "start_time", "end_time", "timezone", "all_day",
+              "recurrence", "owner_id", "my_role", "version", "created_at", "updated_at", "updated_by"}
+
+
+async def create(client, headers, **changes):
+    resp = await client.post("/api/events", json={**STANDUP, **changes}, headers=headers)
+    assert resp.status == 201, await resp.text()
+    return resp, await resp.json()
+
+
+async def test_create_and_read_one_event(client, database_url):
+    user, _, headers = await user_with_token(client)
+    resp, event = await create(client, headers, description="daily", location="Room 1")
+    assert set(event) == EVENT_KEYS
+    assert resp.headers["Location"] == f"/api/events/{event['id']}"
+    assert resp.headers["ETag"] == '"1"'
+    assert event["start_time"] == "2026-12-01T09:00:00+01:00"
+    assert event["end_time"] == "2026-12-01T09:15:00+01:00"
+    assert event["owner_id"] == user["id"] == event["updated_by"]
+    assert event["my_role"] == "owner" and event["version"] == 1 and event["recurrence"] is None
+    assert event["created_at"].endswith("Z")
+
+    got = await client.get(f"/api/events/{event['id']}", headers=headers)
+    assert got.status == 200
+    assert got.headers["ETag"] == '"1"' and "Accept" in got.headers["Vary"]
+    assert await got.json() == event
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT version, kind, actor_id, snapshot FROM event_versions WHERE event_id = $1",
+                                  event["id"])
+        role = await conn.fetchval("SELECT role FROM event_permissions WHERE event_id = $1 AND user_id = $2",
+                                   event["id"], user["id"])
+    finally:
+        await conn.close()
+    assert (row["version"], row["kind"], row["actor_id"], role) == (1, "created", user["id"], "owner")
+
+
+async def test_times_are_answered_in_the_event_zone(client):
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers, start_time="2026-12-01T08:00:00Z", end_time="2026-12-01T08:30:00Z")
+    assert event["start_time"] == "2026-12-01T09:00:00+01:00"
+    _, event = await create(client, headers, timezone="UTC")
+    assert event["start_time"] in ("2026-12-01T08:00:00Z", "2026-12-01T08:00:00+00:00")
+
+
+async def test_if_none_match_gives_304(client):
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers)
+    resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": '"1"'})
+    assert resp.status == 304 and resp.headers["ETag"] == '"1"'
+    resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": '"7"'})
+    assert resp.status == 200
+
+
+async def test_recurrence_is_normalised_and_described(client):
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers, recurrence={"rrule": "RRULE:freq=weekly;byday=MO,WE;count=10"})
+    rec = event["recurrence"]
+    assert rec["rrule"] == "FREQ=WEEKLY;COUNT=10;BYDAY=MO,WE"
+    assert rec["pattern"]["frequency"] == "weekly" and rec["pattern"]["by_weekday"] == ["MO", "WE"]
+    assert rec["exdates"] == [] and rec["rdates"] == []
+    _, event = await create(client, headers, recurrence={
+        "pattern": {"frequency": "daily", "interval": 2, "until": "2026-12-31T23:00:00+01:00"}})
+    assert event["recurrence"]["rrule"] == "FREQ=DAILY;INTERVAL=2;UNTIL=20261231T220000Z"
+
+
+@pytest.mark.parametrize("changes,loc", [
+    ({"end_time": "2026-12-01T08:00:00+01:00"}, ["body", "end_time"]),
+    ({"end_time": "2026-12-01T09:00:00+01:00"}, ["body", "end_time"]),
+    ({"end_time": "2027-12-03T09:00:00+01:00"}, ["body", "end_time"]),
+    ({"start_time": "2026-12-01T09:00:00"}, ["body", "start_time"]),
+    ({"timezone": "Mars/Olympus"}, ["body", "timezone"]),
+    ({"timezone": "../etc/passwd"}, ["body", "timezone"]),
+    ({"title": ""}, ["body", "title"]),
+    ({"title": "x" * 201}, ["body", "title"]),
+    ({"description": "x" * 10_001}, ["body", "description"]),
+    ({"location": "x" * 501}, ["body", "location"]),
+    ({"all_day": True}, ["body", "start_time"]),
+    ({"recurrence": {"rrule": "FREQ=MINUTELY"}}, ["body", "recurrence", "rrule"]),
+    ({"recurrence": {"rrule": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"}}, ["body", "recurrence", "rrule"]),
+    ({"recurrence": {"rrule": "FREQ=DAILY", "pattern": {"frequency": "daily"}}}, ["body", "recurrence"]),
+    ({"recurrence": {}}, ["body", "recurrence", "rrule"]),
+    ({"recurrence": {"rrule": "FREQ=DAILY;UNTIL=20200101T000000Z"}}, ["body", "recurrence"]),
+])
+async def test_invalid_events_are_422_and_not_stored(client, changes, loc, database_url):
+    _, _, headers = await user_with_token(client)
+    resp = await client.post("/api/events", json={**STANDUP, **changes}, headers=headers)
+    problem = await assert_problem(resp, 422, "validation")
+    assert problem["errors"][0]["loc"] == loc, problem
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 0
+    finally:
+        await conn.close()
+
+
+async def test_an_all_day_event_at_midnight_is_fine(client):
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers, all_day=True, start_time="2026-12-24T00:00:00+01:00",
+                            end_time="2026-12-25T00:00:00+01:00")
+    assert event["all_day"] is True
+
+
+async def test_others_cannot_see_an_event_nor_tell_it_exists(client):
+    _, _, owner = await user_with_token(client)
+    _, _, stranger = await user_with_token(client)
+    _, event = await create(client, owner)
+    hidden = await client.get(f"/api/events/{event['id']}", headers=stranger)
+    missing = await client.get("/api/events/999999", headers=stranger)
+    await assert_problem(hidden, 404, "not-found")
+    await assert_problem(missing, 404, "not-found")
+    assert (await hidden.json(content_type=None))["detail"] == (await missing.json(content_type=None))["detail"]
+    await assert_problem(await client.get("/api/events/99999999999999999999", headers=stranger), 404, "not-found")
+    await assert_problem(await client.get(f"/api/events/{event['id']}"), 401, "unauthorized")
+
+
+async def test_msgpack_round_trip(client):
+    import msgpack
+
+    _, _, headers = await user_with_token(client)
+    resp = await client.post("/api/events", data=msgpack.packb(STANDUP),
+                             headers={**headers, "Content-Type": "application/msgpack",
+                                      "Accept": "application/msgpack"})
+    assert resp.status == 201 and resp.content_type == "application/msgpack"
+    event = msgpack.unpackb(await resp.read())
+    assert event["start_time"] == "2026-12-01T09:00:00+01:00"
