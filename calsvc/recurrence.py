@@ -510,3 +510,20 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
     if len(result) > limit:
         raise RecurrenceError(f"more than {limit} occurrences in the window; ask for a shorter window")
     return result
+
+
+def has_occurrence(series: Series, window_start: dt.datetime | None, window_end: dt.datetime | None) -> bool:
+    """Whether any occurrence overlaps the window (a None bound is open). Looks in 30-day
+    steps, so a long window costs little when an occurrence comes early."""
+    first, last = series.envelope()
+    lower = max(window_start, first) if window_start is not None else first
+    upper = window_end if window_end is not None else last
+    if upper is None:  # an endless rule and an open window: it has an occurrence from `lower` on
+        upper = lower + dt.timedelta(days=3660)
+    step = dt.timedelta(days=30)
+    while lower < upper:
+        chunk_end = min(upper, lower + step)
+        if occurrence_starts(series, lower, chunk_end, limit=10**6):
+            return True
+        lower = chunk_end
+    return False

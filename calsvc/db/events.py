@@ -52,3 +52,42 @@ async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> E
     """The event as `user_id` sees it; None when it is unknown, deleted or not visible."""
     row = await conn.fetchrow(_GET, event_id, user_id)
     return None if row is None else Event.from_row(row)
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_visible(conn: asyncpg.Connection, user_id: int, *, role: str | None,
+                       window: tuple[dt.datetime | None, dt.datetime | None] | None, q: str | None,
+                       after: tuple[dt.datetime, int] | None, limit: int) -> list[Event]:
+    """Live events `user_id` can see, by (start_time, id), after the keyset `after`, filtered
+    by role, by envelope overlap with `window` (either bound may be None) and by `q` in the
+    title or description; at most `limit`. Series still need the exact occurrence check."""
+    where = ["p.user_id = $1", "p.live"]
+    args: list[object] = [user_id]
+
+    def add(condition: str, *values: object) -> None:
+        # Each value takes the next placeholder, so numbering cannot drift.
+        for value in values:
+            args.append(value)
+            condition = condition.replace("?", f"${len(args)}", 1)
+        where.append(condition)
+
+    if role is not None:
+        add("p.role = ?", role)
+    if window is not None:
+        add("p.during && tstzrange(?, ?)", window[0], window[1])
+    if q is not None:
+        add("(e.title ILIKE ? OR e.description ILIKE ?)", _like(q), _like(q))
+    if after is not None:
+        add("(p.starts_at, p.event_id) > (?, ?)", after[0], after[1])
+    args.append(limit)
+    sql = (
+        "-- the caller's events in start order, from the (user_id, starts_at, event_id) index\n"
+        "SELECT " + _EVENT_COLUMNS + ", p.role "
+        "FROM event_permissions p JOIN events e ON e.id = p.event_id "
+        "WHERE " + " AND ".join(where) + " "
+        f"ORDER BY p.starts_at, p.event_id LIMIT ${len(args)}"
+    )
+    return [Event.from_row(r) for r in await conn.fetch(sql, *args)]

@@ -114,6 +114,27 @@ def pattern_of(rrule: str) -> dict[str, Any] | None:
     return recurrence.pattern_from_rule(recurrence.parse_rule(rrule, ZoneInfo("UTC")))
 
 
+@functools.lru_cache(maxsize=4096)
+def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, timezone: str,
+            rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...]) -> recurrence.Series:
+    tz = _zone(timezone)
+    return recurrence.prepare(start.astimezone(tz), end - start, tz, recurrence.parse_rule(rrule, tz),
+                              exdates, rdates)
+
+
+def series_of(event: Event) -> recurrence.Series:
+    """The stored series of a recurring event (cached per event version)."""
+    return _series(event.id, event.version, event.start_time, event.end_time, event.timezone,
+                   event.rrule, event.exdates, event.rdates)
+
+
+def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) -> bool:
+    """Whether an occurrence of `event` overlaps the window (None: open on that side)."""
+    if event.rrule is None:
+        return (start is None or event.end_time > start) and (end is None or event.start_time < end)
+    return recurrence.has_occurrence(series_of(event), start, end)
+
+
 class EventService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -133,6 +154,27 @@ class EventService:
             draft.end_time, draft.timezone, draft.all_day, draft.rrule, list(draft.exdates),
             list(draft.rdates), draft.during, snapshot,
         )
+
+    async def list(self, user_id: int, *, start: dt.datetime | None, end: dt.datetime | None,
+                   role: str | None, q: str | None, after: tuple[dt.datetime, int] | None,
+                   limit: int) -> tuple[list[Event], bool]:
+        """A page of the events the user can see with an occurrence in the window, and
+        whether more follow. Series whose envelope overlaps but no occurrence does are
+        skipped, fetching further rows until the page is full."""
+        window = None if start is None and end is None else (start, end)
+        page: list[Event] = []
+        async with self.db.acquire() as conn:
+            while True:
+                rows = await event_db.list_visible(conn, user_id, role=role, window=window, q=q,
+                                                   after=after, limit=limit + 1)
+                for event in rows:
+                    if window is None or in_window(event, start, end):
+                        page.append(event)
+                        if len(page) > limit:
+                            return page[:limit], True
+                if len(rows) <= limit:
+                    return page, False
+                after = (rows[-1].start_time, rows[-1].id)
 
     async def get(self, user_id: int, event_id: int) -> Event:
         """errors.NotFound when the event is unknown, deleted or not visible to the user."""

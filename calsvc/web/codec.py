@@ -183,8 +183,16 @@ def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",)
 
 def convert_query(query: Mapping[str, str], kind: type[T]) -> T:
     """Query parameters (strings) to `kind`, numbers and booleans parsed from their text."""
-    values = {key: query.get(key) for key in query.keys()}
+    values = {key: _restore_plus(query.get(key)) for key in query.keys()}
     return convert(values, kind, ("query",), strict=False)
+
+
+_SPACED_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T[\d:.]+) (\d{2}(?::?\d{2})?)$")
+
+
+def _restore_plus(value: str) -> str:
+    """An unencoded `+01:00` offset arrives as a space (form decoding of `+`): put it back."""
+    return _SPACED_OFFSET.sub(r"\1+\2", value)
 
 
 # -- responses --------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Handlers of /api/events."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from msgspec.structs import asdict
 
-from calsvc import models
+from calsvc import errors, models
 from calsvc.services.events import pattern_of
 from calsvc.web import codec, keys, schemas
 
@@ -62,3 +63,23 @@ async def get_event(request: web.Request, user: models.User) -> web.Response:
             request.headers.get("If-None-Match", "").strip() == "*":
         return web.Response(status=304, headers={"ETag": tag, "Vary": "Accept"})
     return event_response(request, event)
+
+
+async def list_events(request: web.Request, user: models.User, query: schemas.EventsQuery) -> web.Response:
+    if query.start is not None and query.end is not None and query.end <= query.start:
+        raise errors.Validation.at(("query", "end"), "end must be after start")
+    if query.expand:
+        raise errors.Validation.at(("query", "expand"), "expand=true is not available yet")
+    after = None
+    if query.cursor:
+        stamp, event_id = codec.decode_cursor(query.cursor, (str, int))
+        try:
+            after = (dt.datetime.fromisoformat(stamp), event_id)
+        except ValueError:
+            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+    events, more = await request.app[keys.EVENTS].list(
+        user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
+        limit=query.limit)
+    cursor = codec.encode_cursor([events[-1].start_time.isoformat(), events[-1].id]) if more else None
+    page = schemas.EventPage(items=[render_event(e) for e in events], next_cursor=cursor)
+    return codec.respond(request, page)

@@ -32,6 +32,11 @@ ROUTES: list[Route] = [
           {201: S.Event}, body=S.EventIn,
           description="201 with `Location` and `ETag`. Conflict checking and Idempotency-Key are "
                       "not built yet (issue 3 in progress)."),
+    Route("GET", "/api/events", events.list_events, "The events the caller can see", "events",
+          {200: S.EventPage}, query=S.EventsQuery,
+          description="In (start_time, id) order. `start`/`end` keep the events with an occurrence "
+                      "overlapping the window (either bound may be left open). `expand` is not "
+                      "built yet (422)."),
     Route("GET", r"/api/events/{id:\d+}", events.get_event, "One event (viewer or better)", "events",
           {200: S.Event, 304: None}, errors=(404,),
           description="`ETag: \"<version>\"`; `If-None-Match` with it answers 304."),

@@ -192,3 +192,18 @@ class Event(Struct, kw_only=True):
     created_at: UtcTime
     updated_at: UtcTime
     updated_by: int
+
+
+class EventsQuery(Struct, kw_only=True):
+    start: UtcTime | None = None
+    end: UtcTime | None = None
+    expand: bool = False
+    role: Literal["owner", "editor", "viewer"] | None = None
+    q: Annotated[str, Meta(min_length=1, max_length=200, description="words in title or description")] | None = None
+    limit: Limit = 50
+    cursor: Cursor | None = None
+
+
+class EventPage(Struct, kw_only=True):
+    items: list[Event]
+    next_cursor: str | None

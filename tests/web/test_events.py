@@ -137,3 +137,67 @@ async def test_msgpack_round_trip(client):
     assert resp.status == 201 and resp.content_type == "application/msgpack"
     event = msgpack.unpackb(await resp.read())
     assert event["start_time"] == "2026-12-01T09:00:00+01:00"
+
+
+async def ids(client, headers, **params):
+    resp = await client.get("/api/events", params=params, headers=headers)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert set(body) == {"items", "next_cursor"}
+    return [e["id"] for e in body["items"]], body["next_cursor"]
+
+
+async def test_listing_in_start_order_with_keyset_pages(client):
+    _, _, headers = await user_with_token(client)
+    made = []
+    for day in (5, 3, 9, 1, 7):
+        _, event = await create(client, headers, start_time=f"2026-12-0{day}T09:00:00+01:00",
+                                end_time=f"2026-12-0{day}T10:00:00+01:00")
+        made.append((day, event["id"]))
+    expected = [i for _, i in sorted(made)]
+    assert (await ids(client, headers))[0] == expected
+    seen, cursor = [], None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page, cursor = await ids(client, headers, **params)
+        seen += page
+        if cursor is None:
+            break
+    assert seen == expected
+
+
+async def test_window_keeps_events_with_an_occurrence_in_it(client):
+    _, _, headers = await user_with_token(client)
+    _, single = await create(client, headers)  # 1 Dec 09:00-09:15 Berlin
+    _, weekly = await create(client, headers, start_time="2026-11-30T12:00:00+01:00",
+                             end_time="2026-11-30T13:00:00+01:00",
+                             recurrence={"rrule": "FREQ=WEEKLY;BYDAY=MO;COUNT=4"})
+    # 2 Dec: inside the weekly envelope but no Monday: neither
+    assert (await ids(client, headers, start="2026-12-02T00:00:00+01:00", end="2026-12-03T00:00:00+01:00"))[0] == []
+    # 7 Dec (a Monday), an unencoded "+" included: the series only
+    assert (await ids(client, headers, start="2026-12-07T00:00:00 01:00", end="2026-12-08T00:00:00+01:00"))[0] == [weekly["id"]]
+    # back-to-back with the single event is no overlap
+    assert (await ids(client, headers, start="2026-12-01T09:15:00+01:00", end="2026-12-01T10:00:00+01:00"))[0] == []
+    # open-ended windows (the last Monday is 21 Dec, 12:00-13:00)
+    assert (await ids(client, headers, start="2026-12-21T12:59:00+01:00"))[0] == [weekly["id"]]
+    assert (await ids(client, headers, start="2026-12-21T13:00:00+01:00"))[0] == []
+    assert (await ids(client, headers, end="2026-12-01T00:00:00+01:00"))[0] == [weekly["id"]]
+
+
+async def test_listing_filters_and_errors(client):
+    _, _, headers = await user_with_token(client)
+    _, _, other = await user_with_token(client)
+    _, a = await create(client, headers, title="Quarterly review", description="numbers")
+    _, b = await create(client, headers, title="Lunch", description="the 100% plan")
+    await create(client, other, title="Not mine")
+    assert (await ids(client, headers, q="REVIEW"))[0] == [a["id"]]
+    assert (await ids(client, headers, q="100%"))[0] == [b["id"]]
+    assert (await ids(client, headers, q="_"))[0] == []
+    assert sorted((await ids(client, headers, role="owner"))[0]) == sorted([a["id"], b["id"]])
+    assert (await ids(client, headers, role="viewer"))[0] == []
+    for params, loc in (({"limit": "501"}, "limit"), ({"role": "boss"}, "role"), ({"start": "2026-12-01T09:00:00"}, "start"),
+                        ({"start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}, "end"),
+                        ({"cursor": "nope"}, "cursor"), ({"expand": "true"}, "expand")):
+        resp = await client.get("/api/events", params=params, headers=headers)
+        problem = await assert_problem(resp, 422, "validation")
+        assert problem["errors"][0]["loc"] == ["query", loc], problem
