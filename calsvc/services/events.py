@@ -135,6 +135,36 @@ def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) 
     return recurrence.has_occurrence(series_of(event), start, end)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Occurrence:
+    event: Event
+    original_start: dt.datetime
+    start: dt.datetime
+    end: dt.datetime
+
+
+def occurrences_of(event: Event, start: dt.datetime, end: dt.datetime) -> list[Occurrence]:
+    """The occurrences of `event` overlapping [start, end), in order; errors.Validation
+    (at the query) when the window is too long or holds too many."""
+    tz = _zone(event.timezone)
+    duration = event.end_time - event.start_time
+    if event.rrule is None:
+        starts = [event.start_time.astimezone(tz)] if event.start_time < end and event.end_time > start else []
+    else:
+        try:
+            starts = recurrence.occurrence_starts(series_of(event), start, end)
+        except recurrence.RecurrenceError as exc:
+            raise errors.Validation.at(("query", "end"), str(exc)) from None
+    return [Occurrence(event, s, s, (s.astimezone(dt.timezone.utc) + duration).astimezone(tz)) for s in starts]
+
+
+def check_window(start: dt.datetime, end: dt.datetime) -> None:
+    try:
+        recurrence.check_window(start, end)
+    except recurrence.RecurrenceError as exc:
+        raise errors.Validation.at(("query", "end"), str(exc)) from None
+
+
 class EventService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -175,6 +205,29 @@ class EventService:
                 if len(rows) <= limit:
                     return page, False
                 after = (rows[-1].start_time, rows[-1].id)
+
+    async def expand(self, user_id: int, start: dt.datetime, end: dt.datetime, role: str | None,
+                     q: str | None) -> list[Occurrence]:
+        """Every occurrence in the window of every event the user can see, by (start, event id);
+        errors.Validation when the window is over 2 years or holds over 5,000 occurrences."""
+        check_window(start, end)
+        found: list[Occurrence] = []
+        after = None
+        async with self.db.acquire() as conn:
+            while True:
+                rows = await event_db.list_visible(conn, user_id, role=role, window=(start, end), q=q,
+                                                   after=after, limit=500)
+                for event in rows:
+                    found.extend(occurrences_of(event, start, end))
+                if len(found) > recurrence.MAX_OCCURRENCES:
+                    raise errors.Validation.at(
+                        ("query", "end"),
+                        f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; ask for a shorter window")
+                if len(rows) < 500:
+                    break
+                after = (rows[-1].start_time, rows[-1].id)
+        found.sort(key=lambda o: (o.start, o.event.id))
+        return found
 
     async def get(self, user_id: int, event_id: int) -> Event:
         """errors.NotFound when the event is unknown, deleted or not visible to the user."""

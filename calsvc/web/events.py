@@ -9,7 +9,7 @@ from aiohttp import web
 from msgspec.structs import asdict
 
 from calsvc import errors, models
-from calsvc.services.events import pattern_of
+from calsvc.services.events import Occurrence, check_window, occurrences_of, pattern_of
 from calsvc.web import codec, keys, schemas
 
 
@@ -69,7 +69,11 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
     if query.start is not None and query.end is not None and query.end <= query.start:
         raise errors.Validation.at(("query", "end"), "end must be after start")
     if query.expand:
-        raise errors.Validation.at(("query", "expand"), "expand=true is not available yet")
+        if query.start is None or query.end is None:
+            raise errors.Validation.at(("query", "start" if query.start is None else "end"),
+                                       "expand=true needs both start and end")
+        found = await request.app[keys.EVENTS].expand(user.id, query.start, query.end, query.role, query.q)
+        return occurrence_page(request, found, query.cursor, query.limit)
     after = None
     if query.cursor:
         stamp, event_id = codec.decode_cursor(query.cursor, (str, int))
@@ -83,3 +87,34 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
     cursor = codec.encode_cursor([events[-1].start_time.isoformat(), events[-1].id]) if more else None
     page = schemas.EventPage(items=[render_event(e) for e in events], next_cursor=cursor)
     return codec.respond(request, page)
+
+
+def render_occurrence(occ: Occurrence) -> schemas.Occurrence:
+    return schemas.Occurrence(event_id=occ.event.id, occurrence_start=occ.original_start,
+                              start_time=occ.start, end_time=occ.end, title=occ.event.title,
+                              is_exception=False, cancelled=False)
+
+
+def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
+                    limit: int) -> web.Response:
+    """One page of occurrences ordered by (start, event id); the cursor names the last one."""
+    if cursor:
+        stamp, event_id = codec.decode_cursor(cursor, (str, int))
+        try:
+            last = (dt.datetime.fromisoformat(stamp), event_id)
+        except ValueError:
+            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+        found = [o for o in found if (o.start, o.event.id) > last]
+    page = found[:limit]
+    next_cursor = None
+    if len(found) > limit:
+        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event.id])
+    body = schemas.OccurrencePage(items=[render_occurrence(o) for o in page], next_cursor=next_cursor)
+    return codec.respond(request, body)
+
+
+async def list_occurrences(request: web.Request, user: models.User, query: schemas.OccurrencesQuery) -> web.Response:
+    service = request.app[keys.EVENTS]
+    event = await service.get(user.id, int(request.match_info["id"]))
+    check_window(query.start, query.end)
+    return occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)

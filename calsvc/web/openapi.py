@@ -31,15 +31,21 @@ _RATE_HEADERS = {
 def _struct_types(routes: Iterable[Route]) -> list[type]:
     found: list[type] = [schemas.Problem]
     for route in routes:
-        for kind in (route.body, route.form, *route.responses.values()):
+        answers = [k for kind in route.responses.values()
+                   for k in (kind if isinstance(kind, tuple) else (kind,))]
+        for kind in (route.body, route.form, *answers):
             if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in found:
                 found.append(kind)
     return found
 
 
 def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:
-    ref = {"$ref": REF.format(name=kind.__name__)}
-    return {media: {"schema": ref} for media in media_types}
+    """`kind` is a Struct, or a tuple of Structs (the answer is one of them)."""
+    if isinstance(kind, tuple):
+        schema: dict[str, Any] = {"oneOf": [{"$ref": REF.format(name=k.__name__)} for k in kind]}
+    else:
+        schema = {"$ref": REF.format(name=kind.__name__)}
+    return {media: {"schema": schema} for media in media_types}
 
 
 def _query_parameters(kind: type) -> list[dict[str, Any]]:

@@ -33,10 +33,14 @@ ROUTES: list[Route] = [
           description="201 with `Location` and `ETag`. Conflict checking and Idempotency-Key are "
                       "not built yet (issue 3 in progress)."),
     Route("GET", "/api/events", events.list_events, "The events the caller can see", "events",
-          {200: S.EventPage}, query=S.EventsQuery,
+          {200: (S.EventPage, S.OccurrencePage)}, query=S.EventsQuery,
           description="In (start_time, id) order. `start`/`end` keep the events with an occurrence "
-                      "overlapping the window (either bound may be left open). `expand` is not "
-                      "built yet (422)."),
+                      "overlapping the window (either bound may be left open). With `expand=true` "
+                      "(needs `start` and `end`, at most 2 years and 5,000 occurrences) the items "
+                      "are occurrences (the `Occurrence` shape) in (start_time, event_id) order."),
+    Route("GET", r"/api/events/{id:\d+}/occurrences", events.list_occurrences,
+          "The series expanded in a window (viewer or better)", "events", {200: S.OccurrencePage},
+          query=S.OccurrencesQuery, errors=(404,)),
     Route("GET", r"/api/events/{id:\d+}", events.get_event, "One event (viewer or better)", "events",
           {200: S.Event, 304: None}, errors=(404,),
           description="`ETag: \"<version>\"`; `If-None-Match` with it answers 304."),

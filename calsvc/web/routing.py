@@ -22,7 +22,7 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    responses: dict[int, Any]          # status -> Struct type (or None for no body)
+    responses: dict[int, Any]          # status -> Struct type, tuple of them (one of), or None
     body: type | None = None           # validated request body, passed as `body=`
     form: type | None = None           # alternative form-encoded body (OAuth2 login)
     query: type | None = None          # validated query string, passed as `query=`

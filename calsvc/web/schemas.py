@@ -207,3 +207,25 @@ class EventsQuery(Struct, kw_only=True):
 class EventPage(Struct, kw_only=True):
     items: list[Event]
     next_cursor: str | None
+
+
+class Occurrence(Struct, kw_only=True):
+    event_id: int
+    occurrence_start: Annotated[dt.datetime, Meta(tz=True, description="the original start; names the occurrence")]
+    start_time: dt.datetime
+    end_time: dt.datetime
+    title: str
+    is_exception: bool
+    cancelled: bool
+
+
+class OccurrencePage(Struct, kw_only=True):
+    items: list[Occurrence]
+    next_cursor: str | None
+
+
+class OccurrencesQuery(Struct, kw_only=True):
+    start: UtcTime
+    end: UtcTime
+    limit: Limit = 50
+    cursor: Cursor | None = None

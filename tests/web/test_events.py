@@ -197,7 +197,68 @@ async def test_listing_filters_and_errors(client):
     assert (await ids(client, headers, role="viewer"))[0] == []
     for params, loc in (({"limit": "501"}, "limit"), ({"role": "boss"}, "role"), ({"start": "2026-12-01T09:00:00"}, "start"),
                         ({"start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}, "end"),
-                        ({"cursor": "nope"}, "cursor"), ({"expand": "true"}, "expand")):
+                        ({"cursor": "nope"}, "cursor"), ({"expand": "true"}, "start")):
         resp = await client.get("/api/events", params=params, headers=headers)
         problem = await assert_problem(resp, 422, "validation")
         assert problem["errors"][0]["loc"] == ["query", loc], problem
+
+
+async def occurrences(client, headers, path, **params):
+    resp = await client.get(path, params=params, headers=headers)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_occurrences_keep_wall_clock_across_dst(client):
+    _, _, headers = await user_with_token(client)
+    _, weekly = await create(client, headers, start_time="2026-10-19T09:00:00+02:00",
+                             end_time="2026-10-19T10:00:00+02:00",
+                             recurrence={"rrule": "FREQ=WEEKLY;BYDAY=MO", "exdates": ["2026-11-02T08:00:00Z"]})
+    body = await occurrences(client, headers, f"/api/events/{weekly['id']}/occurrences",
+                             start="2026-10-19T00:00:00Z", end="2026-11-10T00:00:00Z")
+    starts = [o["start_time"] for o in body["items"]]
+    # Berlin leaves summer time on 25 Oct: 09:00 local stays 09:00; 2 Nov is an EXDATE
+    assert starts == ["2026-10-19T09:00:00+02:00", "2026-10-26T09:00:00+01:00", "2026-11-09T09:00:00+01:00"]
+    first = body["items"][0]
+    assert first == {"event_id": weekly["id"], "occurrence_start": "2026-10-19T09:00:00+02:00",
+                     "start_time": "2026-10-19T09:00:00+02:00", "end_time": "2026-10-19T10:00:00+02:00",
+                     "title": "Standup", "is_exception": False, "cancelled": False}
+    assert body["next_cursor"] is None
+
+
+async def test_occurrence_windows_are_bounded(client):
+    _, _, headers = await user_with_token(client)
+    _, daily = await create(client, headers, recurrence={"rrule": "FREQ=HOURLY"})
+    path = f"/api/events/{daily['id']}/occurrences"
+    for params in ({"start": "2026-12-01T00:00:00Z", "end": "2029-12-01T00:00:00Z"},   # over 2 years
+                   {"start": "2026-12-01T00:00:00Z", "end": "2027-12-01T00:00:00Z"},   # over 5,000
+                   {"start": "2026-12-01T00:00:00Z"}):
+        resp = await client.get(path, params=params, headers=headers)
+        await assert_problem(resp, 422, "validation")
+    _, _, stranger = await user_with_token(client)
+    resp = await client.get(path, params={"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z"},
+                            headers=stranger)
+    await assert_problem(resp, 404, "not-found")
+
+
+async def test_expand_lists_occurrences_of_all_events_in_order(client):
+    _, _, headers = await user_with_token(client)
+    _, single = await create(client, headers, start_time="2026-12-02T10:00:00+01:00", end_time="2026-12-02T11:00:00+01:00")
+    _, daily = await create(client, headers, start_time="2026-12-01T09:00:00+01:00", end_time="2026-12-01T09:30:00+01:00",
+                            recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
+    window = {"start": "2026-12-01T00:00:00+01:00", "end": "2026-12-04T00:00:00+01:00", "expand": "true"}
+    body = await occurrences(client, headers, "/api/events", **window)
+    got = [(o["event_id"], o["start_time"]) for o in body["items"]]
+    assert got == [(daily["id"], "2026-12-01T09:00:00+01:00"), (daily["id"], "2026-12-02T09:00:00+01:00"),
+                   (single["id"], "2026-12-02T10:00:00+01:00"), (daily["id"], "2026-12-03T09:00:00+01:00")]
+    paged, cursor = [], None
+    while True:
+        body = await occurrences(client, headers, "/api/events", limit="3", **window, **({"cursor": cursor} if cursor else {}))
+        paged += [(o["event_id"], o["start_time"]) for o in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == got
+    resp = await client.get("/api/events", params={"expand": "true", "start": "2026-12-01T00:00:00Z"}, headers=headers)
+    problem = await assert_problem(resp, 422, "validation")
+    assert problem["errors"][0]["loc"] == ["query", "end"]
