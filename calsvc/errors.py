@@ -102,6 +102,13 @@ class Conflict(Problem):
     slug = "conflict"
 
 
+class SchedulingConflict(Problem):
+    """Scheduling conflict"""
+
+    status = 409
+    slug = "scheduling-conflict"
+
+
 class PreconditionFailed(Problem):
     """Precondition failed"""
 

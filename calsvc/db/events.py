@@ -48,6 +48,27 @@ async def insert_event(conn: asyncpg.Connection, owner_id: int, title: str, desc
     return Event.from_row(row)
 
 
+async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:
+    """Serialise conflict checks and writes on one owner's calendar until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", owner_id)
+
+
+async def list_calendar(conn: asyncpg.Connection, owner_id: int, lower: dt.datetime,
+                        upper: dt.datetime | None) -> list[Event]:
+    """Live events in `owner_id`'s calendar (owned or shared with them) whose envelope
+    overlaps [lower, upper): the candidates of a conflict check, from the GiST index."""
+    rows = await conn.fetch(
+        """
+        -- candidates: the owner's calendar overlapping the range (GiST on user_id, during)
+        SELECT """ + _EVENT_COLUMNS + """, p.role
+        FROM event_permissions p JOIN events e ON e.id = p.event_id
+        WHERE p.user_id = $1 AND p.live AND p.during && tstzrange($2, $3) AND e.deleted_at IS NULL
+        """,
+        owner_id, lower, upper,
+    )
+    return [Event.from_row(r) for r in rows]
+
+
 async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> Event | None:
     """The event as `user_id` sees it; None when it is unknown, deleted or not visible."""
     row = await conn.fetchrow(_GET, event_id, user_id)

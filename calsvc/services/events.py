@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from calsvc import errors, recurrence
+from calsvc import conflicts, errors, recurrence
 from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
@@ -36,6 +36,7 @@ class Draft:
     exdates: tuple[dt.datetime, ...]
     rdates: tuple[dt.datetime, ...]
     during: tuple[dt.datetime, dt.datetime | None]
+    series: recurrence.Series | None = None
 
     def snapshot(self, owner_id: int) -> dict[str, Any]:
         return {
@@ -86,7 +87,7 @@ def check_event(fields: dict[str, Any]) -> Draft:
     else:
         during = series.envelope()
     return Draft(fields["title"], fields["description"], fields["location"], start, end,
-                 fields["timezone"], fields["all_day"], rrule, exdates, rdates, during)
+                 fields["timezone"], fields["all_day"], rrule, exdates, rdates, during, series)
 
 
 def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo):
@@ -165,25 +166,99 @@ def check_window(start: dt.datetime, end: dt.datetime) -> None:
         raise errors.Validation.at(("query", "end"), str(exc)) from None
 
 
+CONFLICT_HORIZON = dt.timedelta(days=731)  # how far an endless rule is checked (SPEC 4)
+SHIFT_HORIZON = dt.timedelta(days=30)
+CHECK_LIMIT = 100_000
+
+
+def _intervals(series: recurrence.Series | None, start: dt.datetime, end: dt.datetime,
+               lower: dt.datetime, upper: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    if series is None:
+        return [(start, end)] if start < upper and end > lower else []
+    duration = series.duration
+    return [(s, (s.astimezone(dt.timezone.utc) + duration).astimezone(s.tzinfo))
+            for s in recurrence.occurrence_starts(series, lower, upper, limit=CHECK_LIMIT)]
+
+
+def _check_range(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
+    first, last = draft.during
+    horizon = draft.start_time + CONFLICT_HORIZON
+    return first, horizon if last is None else last
+
+
+def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
+          exclude: int | None) -> list[conflicts.Busy]:
+    busy = []
+    for event in events:
+        if event.id == exclude:
+            continue
+        series = series_of(event) if event.rrule is not None else None
+        tz = _zone(event.timezone)
+        for s, e in _intervals(series, event.start_time.astimezone(tz), event.end_time.astimezone(tz),
+                               lower, upper):
+            busy.append(conflicts.Busy(event.id, event.title, s, e))
+    return busy
+
+
+def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
+    return [{"event_id": b.event_id, "title": b.title, "start_time": b.start.isoformat(),
+             "end_time": b.end.isoformat()} for b in found]
+
+
 class EventService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, user_id: int, fields: dict[str, Any]) -> Event:
-        """Raises errors.Validation for an invalid event."""
+    async def create(self, user_id: int, fields: dict[str, Any],
+                     strategy: str = "reject") -> tuple[Event, list[conflicts.Busy]]:
+        """The new event and the conflicts it was written with (only under `allow`).
+        errors.Validation for an invalid event; errors.SchedulingConflict under `reject`, or
+        under `shift` when no free slot comes within 30 days."""
         if fields.get("recurrence") is not None:
             draft = await asyncio.to_thread(check_event, fields)  # expansion is CPU work
         else:
             draft = check_event(fields)
-        snapshot = orjson.dumps(draft.snapshot(user_id)).decode()
-        return await run_in_tx(self.db, "create_event", self._insert, user_id, draft, snapshot)
+        if strategy == "shift" and draft.rrule is not None:
+            raise errors.Validation.at(("query", "on_conflict"), "shift applies to single events only")
+        return await run_in_tx(self.db, "create_event", self._insert, user_id, draft, strategy)
 
-    async def _insert(self, tx: Tx, user_id: int, draft: Draft, snapshot: str) -> Event:
-        return await event_db.insert_event(
+    async def _resolve(self, tx: Tx, owner_id: int, draft: Draft, strategy: str,
+                       exclude: int | None) -> tuple[Draft, list[conflicts.Busy]]:
+        """Check `draft` against the owner's calendar (the caller holds the calendar lock)
+        and apply the strategy: the draft to write (moved, under `shift`) and the conflicts."""
+        lower, upper = _check_range(draft)
+        candidates = await event_db.list_calendar(tx.conn, owner_id, lower, upper)
+        mine = _intervals(draft.series, draft.start_time, draft.end_time, lower, upper)
+        found = conflicts.find_conflicts(mine, _busy(candidates, lower, upper, exclude))
+        if not found or strategy == "allow":
+            return draft, found
+        if strategy == "shift":
+            duration = draft.end_time - draft.start_time
+            until = draft.start_time + SHIFT_HORIZON + duration
+            around = await event_db.list_calendar(tx.conn, owner_id, draft.start_time, until)
+            busy = [(b.start, b.end) for b in _busy(around, draft.start_time, until, exclude)]
+            slot = conflicts.earliest_free_slot(draft.start_time, duration, busy, SHIFT_HORIZON)
+            if slot is not None:
+                slot_end = (slot.astimezone(dt.timezone.utc) + duration).astimezone(slot.tzinfo)
+                return dataclasses.replace(draft, start_time=slot, end_time=slot_end,
+                                           during=(slot, slot_end)), []
+            raise errors.SchedulingConflict("no free slot of this length within 30 days",
+                                            conflicts=conflict_items(found))
+        raise errors.SchedulingConflict(
+            f"the event overlaps {len(found)} occurrence(s) in the owner's calendar",
+            conflicts=conflict_items(found))
+
+    async def _insert(self, tx: Tx, user_id: int, draft: Draft,
+                      strategy: str) -> tuple[Event, list[conflicts.Busy]]:
+        await event_db.lock_calendar(tx.conn, user_id)
+        draft, found = await self._resolve(tx, user_id, draft, strategy, exclude=None)
+        snapshot = orjson.dumps(draft.snapshot(user_id)).decode()
+        event = await event_db.insert_event(
             tx.conn, user_id, draft.title, draft.description, draft.location, draft.start_time,
             draft.end_time, draft.timezone, draft.all_day, draft.rrule, list(draft.exdates),
             list(draft.rdates), draft.during, snapshot,
         )
+        return event, found
 
     async def list(self, user_id: int, *, start: dt.datetime | None, end: dt.datetime | None,
                    role: str | None, q: str | None, after: tuple[dt.datetime, int] | None,

@@ -9,6 +9,7 @@ from aiohttp import web
 from msgspec.structs import asdict
 
 from calsvc import errors, models
+from calsvc.conflicts import Busy
 from calsvc.services.events import Occurrence, check_window, occurrences_of, pattern_of
 from calsvc.web import codec, keys, schemas
 
@@ -36,8 +37,13 @@ def render_event(event: models.Event) -> schemas.Event:
 
 
 def event_response(request: web.Request, event: models.Event, status: int = 200,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return codec.respond(request, render_event(event), status=status,
+                   headers: dict[str, str] | None = None,
+                   found: list[Busy] | None = None) -> web.Response:
+    body = render_event(event)
+    if found is not None:
+        body.conflicts = [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start,
+                                               end_time=b.end) for b in found]
+    return codec.respond(request, body, status=status,
                          headers={"ETag": etag(event), "Vary": "Accept", **(headers or {})})
 
 
@@ -51,9 +57,12 @@ def _fields(body: schemas.EventIn) -> dict[str, Any]:
     return fields
 
 
-async def create_event(request: web.Request, user: models.User, body: schemas.EventIn) -> web.Response:
-    event = await request.app[keys.EVENTS].create(user.id, _fields(body))
-    return event_response(request, event, 201, {"Location": f"/api/events/{event.id}"})
+async def create_event(request: web.Request, user: models.User, body: schemas.EventIn,
+                       query: schemas.CreateQuery) -> web.Response:
+    strategy = query.on_conflict or body.on_conflict or "reject"
+    event, found = await request.app[keys.EVENTS].create(user.id, _fields(body), strategy)
+    return event_response(request, event, 201, {"Location": f"/api/events/{event.id}"},
+                          found if strategy == "allow" else None)
 
 
 async def get_event(request: web.Request, user: models.User) -> web.Response:

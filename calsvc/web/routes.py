@@ -29,9 +29,12 @@ ROUTES: list[Route] = [
           {200: S.UserPage}, query=S.UsersQuery),
     # -- events ----------------------------------------------------------------------------
     Route("POST", "/api/events", events.create_event, "Create an event (the caller owns it)", "events",
-          {201: S.Event}, body=S.EventIn,
-          description="201 with `Location` and `ETag`. Conflict checking and Idempotency-Key are "
-                      "not built yet (issue 3 in progress)."),
+          {201: S.Event}, body=S.EventIn, query=S.CreateQuery, errors=(409,),
+          description="201 with `Location` and `ETag`. Checked against the owner's calendar, "
+                      "occurrence by occurrence: `on_conflict` (query or body) `reject` (default, 409 "
+                      "`/problems/scheduling-conflict` with `conflicts`), `allow` (written; the "
+                      "answer lists `conflicts`) or `shift` (single events: moved to the earliest "
+                      "free slot within 30 days, else 409). Idempotency-Key is not built yet."),
     Route("GET", "/api/events", events.list_events, "The events the caller can see", "events",
           {200: (S.EventPage, S.OccurrencePage)}, query=S.EventsQuery,
           description="In (start_time, id) order. `start`/`end` keep the events with an occurrence "

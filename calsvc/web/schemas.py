@@ -176,6 +176,17 @@ class RecurrenceOut(Struct, kw_only=True):
     pattern: PatternOut | None = None
 
 
+class ConflictItem(Struct, kw_only=True):
+    event_id: int
+    title: str
+    start_time: dt.datetime
+    end_time: dt.datetime
+
+
+class CreateQuery(Struct, kw_only=True):
+    on_conflict: Strategy | None = None
+
+
 class Event(Struct, kw_only=True):
     id: int
     title: str
@@ -192,6 +203,7 @@ class Event(Struct, kw_only=True):
     created_at: UtcTime
     updated_at: UtcTime
     updated_by: int
+    conflicts: list[ConflictItem] | msgspec.UnsetType = msgspec.UNSET  # with on_conflict=allow
 
 
 class EventsQuery(Struct, kw_only=True):

@@ -52,7 +52,7 @@ async def test_times_are_answered_in_the_event_zone(client):
     _, _, headers = await user_with_token(client)
     _, event = await create(client, headers, start_time="2026-12-01T08:00:00Z", end_time="2026-12-01T08:30:00Z")
     assert event["start_time"] == "2026-12-01T09:00:00+01:00"
-    _, event = await create(client, headers, timezone="UTC")
+    _, event = await create(client, headers, timezone="UTC", on_conflict="allow")  # same slot again
     assert event["start_time"] in ("2026-12-01T08:00:00Z", "2026-12-01T08:00:00+00:00")
 
 
@@ -73,7 +73,8 @@ async def test_recurrence_is_normalised_and_described(client):
     assert rec["pattern"]["frequency"] == "weekly" and rec["pattern"]["by_weekday"] == ["MO", "WE"]
     assert rec["exdates"] == [] and rec["rdates"] == []
     _, event = await create(client, headers, recurrence={
-        "pattern": {"frequency": "daily", "interval": 2, "until": "2026-12-31T23:00:00+01:00"}})
+        "pattern": {"frequency": "daily", "interval": 2, "until": "2026-12-31T23:00:00+01:00"}},
+        on_conflict="allow")  # it shares occurrences with the first
     assert event["recurrence"]["rrule"] == "FREQ=DAILY;INTERVAL=2;UNTIL=20261231T220000Z"
 
 
@@ -188,7 +189,7 @@ async def test_listing_filters_and_errors(client):
     _, _, headers = await user_with_token(client)
     _, _, other = await user_with_token(client)
     _, a = await create(client, headers, title="Quarterly review", description="numbers")
-    _, b = await create(client, headers, title="Lunch", description="the 100% plan")
+    _, b = await create(client, headers, title="Lunch", description="the 100% plan", on_conflict="allow")
     await create(client, other, title="Not mine")
     assert (await ids(client, headers, q="REVIEW"))[0] == [a["id"]]
     assert (await ids(client, headers, q="100%"))[0] == [b["id"]]
@@ -262,3 +263,81 @@ async def test_expand_lists_occurrences_of_all_events_in_order(client):
     resp = await client.get("/api/events", params={"expand": "true", "start": "2026-12-01T00:00:00Z"}, headers=headers)
     problem = await assert_problem(resp, 422, "validation")
     assert problem["errors"][0]["loc"] == ["query", "end"]
+
+
+# -- conflicts (SPEC 4) -------------------------------------------------------------------
+
+async def test_reject_is_the_default_and_writes_nothing(client, database_url):
+    _, _, headers = await user_with_token(client)
+    _, first = await create(client, headers)
+    resp = await client.post("/api/events", json={**STANDUP, "title": "Clash",
+                                                  "start_time": "2026-12-01T09:10:00+01:00",
+                                                  "end_time": "2026-12-01T09:40:00+01:00"}, headers=headers)
+    problem = await assert_problem(resp, 409, "scheduling-conflict")
+    assert problem["conflicts"] == [{"event_id": first["id"], "title": "Standup",
+                                     "start_time": "2026-12-01T09:00:00+01:00",
+                                     "end_time": "2026-12-01T09:15:00+01:00"}]
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 1
+    finally:
+        await conn.close()
+
+
+async def test_back_to_back_is_no_conflict(client):
+    _, _, headers = await user_with_token(client)
+    await create(client, headers)
+    await create(client, headers, start_time="2026-12-01T09:15:00+01:00", end_time="2026-12-01T09:30:00+01:00")
+    await create(client, headers, start_time="2026-12-01T08:30:00+01:00", end_time="2026-12-01T09:00:00+01:00")
+
+
+async def test_a_single_event_on_the_third_occurrence_of_a_weekly_series(client):
+    _, _, headers = await user_with_token(client)
+    _, weekly = await create(client, headers, title="Weekly", start_time="2026-11-02T10:00:00+01:00",
+                             end_time="2026-11-02T11:00:00+01:00", recurrence={"rrule": "FREQ=WEEKLY"})
+    # between occurrences: fine
+    await create(client, headers, start_time="2026-11-17T10:00:00+01:00", end_time="2026-11-17T11:00:00+01:00")
+    resp = await client.post("/api/events", json={**STANDUP, "start_time": "2026-11-16T10:30:00+01:00",
+                                                  "end_time": "2026-11-16T10:45:00+01:00"}, headers=headers)
+    problem = await assert_problem(resp, 409, "scheduling-conflict")
+    assert [(c["event_id"], c["start_time"]) for c in problem["conflicts"]] == [(weekly["id"], "2026-11-16T10:00:00+01:00")]
+
+
+async def test_allow_writes_and_lists_the_conflicts(client):
+    _, _, headers = await user_with_token(client)
+    _, first = await create(client, headers)
+    resp = await client.post("/api/events", params={"on_conflict": "allow"}, json=STANDUP, headers=headers)
+    assert resp.status == 201
+    body = await resp.json()
+    assert [c["event_id"] for c in body["conflicts"]] == [first["id"]]
+
+
+async def test_shift_moves_to_the_earliest_free_slot(client):
+    _, _, headers = await user_with_token(client)
+    await create(client, headers)  # 09:00-09:15
+    await create(client, headers, start_time="2026-12-01T09:15:00+01:00", end_time="2026-12-01T09:45:00+01:00")
+    _, moved = await create(client, headers, on_conflict="shift", title="Moved",
+                            start_time="2026-12-01T09:05:00+01:00", end_time="2026-12-01T09:25:00+01:00")
+    assert (moved["start_time"], moved["end_time"]) == ("2026-12-01T09:45:00+01:00", "2026-12-01T10:05:00+01:00")
+    resp = await client.post("/api/events", params={"on_conflict": "shift"},
+                             json={**STANDUP, "recurrence": {"rrule": "FREQ=DAILY"}}, headers=headers)
+    await assert_problem(resp, 422, "validation")
+
+
+async def test_shift_without_a_free_slot_in_30_days_is_409(client):
+    _, _, headers = await user_with_token(client)
+    await create(client, headers, title="Block", start_time="2026-12-01T00:00:00+01:00",
+                 end_time="2027-01-15T00:00:00+01:00")
+    resp = await client.post("/api/events", params={"on_conflict": "shift"}, json=STANDUP, headers=headers)
+    await assert_problem(resp, 409, "scheduling-conflict")
+
+
+async def test_concurrent_creates_in_one_slot_exactly_one_wins(client):
+    import asyncio
+
+    _, _, headers = await user_with_token(client)
+    answers = await asyncio.gather(*[
+        client.post("/api/events", json={**STANDUP, "title": f"Race {i}"}, headers=headers) for i in range(20)
+    ])
+    statuses = sorted(r.status for r in answers)
+    assert statuses == [201] + [409] * 19, statuses
