@@ -112,3 +112,17 @@ async def list_visible(conn: asyncpg.Connection, user_id: int, *, role: str | No
         f"ORDER BY p.starts_at, p.event_id LIMIT ${len(args)}"
     )
     return [Event.from_row(r) for r in await conn.fetch(sql, *args)]
+
+
+async def users_sharing_with(conn: asyncpg.Connection, user_id: int, others: list[int]) -> set[int]:
+    """Those of `others` who have access to at least one live event that `user_id` also has."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT theirs.user_id
+        FROM event_permissions mine
+        JOIN event_permissions theirs ON theirs.event_id = mine.event_id AND theirs.live
+        WHERE mine.user_id = $1 AND mine.live AND theirs.user_id = ANY($2::bigint[])
+        """,
+        user_id, others,
+    )
+    return {r["user_id"] for r in rows}

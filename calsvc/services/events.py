@@ -304,6 +304,38 @@ class EventService:
         found.sort(key=lambda o: (o.start, o.event.id))
         return found
 
+    async def _calendar_busy(self, conn, user_id: int, start: dt.datetime,
+                             end: dt.datetime) -> list[conflicts.Busy]:
+        events = await event_db.list_calendar(conn, user_id, start, end)
+        busy = _busy(events, start, end, exclude=None)
+        if len(busy) > CHECK_LIMIT:
+            raise errors.Validation.at(("query", "end"), "too many occurrences; ask for a shorter window")
+        return busy
+
+    async def overlapping_pairs(self, user_id: int, start: dt.datetime,
+                                end: dt.datetime) -> list[conflicts.Overlap]:
+        """Pairs of events in the user's calendar with overlapping occurrences in the window."""
+        check_window(start, end)
+        async with self.db.acquire() as conn:
+            busy = await self._calendar_busy(conn, user_id, start, end)
+        return conflicts.overlapping_pairs(busy)
+
+    async def free_busy(self, user_id: int, others: list[int], start: dt.datetime,
+                        end: dt.datetime) -> list[tuple[int, list[tuple[dt.datetime, dt.datetime]]]]:
+        """Merged busy intervals (clipped to the window) of each user; errors.NotFound when one
+        of them shares no event with the caller."""
+        check_window(start, end)
+        async with self.db.acquire() as conn:
+            strangers = set(others) - {user_id}
+            if strangers and await event_db.users_sharing_with(conn, user_id, sorted(strangers)) != strangers:
+                raise errors.NotFound("no such user among the people you share events with")
+            answer = []
+            for other in others:
+                busy = await self._calendar_busy(conn, other, start, end)
+                merged = conflicts.merge_intervals((max(b.start, start), min(b.end, end)) for b in busy)
+                answer.append((other, merged))
+        return answer
+
     async def get(self, user_id: int, event_id: int) -> Event:
         """errors.NotFound when the event is unknown, deleted or not visible to the user."""
         if not 1 <= event_id < 2**63:

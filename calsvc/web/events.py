@@ -127,3 +127,30 @@ async def list_occurrences(request: web.Request, user: models.User, query: schem
     event = await service.get(user.id, int(request.match_info["id"]))
     check_window(query.start, query.end)
     return occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)
+
+
+async def list_conflicts(request: web.Request, user: models.User, query: schemas.WindowQuery) -> web.Response:
+    pairs = await request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end)
+    if query.cursor:
+        stamp, first, second = codec.decode_cursor(query.cursor, (str, int, int))
+        try:
+            last = (dt.datetime.fromisoformat(stamp), first, second)
+        except ValueError:
+            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+        pairs = [p for p in pairs if (p.start, p.first_id, p.second_id) > last]
+    page = pairs[: query.limit]
+    cursor = None
+    if len(pairs) > query.limit:
+        cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].first_id, page[-1].second_id])
+    items = [schemas.ConflictPair(event_ids=[p.first_id, p.second_id], start=p.start, end=p.end) for p in page]
+    return codec.respond(request, schemas.ConflictPage(items=items, next_cursor=cursor))
+
+
+async def free_busy(request: web.Request, user: models.User, query: schemas.FreeBusyQuery) -> web.Response:
+    others = list(dict.fromkeys(int(u) for u in query.users.split(","))) if query.users else [user.id]
+    if any(not 1 <= u < 2**63 for u in others):
+        raise errors.NotFound("no such user among the people you share events with")
+    answer = await request.app[keys.EVENTS].free_busy(user.id, others, query.start, query.end)
+    items = [schemas.UserBusy(user_id=uid, busy=[schemas.BusyInterval(start=s, end=e) for s, e in busy])
+             for uid, busy in answer]
+    return codec.respond(request, schemas.FreeBusyPage(items=items, next_cursor=None))

@@ -44,6 +44,15 @@ ROUTES: list[Route] = [
     Route("GET", r"/api/events/{id:\d+}/occurrences", events.list_occurrences,
           "The series expanded in a window (viewer or better)", "events", {200: S.OccurrencePage},
           query=S.OccurrencesQuery, errors=(404,)),
+    Route("GET", "/api/events/conflicts", events.list_conflicts,
+          "Overlapping pairs of events in the caller's calendar", "events", {200: S.ConflictPage},
+          query=S.WindowQuery,
+          description="Occurrence by occurrence in the window (at most 2 years); each item is one "
+                      "overlap of two events, `start`/`end` being the overlap."),
+    Route("GET", "/api/freebusy", events.free_busy, "Busy intervals of people", "events",
+          {200: S.FreeBusyPage}, query=S.FreeBusyQuery, errors=(404,),
+          description="`users` default to the caller; each must share at least one event with the "
+                      "caller (else 404). Merged intervals, clipped to the window."),
     Route("GET", r"/api/events/{id:\d+}", events.get_event, "One event (viewer or better)", "events",
           {200: S.Event, 304: None}, errors=(404,),
           description="`ETag: \"<version>\"`; `If-None-Match` with it answers 304."),

@@ -241,3 +241,43 @@ class OccurrencesQuery(Struct, kw_only=True):
     end: UtcTime
     limit: Limit = 50
     cursor: Cursor | None = None
+
+
+class WindowQuery(Struct, kw_only=True):
+    start: UtcTime
+    end: UtcTime
+    limit: Limit = 50
+    cursor: Cursor | None = None
+
+
+class ConflictPair(Struct, kw_only=True):
+    event_ids: list[int]
+    start: UtcTime
+    end: UtcTime
+
+
+class ConflictPage(Struct, kw_only=True):
+    items: list[ConflictPair]
+    next_cursor: str | None
+
+
+class FreeBusyQuery(Struct, kw_only=True):
+    start: UtcTime
+    end: UtcTime
+    users: Annotated[str, Meta(pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,49}$",
+                               description="comma-separated user ids (at most 50); default: the caller")] | None = None
+
+
+class BusyInterval(Struct, kw_only=True):
+    start: UtcTime
+    end: UtcTime
+
+
+class UserBusy(Struct, kw_only=True):
+    user_id: int
+    busy: list[BusyInterval]
+
+
+class FreeBusyPage(Struct, kw_only=True):
+    items: list[UserBusy]
+    next_cursor: str | None

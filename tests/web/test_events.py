@@ -341,3 +341,35 @@ async def test_concurrent_creates_in_one_slot_exactly_one_wins(client):
     ])
     statuses = sorted(r.status for r in answers)
     assert statuses == [201] + [409] * 19, statuses
+
+
+async def test_conflicts_endpoint_lists_overlapping_pairs(client):
+    _, _, headers = await user_with_token(client)
+    _, a = await create(client, headers, title="A", start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T10:00:00Z",
+                        timezone="UTC")
+    _, b = await create(client, headers, title="B", start_time="2026-12-01T09:30:00Z", end_time="2026-12-01T11:00:00Z",
+                        timezone="UTC", on_conflict="allow")
+    await create(client, headers, title="C", start_time="2026-12-01T11:00:00Z", end_time="2026-12-01T12:00:00Z",
+                 timezone="UTC")
+    resp = await client.get("/api/events/conflicts", params={"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z"},
+                            headers=headers)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body == {"items": [{"event_ids": sorted([a["id"], b["id"]]), "start": "2026-12-01T09:30:00Z",
+                               "end": "2026-12-01T10:00:00Z"}], "next_cursor": None}
+
+
+async def test_freebusy_for_self_and_people_sharing_nothing(client):
+    user, _, headers = await user_with_token(client)
+    stranger, _, _ = await user_with_token(client)
+    await create(client, headers, start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T10:00:00Z", timezone="UTC")
+    await create(client, headers, start_time="2026-12-01T10:00:00Z", end_time="2026-12-01T11:00:00Z", timezone="UTC")
+    window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z"}
+    resp = await client.get("/api/freebusy", params=window, headers=headers)
+    assert resp.status == 200
+    assert (await resp.json())["items"] == [{"user_id": user["id"], "busy": [
+        {"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T11:00:00Z"}]}]
+    resp = await client.get("/api/freebusy", params={**window, "users": str(stranger["id"])}, headers=headers)
+    await assert_problem(resp, 404, "not-found")
+    resp = await client.get("/api/freebusy", params={**window, "users": "1,x"}, headers=headers)
+    await assert_problem(resp, 422, "validation")
