@@ -243,11 +243,7 @@ class OccurrencesQuery(Struct, kw_only=True):
     cursor: Cursor | None = None
 
 
-class WindowQuery(Struct, kw_only=True):
-    start: UtcTime
-    end: UtcTime
-    limit: Limit = 50
-    cursor: Cursor | None = None
+WindowQuery = OccurrencesQuery  # a window and a page, for any windowed collection
 
 
 class ConflictPair(Struct, kw_only=True):
