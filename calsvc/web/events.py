@@ -68,10 +68,17 @@ async def create_event(request: web.Request, user: models.User, body: schemas.Ev
 async def get_event(request: web.Request, user: models.User) -> web.Response:
     event = await request.app[keys.EVENTS].get(user.id, int(request.match_info["id"]))
     tag = etag(event)
-    if tag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")} or \
-            request.headers.get("If-None-Match", "").strip() == "*":
+    if _none_match(request.headers.get("If-None-Match"), tag):
         return web.Response(status=304, headers={"ETag": tag, "Vary": "Accept"})
     return event_response(request, event)
+
+
+def _none_match(header: str | None, tag: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110 13.1.2): `W/"3"` matches `"3"`; `*` matches all."""
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or tag in tags
 
 
 async def list_events(request: web.Request, user: models.User, query: schemas.EventsQuery) -> web.Response:

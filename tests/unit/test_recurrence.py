@@ -229,14 +229,6 @@ IMPOSSIBLE = [
 ]
 
 
-@pytest.mark.parametrize("text", IMPOSSIBLE)
-def test_impossible_rules_are_refused_quickly(text):
-    began = time.perf_counter()
-    with pytest.raises(RecurrenceError, match="no occurrence"):
-        series_of(dt.datetime(2026, 3, 3, 9, tzinfo=BERLIN), text)
-    assert time.perf_counter() - began < 0.5
-
-
 # Rules that never occur from this DTSTART (a Tuesday, 09:00), or not within 10 years:
 # they are refused, and quickly (not by a walk to the year 9999).
 NEVER_FROM_START = [
@@ -252,8 +244,8 @@ NEVER_FROM_START = [
 ]
 
 
-@pytest.mark.parametrize("text", NEVER_FROM_START)
-def test_rules_without_occurrence_from_start_are_refused_quickly(text):
+@pytest.mark.parametrize("text", IMPOSSIBLE + NEVER_FROM_START)
+def test_rules_without_occurrence_are_refused_quickly(text):
     began = time.perf_counter()
     with pytest.raises(RecurrenceError, match="no occurrence"):
         series_of(dt.datetime(2026, 3, 3, 9, tzinfo=BERLIN), text)

@@ -61,6 +61,8 @@ async def test_if_none_match_gives_304(client):
     _, event = await create(client, headers)
     resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": '"1"'})
     assert resp.status == 304 and resp.headers["ETag"] == '"1"'
+    resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": 'W/"1", "9"'})
+    assert resp.status == 304
     resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": '"7"'})
     assert resp.status == 200
 
