@@ -16,6 +16,7 @@ from calsvc.passwords import Hasher
 from calsvc.ratelimit import MemoryLimiter
 from calsvc.services.auth import AuthService
 from calsvc.services.events import EventService
+from calsvc.services.idempotency import Idempotency
 from calsvc.tokens import TokenCodec
 from calsvc.web import keys, openapi
 from calsvc.web.docs import add_docs
@@ -40,6 +41,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await hasher.warm_up()  # so the first unknown-user login costs what the others do
     app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher)
     app[keys.EVENTS] = EventService(db)
+    app[keys.IDEMPOTENCY] = Idempotency(db)
     yield
     await db.close()
 
@@ -50,8 +52,9 @@ async def _purge_expired_tokens(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(PURGE_EVERY)
             try:
                 await app[keys.AUTH].purge_expired()
+                await app[keys.IDEMPOTENCY].purge_expired()
             except Exception:  # the next round tries again
-                log.warning("purging expired tokens failed", exc_info=True)
+                log.warning("purging expired tokens and idempotency keys failed", exc_info=True)
 
     task = asyncio.create_task(loop())
     yield

@@ -159,3 +159,33 @@ def overlapping_pairs(occurrences: Iterable[Busy]) -> list[Overlap]:
         heapq.heappush(ending, (end, seq, item.event_id))
     pairs.sort(key=lambda p: (p.start, p.first_id, p.second_id, p.end))
     return pairs
+
+
+class Calendar:
+    """Busy occurrences kept in start order, for many questions against one calendar (a
+    batch checks each item against the calendar and the items accepted before it).
+    `overlapping` looks only at occurrences that start less than the longest duration before
+    the interval, so each question costs a bisection plus what it returns."""
+
+    def __init__(self, busy: Iterable[Busy] = ()) -> None:
+        self._items: list[tuple[dt.datetime, int, Busy]] = []
+        self._longest = dt.timedelta(0)
+        self._seq = itertools.count()
+        self.add(busy)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, busy: Iterable[Busy]) -> None:
+        for item in busy:
+            start, end = _utc(item.start), _utc(item.end)
+            if start < end:
+                self._longest = max(self._longest, end - start)
+                bisect.insort(self._items, (start, next(self._seq), item))
+
+    def overlapping(self, start: dt.datetime, end: dt.datetime) -> list[Busy]:
+        """The occurrences overlapping [start, end), in start order."""
+        start, end = _utc(start), _utc(end)
+        low = bisect.bisect_left(self._items, (start - self._longest,))
+        high = bisect.bisect_left(self._items, (end,))
+        return [item for s, _, item in self._items[low:high] if _utc(item.end) > start]

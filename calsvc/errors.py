@@ -142,6 +142,32 @@ class Validation(Problem):
         return cls(msg, errors=[{"loc": list(loc), "msg": msg, "type": kind}])
 
 
+class BatchItem(Problem):
+    """A batch item failed"""
+
+    slug = "batch-item"
+    field = "events"  # where the items are in the body
+
+    @classmethod
+    def of(cls, index: int, inner: Problem) -> "BatchItem":
+        """The problem of item `index`: its status and members, `index`, and every error's
+        `loc` moved under `["body", field, index]` (a body-wide error gets one)."""
+        item_loc: list[str | int] = ["body", cls.field, index]
+        moved = []
+        for error in inner.errors:
+            loc = list(error.get("loc", ()))
+            if loc[:1] == ["body"]:
+                loc = item_loc + loc[1:]
+            moved.append({**error, "loc": loc})
+        if not moved:
+            moved = [{"loc": item_loc, "msg": inner.detail, "type": inner.slug}]
+        problem = cls(f"{cls.field}[{index}]: {inner.detail}", errors=moved, headers=inner.headers,
+                      **{**inner.extra, "index": index})
+        problem.status = inner.status
+        problem.inner = inner
+        return problem
+
+
 class RateLimited(Problem):
     """Too many requests"""
 

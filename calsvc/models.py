@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from typing import Any, Mapping
 
+import orjson
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class User:
@@ -48,6 +50,40 @@ class RefreshToken:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class OccurrenceChange:
+    """An exception of a series: the occurrence that starts at `original` (UTC) is cancelled,
+    or shows the `overrides` (start_time, end_time, title, description, location) instead of
+    the series' values. Only overridden keys are present, so the rest follows the series."""
+
+    original: dt.datetime
+    cancelled: bool = False
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def stored(self) -> dict[str, Any]:
+        """The value stored under the original start in events.exceptions."""
+        if self.cancelled:
+            return {"cancelled": True}
+        return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in self.overrides.items()}
+
+    @classmethod
+    def from_stored(cls, key: str, value: Mapping[str, Any]) -> "OccurrenceChange":
+        overrides = {k: dt.datetime.fromisoformat(v) if k in ("start_time", "end_time") else v
+                     for k, v in value.items() if k != "cancelled"}
+        return cls(dt.datetime.fromisoformat(key), bool(value.get("cancelled")), overrides)
+
+
+def exceptions_json(changes: tuple[OccurrenceChange, ...]) -> dict[str, Any]:
+    return {c.original.astimezone(dt.timezone.utc).isoformat(): c.stored() for c in changes}
+
+
+def exceptions_from_json(text: str | None) -> tuple[OccurrenceChange, ...]:
+    if not text:
+        return ()
+    return tuple(sorted((OccurrenceChange.from_stored(k, v) for k, v in orjson.loads(text).items()),
+                        key=lambda c: c.original))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """An event as stored, with the caller's role on it."""
 
@@ -68,6 +104,7 @@ class Event:
     updated_at: dt.datetime
     updated_by: int
     my_role: str
+    exceptions: tuple[OccurrenceChange, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Event":
@@ -75,5 +112,20 @@ class Event:
             row["id"], row["owner_id"], row["title"], row["description"], row["location"],
             row["start_time"], row["end_time"], row["timezone"], row["all_day"], row["rrule"],
             tuple(row["exdates"]), tuple(row["rdates"]), row["version"], row["created_at"],
-            row["updated_at"], row["updated_by"], row["role"],
+            row["updated_at"], row["updated_by"], row["role"], exceptions_from_json(row["exceptions"]),
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """A remembered answer: the request it answered (route and body hash) and the response."""
+
+    route: str
+    request_hash: bytes
+    status: int
+    body: bytes  # JSON
+    location: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "StoredAnswer":
+        return cls(row["route"], bytes(row["request_hash"]), row["status"], bytes(row["body"]), row["location"])

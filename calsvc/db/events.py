@@ -1,4 +1,4 @@
-"""Events, with their owner's permission row and version 1 written together."""
+"""Events, their permission rows and their versions, each write in one statement."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,24 +9,81 @@ from calsvc.models import Event
 
 _EVENT_COLUMNS = (
     "e.id, e.owner_id, e.title, e.description, e.location, e.start_time, e.end_time, e.timezone, "
-    "e.all_day, e.rrule, e.exdates, e.rdates, e.version, e.created_at, e.updated_at, e.updated_by"
+    "e.all_day, e.rrule, e.exdates, e.rdates, e.exceptions::text, e.version, e.created_at, "
+    "e.updated_at, e.updated_by"
 )
 
 _INSERT = """
--- the event, its owner's permission row and version 1, in one statement
-WITH e AS (
-    INSERT INTO events (owner_id, title, description, location, start_time, end_time, timezone,
-                        all_day, rrule, exdates, rdates, during, updated_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, tstzrange($12, $13), $1)
+-- new events (one per element of $2, in order), each with its owner's permission row and
+-- version 1, in one statement; ids are drawn first so the answer keeps the request order
+WITH input AS (
+    SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, i.*
+    FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (
+        title text, description text, location text, start_time timestamptz,
+        end_time timestamptz, timezone text, all_day boolean, rrule text, exdates timestamptz[],
+        rdates timestamptz[], exceptions jsonb, lower timestamptz, upper timestamptz, snapshot jsonb
+    )) WITH ORDINALITY AS i(title, description, location, start_time, end_time, timezone, all_day,
+                            rrule, exdates, rdates, exceptions, lower, upper, snapshot, ord)
+), e AS (
+    INSERT INTO events (id, owner_id, title, description, location, start_time, end_time, timezone,
+                        all_day, rrule, exdates, rdates, exceptions, during, updated_by)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, $1, title, description, location, start_time, end_time, timezone, all_day, rrule,
+           exdates, rdates, exceptions, tstzrange(lower, upper), $1
+    FROM input
     RETURNING *
 ), p AS (
     INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during)
     SELECT e.id, $1, 'owner', $1, e.start_time, e.during FROM e
 ), v AS (
     INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
-    SELECT e.id, 1, 'created', $14::jsonb || jsonb_build_object('id', e.id), $1 FROM e
+    SELECT input.id, 1, 'created', input.snapshot || jsonb_build_object('id', input.id), $1 FROM input
 )
-SELECT """ + _EVENT_COLUMNS + """, 'owner' AS role FROM e
+SELECT """ + _EVENT_COLUMNS + """, 'owner' AS role
+FROM e JOIN input ON input.id = e.id
+ORDER BY input.ord
+"""
+
+_UPDATE = """
+-- a new version of a live event: the row (only if still at version $2 and owned by $3), the
+-- copies of its start and envelope in every permission row, and the version row
+WITH e AS (
+    UPDATE events
+    SET title = i.title, description = i.description, location = i.location,
+        start_time = i.start_time, end_time = i.end_time, timezone = i.timezone, all_day = i.all_day,
+        rrule = i.rrule, exdates = i.exdates, rdates = i.rdates, exceptions = i.exceptions,
+        during = tstzrange(i.lower, i.upper), version = events.version + 1, updated_at = now(),
+        updated_by = $4
+    FROM jsonb_to_record($5::jsonb) AS i(
+        title text, description text, location text, start_time timestamptz, end_time timestamptz,
+        timezone text, all_day boolean, rrule text, exdates timestamptz[], rdates timestamptz[],
+        exceptions jsonb, lower timestamptz, upper timestamptz, snapshot jsonb)
+    WHERE events.id = $1 AND events.version = $2 AND events.owner_id = $3 AND events.deleted_at IS NULL
+    RETURNING events.*, i.snapshot
+), p AS (
+    UPDATE event_permissions SET starts_at = e.start_time, during = e.during
+    FROM e WHERE event_permissions.event_id = e.id
+), v AS (
+    INSERT INTO event_versions (event_id, version, kind, snapshot, changed_fields, actor_id)
+    SELECT e.id, e.version, $6, e.snapshot || jsonb_build_object('id', e.id), $7::text[], $4 FROM e
+)
+SELECT """ + _EVENT_COLUMNS + """, $8::text AS role FROM e
+"""
+
+_DELETE = """
+-- soft delete: the row leaves every read, its permission rows leave every index, and the
+-- version row keeps what it was (only if still at version $2)
+WITH e AS (
+    UPDATE events SET deleted_at = now(), version = version + 1, updated_at = now(), updated_by = $3
+    WHERE id = $1 AND version = $2 AND deleted_at IS NULL
+    RETURNING id, version
+), p AS (
+    UPDATE event_permissions SET live = false FROM e WHERE event_permissions.event_id = e.id
+), v AS (
+    INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
+    SELECT e.id, e.version, 'deleted', $4::jsonb || jsonb_build_object('id', e.id), $3 FROM e
+)
+SELECT count(*) FROM e
 """
 
 _GET = """
@@ -37,15 +94,28 @@ WHERE e.id = $1 AND e.deleted_at IS NULL
 """
 
 
-async def insert_event(conn: asyncpg.Connection, owner_id: int, title: str, description: str,
-                       location: str | None, start_time: dt.datetime, end_time: dt.datetime,
-                       timezone: str, all_day: bool, rrule: str | None,
-                       exdates: list[dt.datetime], rdates: list[dt.datetime],
-                       during: tuple[dt.datetime, dt.datetime | None], snapshot_json: str) -> Event:
-    row = await conn.fetchrow(_INSERT, owner_id, title, description, location, start_time, end_time,
-                              timezone, all_day, rrule, exdates, rdates, during[0], during[1],
-                              snapshot_json)
-    return Event.from_row(row)
+async def insert_events(conn: asyncpg.Connection, owner_id: int, rows_json: str) -> list[Event]:
+    """Insert the events described by `rows_json` (a JSON array of objects with the columns
+    of _INSERT's input, `lower`/`upper` being the envelope and `snapshot` the version 1
+    content), owned by `owner_id`; the stored events in the same order."""
+    return [Event.from_row(r) for r in await conn.fetch(_INSERT, owner_id, rows_json)]
+
+
+async def update_event(conn: asyncpg.Connection, event_id: int, version: int, owner_id: int,
+                       actor_id: int, row_json: str, kind: str, changed_fields: list[str],
+                       role: str) -> Event | None:
+    """Write the next version of the event from `row_json` (one object shaped like an
+    element of insert_events' input); None when it is no longer at `version`, owned by
+    `owner_id` and live (the caller starts again from a fresh read)."""
+    row = await conn.fetchrow(_UPDATE, event_id, version, owner_id, actor_id, row_json, kind,
+                              changed_fields, role)
+    return None if row is None else Event.from_row(row)
+
+
+async def delete_event(conn: asyncpg.Connection, event_id: int, version: int, actor_id: int,
+                       snapshot_json: str) -> bool:
+    """Soft-delete the event if it is live and still at `version`; whether it was."""
+    return await conn.fetchval(_DELETE, event_id, version, actor_id, snapshot_json) == 1
 
 
 async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:

@@ -1,11 +1,12 @@
-"""Events: validate a whole event, create it, read it."""
+"""Events: validate a whole event; create, read, change and delete events and occurrences,
+each change checked against the owner's calendar and written as a new version."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
 import functools
-from typing import Any
+from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -14,7 +15,7 @@ from calsvc import conflicts, errors, recurrence
 from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
-from calsvc.models import Event
+from calsvc.models import Event, OccurrenceChange, exceptions_json
 
 MAX_DURATION = dt.timedelta(days=366)
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
@@ -36,16 +37,40 @@ class Draft:
     exdates: tuple[dt.datetime, ...]
     rdates: tuple[dt.datetime, ...]
     during: tuple[dt.datetime, dt.datetime | None]
-    series: recurrence.Series | None = None
+    series: recurrence.Series | None = None  # with the exceptions' original starts excluded
+    exceptions: tuple[OccurrenceChange, ...] = ()
 
-    def snapshot(self, owner_id: int) -> dict[str, Any]:
+    def row(self, owner_id: int) -> dict[str, Any]:
+        """The columns to store (JSON-ready, as db.events takes them), with the version snapshot."""
         return {
             "title": self.title, "description": self.description, "location": self.location,
             "start_time": self.start_time.isoformat(), "end_time": self.end_time.isoformat(),
             "timezone": self.timezone, "all_day": self.all_day, "rrule": self.rrule,
             "exdates": [d.isoformat() for d in self.exdates], "rdates": [d.isoformat() for d in self.rdates],
-            "owner_id": owner_id,
+            "exceptions": exceptions_json(self.exceptions),
+            "lower": self.during[0].isoformat(),
+            "upper": None if self.during[1] is None else self.during[1].isoformat(),
+            "snapshot": snapshot(self, owner_id),
         }
+
+
+def snapshot(event: Event | Draft, owner_id: int) -> dict[str, Any]:
+    """What a version keeps of an event: every field a rollback restores, times in the
+    event's zone (the owner is kept for the record)."""
+    tz = _zone(event.timezone)
+    return {
+        "title": event.title, "description": event.description, "location": event.location,
+        "start_time": event.start_time.astimezone(tz).isoformat(),
+        "end_time": event.end_time.astimezone(tz).isoformat(),
+        "timezone": event.timezone, "all_day": event.all_day, "rrule": event.rrule,
+        "exdates": [d.astimezone(dt.timezone.utc).isoformat() for d in event.exdates],
+        "rdates": [d.astimezone(dt.timezone.utc).isoformat() for d in event.rdates],
+        "exceptions": exceptions_json(event.exceptions), "owner_id": owner_id,
+    }
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [key for key in new if key != "owner_id" and old.get(key) != new[key]]
 
 
 def zone(name: str, loc: tuple[str, ...] = ("body", "timezone")) -> ZoneInfo:
@@ -68,26 +93,56 @@ def check_event(fields: dict[str, Any]) -> Draft:
     errors.Validation naming the field otherwise."""
     tz = zone(fields["timezone"])
     start, end = fields["start_time"], fields["end_time"]
-    if not (EARLIEST <= start < LATEST and EARLIEST <= end < LATEST):
-        raise errors.Validation.at(("body", "start_time"), "times must lie between the years 1900 and 9000")
-    if end <= start:
-        raise errors.Validation.at(("body", "end_time"), "end_time must be after start_time")
-    if end - start > MAX_DURATION:
-        raise errors.Validation.at(("body", "end_time"), "an event lasts at most 366 days")
+    _check_times(start, end)
     start, end = start.astimezone(tz), end.astimezone(tz)
     if fields["all_day"] and any(t.timetz().replace(tzinfo=None) != dt.time(0) for t in (start, end)):
         raise errors.Validation.at(("body", "start_time"),
                                    "an all-day event starts and ends at midnight in its time zone")
     rrule, exdates, rdates, series = None, (), (), None
     rec = fields.get("recurrence")
+    kept: tuple[OccurrenceChange, ...] = ()
     if rec is not None:
         rrule, exdates, rdates, series = _check_recurrence(rec, start, end - start, tz)
+        kept = _kept_exceptions(series, fields.get("exceptions", ()))
+        series = with_exceptions(series, kept)
     if series is None:
         during = (start, end)
     else:
-        during = series.envelope()
+        during = _envelope(series, kept)
     return Draft(fields["title"], fields["description"], fields["location"], start, end,
-                 fields["timezone"], fields["all_day"], rrule, exdates, rdates, during, series)
+                 fields["timezone"], fields["all_day"], rrule, exdates, rdates, during, series, kept)
+
+
+def _kept_exceptions(series: recurrence.Series,
+                     changes: tuple[OccurrenceChange, ...]) -> tuple[OccurrenceChange, ...]:
+    """The exceptions that still fall on an occurrence of `series` (SPEC 3: changing a
+    series' rule or times drops the others)."""
+    tiny = dt.timedelta(microseconds=1)
+    return tuple(c for c in changes
+                 if c.original in {s.astimezone(dt.timezone.utc) for s in
+                                   recurrence.occurrence_starts(series, c.original, c.original + tiny)})
+
+
+def with_exceptions(series: recurrence.Series,
+                    changes: tuple[OccurrenceChange, ...]) -> recurrence.Series:
+    """`series` without the occurrences its exceptions replace (they are added back, moved or
+    cancelled, by `expand`)."""
+    if not changes:
+        return series
+    keys = {c.original for c in changes}
+    return dataclasses.replace(series, exdates=tuple(sorted(set(series.exdates) | keys)))
+
+
+def _envelope(series: recurrence.Series,
+              changes: tuple[OccurrenceChange, ...]) -> tuple[dt.datetime, dt.datetime | None]:
+    """The series' envelope widened to hold its moved occurrences."""
+    first, last = series.envelope()
+    for change in changes:
+        if "start_time" in change.overrides:
+            first = min(first, change.overrides["start_time"])
+            if last is not None:
+                last = max(last, change.overrides["end_time"])
+    return first, last
 
 
 def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo):
@@ -117,46 +172,91 @@ def pattern_of(rrule: str) -> dict[str, Any] | None:
 
 @functools.lru_cache(maxsize=4096)
 def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, timezone: str,
-            rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...]) -> recurrence.Series:
+            rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...],
+            changes: tuple[OccurrenceChange, ...]) -> recurrence.Series:
     tz = _zone(timezone)
-    return recurrence.prepare(start.astimezone(tz), end - start, tz, recurrence.parse_rule(rrule, tz),
-                              exdates, rdates)
+    series = recurrence.prepare(start.astimezone(tz), end - start, tz, recurrence.parse_rule(rrule, tz),
+                                exdates, rdates)
+    return with_exceptions(series, changes)
 
 
 def series_of(event: Event) -> recurrence.Series:
-    """The stored series of a recurring event (cached per event version)."""
+    """The stored series of a recurring event, its exceptions' original starts left out
+    (cached per event version)."""
     return _series(event.id, event.version, event.start_time, event.end_time, event.timezone,
-                   event.rrule, event.exdates, event.rdates)
+                   event.rrule, event.exdates, event.rdates, event.exceptions)
 
 
 def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) -> bool:
-    """Whether an occurrence of `event` overlaps the window (None: open on that side)."""
+    """Whether an occurrence of `event` (cancelled ones aside) overlaps the window (None:
+    open on that side)."""
     if event.rrule is None:
         return (start is None or event.end_time > start) and (end is None or event.start_time < end)
+    for change in event.exceptions:
+        if "start_time" in change.overrides and not change.cancelled:
+            s, e = change.overrides["start_time"], change.overrides["end_time"]
+            if (start is None or e > start) and (end is None or s < end):
+                return True
     return recurrence.has_occurrence(series_of(event), start, end)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Occurrence:
-    event: Event
+    """One occurrence as shown: `original_start` names it; times in the event's zone."""
+
+    event_id: int
     original_start: dt.datetime
     start: dt.datetime
     end: dt.datetime
+    title: str
+    is_exception: bool = False
+    cancelled: bool = False
 
 
-def occurrences_of(event: Event, start: dt.datetime, end: dt.datetime) -> list[Occurrence]:
-    """The occurrences of `event` overlapping [start, end), in order; errors.Validation
-    (at the query) when the window is too long or holds too many."""
+def expand(series: recurrence.Series | None, event_id: int, title: str, start: dt.datetime,
+           end: dt.datetime, changes: tuple[OccurrenceChange, ...], lower: dt.datetime,
+           upper: dt.datetime, *, cancelled: bool, limit: int = recurrence.MAX_OCCURRENCES) -> list[Occurrence]:
+    """The occurrences of an event (a single one when `series` is None) overlapping
+    [lower, upper), exceptions applied (cancelled ones only when `cancelled`), ordered by
+    start. RecurrenceError past `limit`."""
+    utc = dt.timezone.utc
+    if series is None:
+        return [Occurrence(event_id, start, start, end, title)] if start < upper and end > lower else []
+    tz, duration = series.tz, series.duration
+    found = [Occurrence(event_id, s, s, (s.astimezone(utc) + duration).astimezone(tz), title)
+             for s in recurrence.occurrence_starts(series, lower, upper, limit=limit)]
+    for change in changes:
+        original = change.original.astimezone(tz)
+        if change.cancelled:
+            natural_end = (change.original + duration).astimezone(tz)
+            if cancelled and original < upper and natural_end > lower:
+                found.append(Occurrence(event_id, original, original, natural_end, title, True, True))
+            continue
+        o = change.overrides
+        s = o.get("start_time", change.original).astimezone(tz)
+        e = o.get("end_time", change.original + duration).astimezone(tz)
+        if s < upper and e > lower:
+            found.append(Occurrence(event_id, original, s, e, o.get("title", title), True, False))
+    if changes:
+        found.sort(key=lambda occ: (occ.start.astimezone(utc), occ.original_start.astimezone(utc)))
+        if len(found) > limit:
+            raise recurrence.RecurrenceError(
+                f"more than {limit} occurrences in the window; ask for a shorter window")
+    return found
+
+
+def occurrences_of(event: Event, start: dt.datetime, end: dt.datetime, *, cancelled: bool = True,
+                   limit: int = recurrence.MAX_OCCURRENCES) -> list[Occurrence]:
+    """The occurrences of `event` overlapping [start, end), exceptions applied, in order;
+    errors.Validation (at the query) when the window is too long or holds too many."""
     tz = _zone(event.timezone)
-    duration = event.end_time - event.start_time
-    if event.rrule is None:
-        starts = [event.start_time.astimezone(tz)] if event.start_time < end and event.end_time > start else []
-    else:
-        try:
-            starts = recurrence.occurrence_starts(series_of(event), start, end)
-        except recurrence.RecurrenceError as exc:
-            raise errors.Validation.at(("query", "end"), str(exc)) from None
-    return [Occurrence(event, s, s, (s.astimezone(dt.timezone.utc) + duration).astimezone(tz)) for s in starts]
+    series = series_of(event) if event.rrule is not None else None
+    try:
+        return expand(series, event.id, event.title, event.start_time.astimezone(tz),
+                      event.end_time.astimezone(tz), event.exceptions, start, end,
+                      cancelled=cancelled, limit=limit)
+    except recurrence.RecurrenceError as exc:
+        raise errors.Validation.at(("query", "end"), str(exc)) from None
 
 
 def check_window(start: dt.datetime, end: dt.datetime) -> None:
@@ -169,15 +269,16 @@ def check_window(start: dt.datetime, end: dt.datetime) -> None:
 CONFLICT_HORIZON = dt.timedelta(days=731)  # how far an endless rule is checked (SPEC 4)
 SHIFT_HORIZON = dt.timedelta(days=30)
 CHECK_LIMIT = 100_000
+MAX_ATTEMPTS = 10  # reads and writes of one change before giving up on a busy event
+
+EDITOR_ROLES = ("owner", "editor")
+Record = Callable[[Tx, Any], Awaitable[None]]  # stores an answer with the write (idempotency)
 
 
-def _intervals(series: recurrence.Series | None, start: dt.datetime, end: dt.datetime,
-               lower: dt.datetime, upper: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
-    if series is None:
-        return [(start, end)] if start < upper and end > lower else []
-    duration = series.duration
-    return [(s, (s.astimezone(dt.timezone.utc) + duration).astimezone(s.tzinfo))
-            for s in recurrence.occurrence_starts(series, lower, upper, limit=CHECK_LIMIT)]
+def _draft_busy(draft: Draft, lower: dt.datetime, upper: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The draft's occurrences overlapping [lower, upper) as intervals (cancelled ones aside)."""
+    return [(o.start, o.end) for o in expand(draft.series, 0, draft.title, draft.start_time, draft.end_time,
+                                             draft.exceptions, lower, upper, cancelled=False, limit=CHECK_LIMIT)]
 
 
 def _check_range(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
@@ -192,12 +293,46 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
     for event in events:
         if event.id == exclude:
             continue
-        series = series_of(event) if event.rrule is not None else None
-        tz = _zone(event.timezone)
-        for s, e in _intervals(series, event.start_time.astimezone(tz), event.end_time.astimezone(tz),
-                               lower, upper):
-            busy.append(conflicts.Busy(event.id, event.title, s, e))
+        for occ in occurrences_of(event, lower, upper, cancelled=False, limit=CHECK_LIMIT):
+            busy.append(conflicts.Busy(event.id, occ.title, occ.start, occ.end))
     return busy
+
+
+def _require(event: Event, roles: tuple[str, ...]) -> None:
+    if event.my_role not in roles:
+        need = "the owner" if roles == ("owner",) else "an editor or the owner"
+        raise errors.Forbidden(f"only {need} may do this; you are a {event.my_role}")
+
+
+def _require_match(event: Event, if_match: str | None) -> None:
+    if not matches(if_match, event):
+        raise errors.PreconditionFailed(
+            f"the event is at version {event.version}, not the one If-Match names", current=event)
+
+
+def _check_times(start: dt.datetime, end: dt.datetime) -> None:
+    if not (EARLIEST <= start < LATEST and EARLIEST <= end < LATEST):
+        raise errors.Validation.at(("body", "start_time"), "times must lie between the years 1900 and 9000")
+    if end <= start:
+        raise errors.Validation.at(("body", "end_time"), "end_time must be after start_time")
+    if end - start > MAX_DURATION:
+        raise errors.Validation.at(("body", "end_time"), "an event lasts at most 366 days")
+
+
+def _exception_of(event: Event, original: dt.datetime) -> dict[str, Any]:
+    for change in event.exceptions:
+        if change.original == original and not change.cancelled:
+            return dict(change.overrides)
+    return {}
+
+
+def _replace_exception(event: Event, change: OccurrenceChange) -> tuple[OccurrenceChange, ...]:
+    """The event's exceptions with `change` in place of any earlier one of its occurrence
+    (an exception that overrides nothing is dropped)."""
+    others = tuple(c for c in event.exceptions if c.original != change.original)
+    if not change.cancelled and not change.overrides:
+        return others
+    return tuple(sorted((*others, change), key=lambda c: c.original))
 
 
 def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
@@ -205,60 +340,339 @@ def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
              "end_time": b.end.isoformat()} for b in found]
 
 
+def _conflict(found: list[conflicts.Busy]) -> errors.SchedulingConflict:
+    return errors.SchedulingConflict(
+        f"the event overlaps {len(found)} occurrence(s) in the owner's calendar",
+        conflicts=conflict_items(found))
+
+
+def _moved(draft: Draft, slot: dt.datetime) -> Draft:
+    duration = draft.end_time - draft.start_time
+    slot_end = (slot.astimezone(dt.timezone.utc) + duration).astimezone(slot.tzinfo)
+    return dataclasses.replace(draft, start_time=slot, end_time=slot_end, during=(slot, slot_end))
+
+
+def _shift(draft: Draft, busy: list[tuple[dt.datetime, dt.datetime]],
+           found: list[conflicts.Busy]) -> Draft:
+    """The draft moved to its earliest free slot within 30 days; errors.SchedulingConflict
+    when there is none."""
+    slot = conflicts.earliest_free_slot(draft.start_time, draft.end_time - draft.start_time, busy,
+                                        SHIFT_HORIZON)
+    if slot is None:
+        raise errors.SchedulingConflict("no free slot of this length within 30 days",
+                                        conflicts=conflict_items(found))
+    return _moved(draft, slot)
+
+
+def _shift_window(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
+    return draft.start_time, draft.start_time + SHIFT_HORIZON + (draft.end_time - draft.start_time)
+
+
+def _check_strategy(draft: Draft, strategy: str, loc: tuple[str | int, ...] = ("query", "on_conflict")) -> None:
+    if strategy == "shift" and draft.rrule is not None:
+        raise errors.Validation.at(loc, "shift applies to single events only")
+
+
+def stored_fields(event: Event) -> dict[str, Any]:
+    """An event's fields as check_event takes them."""
+    rec = None
+    if event.rrule is not None:
+        rec = {"rrule": event.rrule, "exdates": list(event.exdates), "rdates": list(event.rdates)}
+    return {"title": event.title, "description": event.description, "location": event.location,
+            "start_time": event.start_time, "end_time": event.end_time, "timezone": event.timezone,
+            "all_day": event.all_day, "recurrence": rec, "exceptions": event.exceptions}
+
+
+async def checked(fields: dict[str, Any]) -> Draft:
+    """check_event, in a thread when a recurrence makes it CPU work."""
+    if fields.get("recurrence") is not None:
+        return await asyncio.to_thread(check_event, fields)
+    return check_event(fields)
+
+
+def matches(if_match: str | None, event: Event) -> bool:
+    """If-Match (RFC 9110 13.1.1): strong comparison, so a weak tag never matches; `*` does."""
+    if if_match is None:
+        return True
+    tags = {t.strip() for t in if_match.split(",")}
+    return "*" in tags or f'"{event.version}"' in tags
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """What a change of an event writes: the new draft, the version kind, and the intervals to
+    check against the calendar (None: the draft's own occurrences; empty: no check)."""
+
+    draft: Draft
+    kind: str
+    check: list[tuple[dt.datetime, dt.datetime]] | None = None
+
+
 class EventService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, user_id: int, fields: dict[str, Any],
-                     strategy: str = "reject") -> tuple[Event, list[conflicts.Busy]]:
+    # -- create ---------------------------------------------------------------------------
+
+    async def create(self, user_id: int, fields: dict[str, Any], strategy: str = "reject",
+                     record: Record | None = None) -> tuple[Event, list[conflicts.Busy]]:
         """The new event and the conflicts it was written with (only under `allow`).
         errors.Validation for an invalid event; errors.SchedulingConflict under `reject`, or
-        under `shift` when no free slot comes within 30 days."""
-        if fields.get("recurrence") is not None:
-            draft = await asyncio.to_thread(check_event, fields)  # expansion is CPU work
-        else:
-            draft = check_event(fields)
-        if strategy == "shift" and draft.rrule is not None:
-            raise errors.Validation.at(("query", "on_conflict"), "shift applies to single events only")
-        return await run_in_tx(self.db, "create_event", self._insert, user_id, draft, strategy)
+        under `shift` when no free slot comes within 30 days. `record(tx, result)` runs in the
+        transaction after the write."""
+        draft = await checked(fields)
+        _check_strategy(draft, strategy)
+        return await run_in_tx(self.db, "create_event", self._insert, user_id, draft, strategy, record)
 
-    async def _resolve(self, tx: Tx, owner_id: int, draft: Draft, strategy: str,
-                       exclude: int | None) -> tuple[Draft, list[conflicts.Busy]]:
-        """Check `draft` against the owner's calendar (the caller holds the calendar lock)
-        and apply the strategy: the draft to write (moved, under `shift`) and the conflicts."""
-        lower, upper = _check_range(draft)
+    async def _resolve(self, tx: Tx, owner_id: int, draft: Draft, strategy: str, exclude: int | None,
+                       mine: list[tuple[dt.datetime, dt.datetime]] | None = None) -> tuple[Draft, list[conflicts.Busy]]:
+        """Check `draft` (or just the intervals `mine`) against the owner's calendar (the
+        caller holds the calendar lock) and apply the strategy: the draft to write (moved,
+        under `shift`) and the conflicts."""
+        if mine is None:
+            lower, upper = _check_range(draft)
+            mine = _draft_busy(draft, lower, upper)
+        elif not mine:
+            return draft, []
+        else:
+            lower, upper = min(s for s, _ in mine), max(e for _, e in mine)
         candidates = await event_db.list_calendar(tx.conn, owner_id, lower, upper)
-        mine = _intervals(draft.series, draft.start_time, draft.end_time, lower, upper)
         found = conflicts.find_conflicts(mine, _busy(candidates, lower, upper, exclude))
         if not found or strategy == "allow":
             return draft, found
         if strategy == "shift":
-            duration = draft.end_time - draft.start_time
-            until = draft.start_time + SHIFT_HORIZON + duration
-            around = await event_db.list_calendar(tx.conn, owner_id, draft.start_time, until)
-            busy = [(b.start, b.end) for b in _busy(around, draft.start_time, until, exclude)]
-            slot = conflicts.earliest_free_slot(draft.start_time, duration, busy, SHIFT_HORIZON)
-            if slot is not None:
-                slot_end = (slot.astimezone(dt.timezone.utc) + duration).astimezone(slot.tzinfo)
-                return dataclasses.replace(draft, start_time=slot, end_time=slot_end,
-                                           during=(slot, slot_end)), []
-            raise errors.SchedulingConflict("no free slot of this length within 30 days",
-                                            conflicts=conflict_items(found))
-        raise errors.SchedulingConflict(
-            f"the event overlaps {len(found)} occurrence(s) in the owner's calendar",
-            conflicts=conflict_items(found))
+            start, until = _shift_window(draft)
+            around = await event_db.list_calendar(tx.conn, owner_id, start, until)
+            return _shift(draft, [(b.start, b.end) for b in _busy(around, start, until, exclude)], found), []
+        raise _conflict(found)
 
-    async def _insert(self, tx: Tx, user_id: int, draft: Draft,
-                      strategy: str) -> tuple[Event, list[conflicts.Busy]]:
+    async def _insert(self, tx: Tx, user_id: int, draft: Draft, strategy: str,
+                      record: Record | None) -> tuple[Event, list[conflicts.Busy]]:
         await event_db.lock_calendar(tx.conn, user_id)
         draft, found = await self._resolve(tx, user_id, draft, strategy, exclude=None)
-        snapshot = orjson.dumps(draft.snapshot(user_id)).decode()
-        event = await event_db.insert_event(
-            tx.conn, user_id, draft.title, draft.description, draft.location, draft.start_time,
-            draft.end_time, draft.timezone, draft.all_day, draft.rrule, list(draft.exdates),
-            list(draft.rdates), draft.during, snapshot,
-        )
-        return event, found
+        [event] = await event_db.insert_events(tx.conn, user_id, orjson.dumps([draft.row(user_id)]).decode())
+        result = (event, found)
+        if record is not None:
+            await record(tx, result)
+        return result
+
+    async def create_many(self, user_id: int, items: list[dict[str, Any] | errors.Problem],
+                          strategy: str, atomic: bool,
+                          record: Record | None = None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
+        """A batch (SPEC 5): each item checked alone, then against the calendar and the items
+        before it, all written by one statement in one transaction. Each result is the event
+        and its conflicts, or the problem of that item. When `atomic`, the first problem is
+        raised as errors.BatchItem instead and nothing is written."""
+        drafts = await asyncio.to_thread(self._check_items, items, strategy)
+        if atomic:
+            self._raise_first(drafts)
+        return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, strategy,
+                               atomic, record)
+
+    @staticmethod
+    def _check_items(items: list[dict[str, Any] | errors.Problem], strategy: str) -> list[Draft | errors.Problem]:
+        out: list[Draft | errors.Problem] = []
+        for item in items:
+            if isinstance(item, errors.Problem):
+                out.append(item)
+                continue
+            try:
+                draft = check_event(item)
+                _check_strategy(draft, strategy, ("body", "on_conflict"))
+            except errors.Problem as exc:
+                out.append(exc)
+            else:
+                out.append(draft)
+        return out
+
+    @staticmethod
+    def _raise_first(results: list[Any]) -> None:
+        for index, result in enumerate(results):
+            if isinstance(result, errors.Problem):
+                raise errors.BatchItem.of(index, result)
+
+    async def _insert_many(self, tx: Tx, user_id: int, drafts: list[Draft | errors.Problem], strategy: str,
+                           atomic: bool, record: Record | None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
+        await event_db.lock_calendar(tx.conn, user_id)
+        valid = [d for d in drafts if isinstance(d, Draft)]
+        results: list[Any] = list(drafts)
+        if valid:
+            ranges = [_check_range(d) for d in valid]
+            lower = min(r[0] for r in ranges)
+            upper = max(r[1] for r in ranges)
+            if strategy == "shift":
+                upper = max(upper, *(_shift_window(d)[1] for d in valid))
+            candidates = await event_db.list_calendar(tx.conn, user_id, lower, upper)
+            calendar = conflicts.Calendar(_busy(candidates, lower, upper, exclude=None))
+            for index, draft in enumerate(drafts):
+                if not isinstance(draft, Draft):
+                    continue
+                try:
+                    results[index] = self._place(calendar, index, draft, strategy)
+                except errors.Problem as exc:
+                    if atomic:
+                        raise errors.BatchItem.of(index, exc) from None
+                    results[index] = exc
+        placed = [(i, r) for i, r in enumerate(results) if isinstance(r, tuple)]
+        if placed:
+            rows = orjson.dumps([draft.row(user_id) for _, (draft, _) in placed]).decode()
+            events = await event_db.insert_events(tx.conn, user_id, rows)
+            for (index, (_, found)), event in zip(placed, events):
+                results[index] = (event, found)
+        if record is not None:
+            await record(tx, results)
+        return results
+
+    @staticmethod
+    def _place(calendar: conflicts.Calendar, index: int, draft: Draft,
+               strategy: str) -> tuple[Draft, list[conflicts.Busy]]:
+        """Check one batch item against the calendar (which holds the items placed before
+        it), apply the strategy and add the item to the calendar."""
+        lower, upper = _check_range(draft)
+        mine = _draft_busy(draft, lower, upper)
+        found = conflicts.find_conflicts(mine, calendar.overlapping(lower, upper))
+        if found and strategy == "reject":
+            raise _conflict(found)
+        if found and strategy == "shift":
+            start, until = _shift_window(draft)
+            draft = _shift(draft, [(b.start, b.end) for b in calendar.overlapping(start, until)], found)
+            mine, found = [(draft.start_time, draft.end_time)], []
+        # Items of a batch have no id yet: a negative stand-in keeps them apart in the calendar.
+        calendar.add(conflicts.Busy(-1 - index, draft.title, s, e) for s, e in mine)
+        return draft, found
+
+    # -- change ---------------------------------------------------------------------------
+
+    async def update(self, user_id: int, event_id: int, changes: dict[str, Any], *,
+                     if_match: str | None = None, strategy: str = "reject") -> tuple[Event, list[conflicts.Busy]]:
+        """Apply the given fields (a partial update) and write the next version; the merged
+        event is checked as a whole and against the owner's calendar. An update that changes
+        nothing writes nothing and answers the event as it is."""
+        if "description" in changes and changes["description"] is None:
+            changes = {**changes, "description": ""}
+
+        async def build(event: Event) -> Change | None:
+            draft = await checked({**stored_fields(event), **changes})
+            _check_strategy(draft, strategy)
+            return Change(draft, "updated")
+
+        return await self._change(user_id, event_id, EDITOR_ROLES, if_match, build, strategy)
+
+    async def change_occurrence(self, user_id: int, event_id: int, original: dt.datetime,
+                                changes: dict[str, Any], *, if_match: str | None = None,
+                                strategy: str = "reject") -> tuple[Event, Occurrence, list[conflicts.Busy]]:
+        """Store `changes` (times, title, description, location) as an exception of the
+        occurrence that starts at `original`; it is checked against the calendar like an update."""
+        async def build(event: Event) -> Change | None:
+            current = self._occurrence(event, original)
+            overrides = _exception_of(event, current.original_start)
+            merged = {"start_time": current.start, "end_time": current.end, "title": current.title,
+                      **{k: overrides.get(k, getattr(event, k)) for k in ("description", "location")},
+                      **changes}
+            if merged["description"] is None:
+                merged["description"] = ""
+            _check_times(merged["start_time"], merged["end_time"])
+            utc = dt.timezone.utc
+            start, end = merged["start_time"].astimezone(utc), merged["end_time"].astimezone(utc)
+            first = current.original_start.astimezone(utc)
+            natural = {"title": event.title, "description": event.description, "location": event.location}
+            kept = {k: merged[k] for k in natural if merged[k] != natural[k]}
+            if (start, end) != (first, first + (event.end_time - event.start_time)):
+                kept.update(start_time=start, end_time=end)
+            change = OccurrenceChange(first, False, kept)
+            draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})
+            return Change(draft, "occurrence_changed", [(start, end)])
+
+        if strategy == "shift":
+            raise errors.Validation.at(("query", "on_conflict"), "shift applies to single events only")
+        event, found = await self._change(user_id, event_id, EDITOR_ROLES, if_match, build, strategy)
+        return event, self._occurrence(event, original), found
+
+    async def cancel_occurrence(self, user_id: int, event_id: int, original: dt.datetime, *,
+                                if_match: str | None = None) -> Event:
+        """Cancel the occurrence that starts at `original` (listed as cancelled from now on)."""
+        async def build(event: Event) -> Change | None:
+            current = self._occurrence(event, original)
+            if current.cancelled:
+                return None
+            change = OccurrenceChange(current.original_start.astimezone(dt.timezone.utc), True)
+            draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})
+            return Change(draft, "occurrence_cancelled", [])
+
+        event, _ = await self._change(user_id, event_id, EDITOR_ROLES, if_match, build, "allow")
+        return event
+
+    @staticmethod
+    def _occurrence(event: Event, original: dt.datetime) -> Occurrence:
+        """The occurrence of `event` whose original start is the instant `original`;
+        errors.NotFound when there is none (errors.Validation for a single event)."""
+        if event.rrule is None:
+            raise errors.Validation.at(("path", "occurrence_start"),
+                                       "the event does not recur; change the event itself")
+        tiny = dt.timedelta(microseconds=1)
+        for occ in occurrences_of(event, original, original + tiny, limit=CHECK_LIMIT):
+            if occ.original_start == original:
+                return occ
+        for change in event.exceptions:  # moved far from its original start
+            if change.original == original:
+                [occ] = [o for o in occurrences_of(
+                    event, change.overrides.get("start_time", original),
+                    change.overrides.get("end_time", original) + tiny, limit=CHECK_LIMIT)
+                    if o.original_start == original]
+                return occ
+        raise errors.NotFound("no occurrence of this event starts at that time")
+
+    async def delete(self, user_id: int, event_id: int, *, if_match: str | None = None) -> None:
+        """Soft-delete: gone from every read; the version row keeps what it was."""
+        for _ in range(MAX_ATTEMPTS):
+            event = await self.get(user_id, event_id)
+            _require(event, ("owner",))
+            _require_match(event, if_match)
+            body = orjson.dumps(snapshot(event, event.owner_id)).decode()
+            if await run_in_tx(self.db, "delete_event", self._delete, user_id, event, body):
+                return
+        raise errors.Unavailable("the event is changing too fast; try again")
+
+    @staticmethod
+    async def _delete(tx: Tx, user_id: int, event: Event, snapshot_json: str) -> bool:
+        return await event_db.delete_event(tx.conn, event.id, event.version, user_id, snapshot_json)
+
+    async def _change(self, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
+                      build: Callable[[Event], Awaitable[Change | None]],
+                      strategy: str) -> tuple[Event, list[conflicts.Busy]]:
+        """Read the event, check the caller's role and If-Match, build the change from what
+        was read, and write it under the owner's calendar lock if the event is still at the
+        version read; read again and rebuild when it is not."""
+        for _ in range(MAX_ATTEMPTS):
+            event = await self.get(user_id, event_id)
+            _require(event, roles)
+            _require_match(event, if_match)
+            change = await build(event)
+            if change is None:
+                return event, []
+            old, new = snapshot(event, event.owner_id), snapshot(change.draft, event.owner_id)
+            fields = changed_fields(old, new)
+            if not fields:
+                return event, []
+            written = await run_in_tx(self.db, "change_event", self._write, user_id, event, change,
+                                      fields, strategy)
+            if written is not None:
+                return written
+        raise errors.Unavailable("the event is changing too fast; try again")
+
+    async def _write(self, tx: Tx, user_id: int, event: Event, change: Change, fields: list[str],
+                     strategy: str) -> tuple[Event, list[conflicts.Busy]] | None:
+        await event_db.lock_calendar(tx.conn, event.owner_id)
+        draft, found = await self._resolve(tx, event.owner_id, change.draft, strategy, exclude=event.id,
+                                           mine=change.check)
+        row = orjson.dumps(draft.row(event.owner_id)).decode()
+        if draft is not change.draft:  # moved by shift
+            fields = changed_fields(snapshot(event, event.owner_id), snapshot(draft, event.owner_id))
+        updated = await event_db.update_event(tx.conn, event.id, event.version, event.owner_id, user_id, row,
+                                              change.kind, fields, event.my_role)
+        return None if updated is None else (updated, found)
+
+    # -- read -----------------------------------------------------------------------------
 
     async def list(self, user_id: int, *, start: dt.datetime | None, end: dt.datetime | None,
                    role: str | None, q: str | None, after: tuple[dt.datetime, int] | None,
@@ -293,7 +707,7 @@ class EventService:
                 rows = await event_db.list_visible(conn, user_id, role=role, window=(start, end), q=q,
                                                    after=after, limit=500)
                 for event in rows:
-                    found.extend(occurrences_of(event, start, end))
+                    found.extend(occurrences_of(event, start, end, cancelled=False))
                 if len(found) > recurrence.MAX_OCCURRENCES:
                     raise errors.Validation.at(
                         ("query", "end"),
@@ -301,7 +715,7 @@ class EventService:
                 if len(rows) < 500:
                     break
                 after = (rows[-1].start_time, rows[-1].id)
-        found.sort(key=lambda o: (o.start, o.event.id))
+        found.sort(key=lambda o: (o.start, o.event_id))
         return found
 
     async def _calendar_busy(self, conn, user_id: int, start: dt.datetime,

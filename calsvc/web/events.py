@@ -1,17 +1,24 @@
 """Handlers of /api/events."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from typing import Any
+import hashlib
+from typing import Any, Awaitable, Callable, Iterator
 from zoneinfo import ZoneInfo
 
+import msgspec
+import orjson
 from aiohttp import web
 from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.conflicts import Busy
 from calsvc.services.events import Occurrence, check_window, occurrences_of, pattern_of
+from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, schemas
+
+Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
 
 
 def etag(event: models.Event) -> str:
@@ -36,37 +43,204 @@ def render_event(event: models.Event) -> schemas.Event:
     )
 
 
-def event_response(request: web.Request, event: models.Event, status: int = 200,
-                   headers: dict[str, str] | None = None,
-                   found: list[Busy] | None = None) -> web.Response:
+def rendered(event: models.Event, found: list[Busy] | None = None) -> schemas.Event:
+    """The event as answered, with `conflicts` when written under `allow` (`found` given)."""
     body = render_event(event)
     if found is not None:
         body.conflicts = [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start,
                                                end_time=b.end) for b in found]
-    return codec.respond(request, body, status=status,
+    return body
+
+
+def event_response(request: web.Request, event: models.Event, status: int = 200,
+                   headers: dict[str, str] | None = None,
+                   found: list[Busy] | None = None) -> web.Response:
+    return codec.respond(request, rendered(event, found), status=status,
                          headers={"ETag": etag(event), "Vary": "Accept", **(headers or {})})
+
+
+def _recurrence(rec: schemas.RecurrenceIn | None) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    fields = asdict(rec)
+    if rec.pattern is not None:
+        fields["pattern"] = asdict(rec.pattern)
+    return fields
 
 
 def _fields(body: schemas.EventIn) -> dict[str, Any]:
     fields = asdict(body)
-    if body.recurrence is not None:
-        rec = asdict(body.recurrence)
-        if body.recurrence.pattern is not None:
-            rec["pattern"] = asdict(body.recurrence.pattern)
-        fields["recurrence"] = rec
+    fields["recurrence"] = _recurrence(body.recurrence)
     return fields
 
 
+def _changes(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields a partial update gives (the strategy aside)."""
+    changes = {k: v for k, v in asdict(body).items() if v is not msgspec.UNSET and k != "on_conflict"}
+    if "recurrence" in changes:
+        changes["recurrence"] = _recurrence(changes["recurrence"])
+    return changes
+
+
+def _strategy(query: Any, body: Any) -> str:
+    return query.on_conflict or body.on_conflict or "reject"
+
+
+def _event_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+@contextlib.contextmanager
+def _current_shown() -> Iterator[None]:
+    """A 412 carries the event as it is now (`current`), rendered like any answer."""
+    try:
+        yield
+    except errors.PreconditionFailed as exc:
+        current = exc.extra.get("current")
+        if isinstance(current, models.Event):
+            exc.extra["current"] = msgspec.to_builtins(render_event(current))
+            exc.headers["ETag"] = etag(current)
+        raise
+
+
+# -- Idempotency-Key ---------------------------------------------------------------------
+
+async def _once(request: web.Request, user: models.User, body: msgspec.Struct, query: msgspec.Struct,
+                call: Callable[[Any], Awaitable[Any]], answer: Callable[[Any], Answer]) -> web.Response:
+    """Run `call(record)` and answer `answer(result)`; with an Idempotency-Key, the answer is
+    stored with the write (`record`) and a retry with the same key and request gets it back."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return _respond(request, answer(await call(None)))
+    check_key(key)
+    route = request.match_info.route.name or request.path
+    digest = hashlib.sha256(msgspec.json.encode(body) + b"\0" + msgspec.json.encode(query)).digest()
+    store = request.app[keys.IDEMPOTENCY]
+    stored = await store.replay(user.id, key, route, digest)
+    if stored is None:
+        def render(result: Any) -> tuple[int, bytes, str | None]:
+            status, value, headers = answer(result)
+            return status, msgspec.json.encode(value), headers.get("Location")
+
+        try:
+            return _respond(request, answer(await call(store.recorder(user.id, key, route, digest, render))))
+        except KeyTaken:
+            stored = await store.replay(user.id, key, route, digest)
+            if stored is None:  # the other request's answer expired at once: cannot happen in 24 h
+                raise errors.Unavailable("try again") from None
+    headers = {"Idempotent-Replayed": "true"}
+    value = orjson.loads(stored.body)
+    if stored.location:
+        headers["Location"] = stored.location
+    if isinstance(value, dict) and "version" in value:
+        headers.update({"ETag": f'"{value["version"]}"', "Vary": "Accept"})
+    return codec.respond(request, value, status=stored.status, headers=headers)
+
+
+def _respond(request: web.Request, answer: Answer) -> web.Response:
+    status, value, headers = answer
+    return codec.respond(request, value, status=status, headers=headers)
+
+
+# -- handlers ----------------------------------------------------------------------------
+
 async def create_event(request: web.Request, user: models.User, body: schemas.EventIn,
                        query: schemas.CreateQuery) -> web.Response:
+    strategy = _strategy(query, body)
+
+    def answer(result: tuple[models.Event, list[Busy]]) -> Answer:
+        event, found = result
+        return 201, rendered(event, found if strategy == "allow" else None), {
+            "Location": f"/api/events/{event.id}", "ETag": etag(event), "Vary": "Accept"}
+
+    return await _once(request, user, body, query,
+                       lambda record: request.app[keys.EVENTS].create(user.id, _fields(body), strategy, record),
+                       answer)
+
+
+async def create_batch(request: web.Request, user: models.User, body: schemas.BatchIn,
+                       query: schemas.CreateQuery) -> web.Response:
+    strategy = _strategy(query, body)
+    items: list[dict[str, Any] | errors.Problem] = []
+    for raw in body.events:
+        try:
+            items.append(_fields(codec.convert(raw, schemas.EventIn)))
+        except errors.Problem as exc:
+            items.append(exc)
+
+    def answer(results: list[Any]) -> Answer:
+        shown = None if strategy != "allow" else True
+        if body.atomic:
+            return 201, schemas.BatchCreated(items=[rendered(e, found if shown else None) for e, found in results]), {}
+        out = []
+        for index, result in enumerate(results):
+            if isinstance(result, errors.Problem):
+                problem = result.body()
+                problem["errors"] = errors.BatchItem.of(index, result).errors
+                out.append(schemas.BatchResult(index=index, status=result.status, error=problem))
+            else:
+                event, found = result
+                out.append(schemas.BatchResult(index=index, status=201,
+                                               event=rendered(event, found if shown else None)))
+        return 207, schemas.BatchResults(results=out), {}
+
+    return await _once(request, user, body, query,
+                       lambda record: request.app[keys.EVENTS].create_many(user.id, items, strategy, body.atomic,
+                                                                           record),
+                       answer)
+
+
+async def update_event(request: web.Request, user: models.User, body: schemas.EventPatch,
+                       query: schemas.CreateQuery) -> web.Response:
+    strategy = _strategy(query, body)
+    with _current_shown():
+        event, found = await request.app[keys.EVENTS].update(
+            user.id, _event_id(request), _changes(body), if_match=request.headers.get("If-Match"),
+            strategy=strategy)
+    return event_response(request, event, found=found if strategy == "allow" else None)
+
+
+async def delete_event(request: web.Request, user: models.User) -> web.Response:
+    with _current_shown():
+        await request.app[keys.EVENTS].delete(user.id, _event_id(request), if_match=request.headers.get("If-Match"))
+    return web.Response(status=204)
+
+
+def _occurrence_start(request: web.Request) -> dt.datetime:
+    text = request.match_info["occurrence_start"].replace(" ", "+")
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.utcoffset() is None:
+        raise errors.Validation.at(("path", "occurrence_start"),
+                                   "occurrence_start must be an RFC 3339 time with an offset (percent-encoded)")
+    return value
+
+
+async def change_occurrence(request: web.Request, user: models.User, body: schemas.OccurrencePatch,
+                            query: schemas.OccurrenceQuery) -> web.Response:
     strategy = query.on_conflict or body.on_conflict or "reject"
-    event, found = await request.app[keys.EVENTS].create(user.id, _fields(body), strategy)
-    return event_response(request, event, 201, {"Location": f"/api/events/{event.id}"},
-                          found if strategy == "allow" else None)
+    with _current_shown():
+        event, occ, found = await request.app[keys.EVENTS].change_occurrence(
+            user.id, _event_id(request), _occurrence_start(request), _changes(body),
+            if_match=request.headers.get("If-Match"), strategy=strategy)
+    value = render_occurrence(occ)
+    if strategy == "allow":
+        value.conflicts = [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start,
+                                                end_time=b.end) for b in found]
+    return codec.respond(request, value, headers={"ETag": etag(event), "Vary": "Accept"})
+
+
+async def cancel_occurrence(request: web.Request, user: models.User) -> web.Response:
+    with _current_shown():
+        await request.app[keys.EVENTS].cancel_occurrence(
+            user.id, _event_id(request), _occurrence_start(request), if_match=request.headers.get("If-Match"))
+    return web.Response(status=204)
 
 
 async def get_event(request: web.Request, user: models.User) -> web.Response:
-    event = await request.app[keys.EVENTS].get(user.id, int(request.match_info["id"]))
+    event = await request.app[keys.EVENTS].get(user.id, _event_id(request))
     tag = etag(event)
     if _none_match(request.headers.get("If-None-Match"), tag):
         return web.Response(status=304, headers={"ETag": tag, "Vary": "Accept"})
@@ -106,9 +280,9 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
 
 
 def render_occurrence(occ: Occurrence) -> schemas.Occurrence:
-    return schemas.Occurrence(event_id=occ.event.id, occurrence_start=occ.original_start,
-                              start_time=occ.start, end_time=occ.end, title=occ.event.title,
-                              is_exception=False, cancelled=False)
+    return schemas.Occurrence(event_id=occ.event_id, occurrence_start=occ.original_start,
+                              start_time=occ.start, end_time=occ.end, title=occ.title,
+                              is_exception=occ.is_exception, cancelled=occ.cancelled)
 
 
 def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
@@ -120,18 +294,18 @@ def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str |
             last = (dt.datetime.fromisoformat(stamp), event_id)
         except ValueError:
             raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
-        found = [o for o in found if (o.start, o.event.id) > last]
+        found = [o for o in found if (o.start, o.event_id) > last]
     page = found[:limit]
     next_cursor = None
     if len(found) > limit:
-        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event.id])
+        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event_id])
     body = schemas.OccurrencePage(items=[render_occurrence(o) for o in page], next_cursor=next_cursor)
     return codec.respond(request, body)
 
 
 async def list_occurrences(request: web.Request, user: models.User, query: schemas.OccurrencesQuery) -> web.Response:
     service = request.app[keys.EVENTS]
-    event = await service.get(user.id, int(request.match_info["id"]))
+    event = await service.get(user.id, _event_id(request))
     check_window(query.start, query.end)
     return occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from calsvc.ratelimit import MemoryLimiter
     from calsvc.services.auth import AuthService
     from calsvc.services.events import EventService
+    from calsvc.services.idempotency import Idempotency
     from calsvc.tokens import TokenCodec
     from calsvc.web.metrics import Metrics
 
@@ -18,6 +19,7 @@ SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 DB: web.AppKey["Database"] = web.AppKey("db")
 AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
 EVENTS: web.AppKey["EventService"] = web.AppKey("events")
+IDEMPOTENCY: web.AppKey["Idempotency"] = web.AppKey("idempotency")
 TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
 AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")
 USER_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("user_limiter")

@@ -61,6 +61,15 @@ def _query_parameters(kind: type) -> list[dict[str, Any]]:
     return params
 
 
+_HEADER_TEXT = {
+    "If-Match": 'The ETag (`"<version>"`) the change is based on; 412 with `current` when the event has moved on.',
+    "If-None-Match": "An ETag the client holds; 304 when it is still current.",
+    "Idempotency-Key": "1-255 printable ASCII characters: a retry with the same key and request (per user, "
+                       "24 h) answers the first answer (`Idempotent-Replayed: true`) instead of writing again; "
+                       "the same key with another request is a 422.",
+}
+
+
 def _error_statuses(route: Route) -> list[int]:
     statuses = set(route.errors) | {500}
     if route.path.startswith("/api/"):
@@ -85,11 +94,14 @@ def _operation(route: Route) -> dict[str, Any]:
     op["security"] = [{"bearerAuth": []}] if route.auth else []
     params = [
         {"name": name, "in": "path", "required": True,
-         "schema": {"type": "integer", "minimum": 1} if name.endswith("id") else {"type": "string"}}
+         "schema": {"type": "integer", "minimum": 1} if name.endswith("id")
+         else {"type": "string", "format": "date-time"} if name.endswith("_start") else {"type": "string"}}
         for name in _PATH_PARAM.findall(route.path)
     ]
     if route.query is not None:
         params += _query_parameters(route.query)
+    params += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+                "description": _HEADER_TEXT[name]} for name in route.headers]
     if params:
         op["parameters"] = params
     if route.body is not None:

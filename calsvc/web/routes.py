@@ -34,7 +34,16 @@ ROUTES: list[Route] = [
                       "occurrence by occurrence: `on_conflict` (query or body) `reject` (default, 409 "
                       "`/problems/scheduling-conflict` with `conflicts`), `allow` (written; the "
                       "answer lists `conflicts`) or `shift` (single events: moved to the earliest "
-                      "free slot within 30 days, else 409). Idempotency-Key is not built yet."),
+                      "free slot within 30 days, else 409).",
+          headers=("Idempotency-Key",)),
+    Route("POST", "/api/events/batch", events.create_batch, "Create up to 500 events at once", "events",
+          {201: S.BatchCreated, 207: S.BatchResults}, body=S.BatchIn, query=S.CreateQuery, bulk=True,
+          errors=(409,), headers=("Idempotency-Key",),
+          description="`atomic: true` (default): all or nothing in one transaction, 201 with the events in "
+                      "request order; a failing item answers its own status as `/problems/batch-item` "
+                      "with `index` and `errors[].loc` under `[\"body\", \"events\", i]`. `atomic: false`: "
+                      "207 with one result per item (`status` is what the item alone would get). Items "
+                      "conflict with the calendar and with each other; `on_conflict` applies to each."),
     Route("GET", "/api/events", events.list_events, "The events the caller can see", "events",
           {200: (S.EventPage, S.OccurrencePage)}, query=S.EventsQuery,
           description="In (start_time, id) order. `start`/`end` keep the events with an occurrence "
@@ -53,8 +62,34 @@ ROUTES: list[Route] = [
           {200: S.FreeBusyPage}, query=S.FreeBusyQuery, errors=(404,),
           description="`users` default to the caller; each must share at least one event with the "
                       "caller (else 404). Merged intervals, clipped to the window."),
+    Route("PUT", r"/api/events/{id:\d+}/occurrences/{occurrence_start}", events.change_occurrence,
+          "Change one occurrence (editor or better)", "events", {200: S.Occurrence}, body=S.OccurrencePatch,
+          query=S.OccurrenceQuery, errors=(403, 404, 409, 412), headers=("If-Match",),
+          description="`occurrence_start` is the occurrence's original start (RFC 3339, percent-encoded; "
+                      "any offset naming the same instant). Stored as an exception of the series and "
+                      "checked against the owner's calendar like an update (`reject` or `allow`)."),
+    Route("DELETE", r"/api/events/{id:\d+}/occurrences/{occurrence_start}", events.cancel_occurrence,
+          "Cancel one occurrence (editor or better)", "events", {204: None}, errors=(403, 404, 412),
+          headers=("If-Match",),
+          description="Listed by `/occurrences` with `cancelled: true` from then on; left out of "
+                      "`expand=true` listings and conflict checks."),
+    Route("PUT", r"/api/events/{id:\d+}", events.update_event, "Change an event (editor or better)", "events",
+          {200: S.Event}, body=S.EventPatch, query=S.CreateQuery, errors=(403, 404, 409, 412),
+          headers=("If-Match",),
+          description="Same as PATCH: the fields given change, omitted ones keep their value, `null` "
+                      "clears an optional one; the merged event is validated and conflict-checked as a whole."),
+    Route("PATCH", r"/api/events/{id:\d+}", events.update_event, "Change some fields of an event (editor or better)",
+          "events", {200: S.Event}, body=S.EventPatch, query=S.CreateQuery, errors=(403, 404, 409, 412),
+          headers=("If-Match",),
+          operation="patch_event",
+          description="The fields given change, omitted ones keep their value, `null` clears an optional "
+                      "one; the merged event is validated and conflict-checked as a whole. A change that "
+                      "changes nothing writes no version."),
+    Route("DELETE", r"/api/events/{id:\d+}", events.delete_event, "Delete an event (owner only)", "events",
+          {204: None}, errors=(403, 404, 412), headers=("If-Match",),
+          description="A soft delete: gone from every read (404), recorded as a version."),
     Route("GET", r"/api/events/{id:\d+}", events.get_event, "One event (viewer or better)", "events",
-          {200: S.Event, 304: None}, errors=(404,),
+          {200: S.Event, 304: None}, errors=(404,), headers=("If-None-Match",),
           description="`ETag: \"<version>\"`; `If-None-Match` with it answers 304."),
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,

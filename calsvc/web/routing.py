@@ -30,11 +30,13 @@ class Route:
     bulk: bool = False                 # body limit is max_bulk_body_bytes
     offers: tuple[str, ...] = codec.OFFERS  # response media types ((), for routes serving their own)
     errors: tuple[int, ...] = ()       # further problem statuses the route can answer
+    headers: tuple[str, ...] = ()      # request headers it reads (documented in OpenAPI)
+    operation: str = ""                # name (and operationId) when the handler serves two routes
     description: str = ""
 
     @property
     def name(self) -> str:
-        return self.handler.__name__
+        return self.operation or self.handler.__name__
 
 
 def bearer_token(request: web.Request) -> str | None:

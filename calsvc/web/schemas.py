@@ -3,7 +3,7 @@ and are the schemas of the OpenAPI document (one source of truth)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -229,6 +229,7 @@ class Occurrence(Struct, kw_only=True):
     title: str
     is_exception: bool
     cancelled: bool
+    conflicts: list[ConflictItem] | msgspec.UnsetType = msgspec.UNSET  # with on_conflict=allow
 
 
 class OccurrencePage(Struct, kw_only=True):
@@ -277,3 +278,54 @@ class UserBusy(Struct, kw_only=True):
 class FreeBusyPage(Struct, kw_only=True):
     items: list[UserBusy]
     next_cursor: str | None
+
+
+class EventPatch(Struct, kw_only=True):
+    """The fields to change (PUT and PATCH alike): omitted ones keep their value, `null`
+    clears `description`, `location` or `recurrence`; the merged event is checked as a whole."""
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | None | msgspec.UnsetType = msgspec.UNSET
+    location: Location | None | msgspec.UnsetType = msgspec.UNSET
+    start_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
+    end_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
+    timezone: ZoneName | msgspec.UnsetType = msgspec.UNSET
+    all_day: bool | msgspec.UnsetType = msgspec.UNSET
+    recurrence: RecurrenceIn | None | msgspec.UnsetType = msgspec.UNSET
+    on_conflict: Strategy | None = None
+
+
+class OccurrencePatch(Struct, kw_only=True):
+    """What to change in one occurrence; omitted fields keep their current value."""
+    start_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
+    end_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | None | msgspec.UnsetType = msgspec.UNSET
+    location: Location | None | msgspec.UnsetType = msgspec.UNSET
+    on_conflict: Literal["reject", "allow"] | None = None
+
+
+class OccurrenceQuery(Struct, kw_only=True):
+    on_conflict: Literal["reject", "allow"] | None = None
+
+
+class BatchIn(Struct, kw_only=True):
+    # Items are checked one by one (so `atomic: false` can answer each), hence `Any` here.
+    events: Annotated[list[Any], Meta(min_length=1, max_length=500, description="1-500 events",
+                                      extra_json_schema={"items": {"$ref": "#/components/schemas/EventIn"}})]
+    atomic: bool = True
+    on_conflict: Strategy | None = None
+
+
+class BatchCreated(Struct, kw_only=True):
+    items: list[Event]
+
+
+class BatchResult(Struct, kw_only=True):
+    index: int
+    status: int
+    event: Event | msgspec.UnsetType = msgspec.UNSET
+    error: Problem | msgspec.UnsetType = msgspec.UNSET
+
+
+class BatchResults(Struct, kw_only=True):
+    results: list[BatchResult]
