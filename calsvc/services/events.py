@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -104,7 +104,7 @@ def check_event(fields: dict[str, Any]) -> Draft:
     if rec is not None:
         rrule, exdates, rdates, series = _check_recurrence(rec, start, end - start, tz)
         kept = _kept_exceptions(series, fields.get("exceptions", ()))
-        series = with_exceptions(series, kept)
+        series = with_exceptions(series, (c.original for c in kept))
     if series is None:
         during = (start, end)
     else:
@@ -123,13 +123,12 @@ def _kept_exceptions(series: recurrence.Series,
                                    recurrence.occurrence_starts(series, c.original, c.original + tiny)})
 
 
-def with_exceptions(series: recurrence.Series,
-                    changes: tuple[OccurrenceChange, ...]) -> recurrence.Series:
-    """`series` without the occurrences its exceptions replace (they are added back, moved or
-    cancelled, by `expand`)."""
-    if not changes:
+def with_exceptions(series: recurrence.Series, replaced: Iterable[dt.datetime]) -> recurrence.Series:
+    """`series` without the occurrences its exceptions replace (their original starts); `expand`
+    adds them back, moved or cancelled."""
+    keys = set(replaced)
+    if not keys:
         return series
-    keys = {c.original for c in changes}
     return dataclasses.replace(series, exdates=tuple(sorted(set(series.exdates) | keys)))
 
 
@@ -173,18 +172,18 @@ def pattern_of(rrule: str) -> dict[str, Any] | None:
 @functools.lru_cache(maxsize=4096)
 def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, timezone: str,
             rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...],
-            changes: tuple[OccurrenceChange, ...]) -> recurrence.Series:
+            replaced: tuple[dt.datetime, ...]) -> recurrence.Series:
     tz = _zone(timezone)
     series = recurrence.prepare(start.astimezone(tz), end - start, tz, recurrence.parse_rule(rrule, tz),
                                 exdates, rdates)
-    return with_exceptions(series, changes)
+    return with_exceptions(series, replaced)
 
 
 def series_of(event: Event) -> recurrence.Series:
     """The stored series of a recurring event, its exceptions' original starts left out
     (cached per event version)."""
     return _series(event.id, event.version, event.start_time, event.end_time, event.timezone,
-                   event.rrule, event.exdates, event.rdates, event.exceptions)
+                   event.rrule, event.exdates, event.rdates, tuple(c.original for c in event.exceptions))
 
 
 def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) -> bool:
