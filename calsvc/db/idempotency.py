@@ -42,6 +42,15 @@ async def save(conn: asyncpg.Connection, user_id: int, key: str, answer: StoredA
     return bool(stored)
 
 
+async def fill(conn: asyncpg.Connection, user_id: int, key: str, status: int, body: bytes,
+               location: str | None) -> None:
+    """Put the answer into the row a transaction claimed with `save`."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET status = $3, body = $4, location = $5 WHERE user_id = $1 AND key = $2",
+        user_id, key, status, body, location,
+    )
+
+
 async def delete_older(conn: asyncpg.Connection, before: dt.datetime) -> int:
     result = await conn.execute("DELETE FROM idempotency_keys WHERE created_at < $1", before)
     return int(result.split()[-1])

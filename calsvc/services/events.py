@@ -15,6 +15,7 @@ from calsvc import conflicts, errors, recurrence
 from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
+from calsvc.services.idempotency import Recorder
 from calsvc.models import Event, OccurrenceChange, exceptions_json
 
 MAX_DURATION = dt.timedelta(days=366)
@@ -271,7 +272,6 @@ CHECK_LIMIT = 100_000
 MAX_ATTEMPTS = 10  # reads and writes of one change before giving up on a busy event
 
 EDITOR_ROLES = ("owner", "editor")
-Record = Callable[[Tx, Any], Awaitable[None]]  # stores an answer with the write (idempotency)
 
 
 def _draft_busy(draft: Draft, lower: dt.datetime, upper: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -414,11 +414,11 @@ class EventService:
     # -- create ---------------------------------------------------------------------------
 
     async def create(self, user_id: int, fields: dict[str, Any], strategy: str = "reject",
-                     record: Record | None = None) -> tuple[Event, list[conflicts.Busy]]:
+                     record: Recorder | None = None) -> tuple[Event, list[conflicts.Busy]]:
         """The new event and the conflicts it was written with (only under `allow`).
         errors.Validation for an invalid event; errors.SchedulingConflict under `reject`, or
-        under `shift` when no free slot comes within 30 days. `record(tx, result)` runs in the
-        transaction after the write."""
+        under `shift` when no free slot comes within 30 days. `record` (Idempotency-Key)
+        claims its key first and keeps the answer, in the same transaction."""
         draft = await checked(fields)
         _check_strategy(draft, strategy)
         return await run_in_tx(self.db, "create_event", self._insert, user_id, draft, strategy, record)
@@ -446,18 +446,20 @@ class EventService:
         raise _conflict(found)
 
     async def _insert(self, tx: Tx, user_id: int, draft: Draft, strategy: str,
-                      record: Record | None) -> tuple[Event, list[conflicts.Busy]]:
+                      record: Recorder | None) -> tuple[Event, list[conflicts.Busy]]:
+        if record is not None:
+            await record.claim(tx)
         await event_db.lock_calendar(tx.conn, user_id)
         draft, found = await self._resolve(tx, user_id, draft, strategy, exclude=None)
         [event] = await event_db.insert_events(tx.conn, user_id, orjson.dumps([draft.row(user_id)]).decode())
         result = (event, found)
         if record is not None:
-            await record(tx, result)
+            await record.save(tx, result)
         return result
 
     async def create_many(self, user_id: int, items: list[dict[str, Any] | errors.Problem],
                           strategy: str, atomic: bool,
-                          record: Record | None = None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
+                          record: Recorder | None = None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
         """A batch (SPEC 5): each item checked alone, then against the calendar and the items
         before it, all written by one statement in one transaction. Each result is the event
         and its conflicts, or the problem of that item. When `atomic`, the first problem is
@@ -491,7 +493,9 @@ class EventService:
                 raise errors.BatchItem.of(index, result)
 
     async def _insert_many(self, tx: Tx, user_id: int, drafts: list[Draft | errors.Problem], strategy: str,
-                           atomic: bool, record: Record | None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
+                           atomic: bool, record: Recorder | None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
+        if record is not None:
+            await record.claim(tx)
         await event_db.lock_calendar(tx.conn, user_id)
         valid = [d for d in drafts if isinstance(d, Draft)]
         results: list[Any] = list(drafts)
@@ -519,7 +523,7 @@ class EventService:
             for (index, (_, found)), event in zip(placed, events):
                 results[index] = (event, found)
         if record is not None:
-            await record(tx, results)
+            await record.save(tx, results)
         return results
 
     @staticmethod

@@ -1,6 +1,7 @@
 """Idempotency-Key (SPEC 5): a retry with the same key and the same request gets the first
 answer instead of writing twice; the same key with another request is a 422. The answer is
-stored in the transaction of the write it reports, so both commit or neither does."""
+stored in the transaction of the write it reports, so both commit or neither does; only
+answers of writes that happened are kept (a 409 or 422 leaves the key free)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -36,7 +37,8 @@ class Idempotency:
 
     async def replay(self, user_id: int, key: str, route: str, request_hash: bytes) -> StoredAnswer | None:
         """The answer stored under the key for this same request; None when there is none;
-        errors.Validation when the key was used for another request."""
+        errors.Validation when the key was used for another request. (A claimed row is filled
+        in the transaction that claimed it, so a committed row always holds its answer.)"""
         async with self.db.acquire() as conn:
             answer = await idem_db.find(conn, user_id, key, self._since())
         if answer is not None and (answer.route, answer.request_hash) != (route, request_hash):
@@ -44,17 +46,31 @@ class Idempotency:
         return answer
 
     def recorder(self, user_id: int, key: str, route: str, request_hash: bytes,
-                 render: Callable[[Any], tuple[int, bytes, str | None]]):
-        """The `record(tx, result)` hook a write calls in its transaction: it stores the
-        rendered answer, or raises KeyTaken (rolling the write back) when a concurrent
-        request with the same key got there first."""
-        async def record(tx: Tx, result: Any) -> None:
-            status, body, location = render(result)
-            answer = StoredAnswer(route, request_hash, status, body, location)
-            if not await idem_db.save(tx.conn, user_id, key, answer, self._since()):
-                raise KeyTaken(key)
-        return record
+                 render: Callable[[Any], tuple[int, bytes, str | None]]) -> "Recorder":
+        return Recorder(user_id, key, route, request_hash, render)
 
     async def purge_expired(self) -> int:
         async with self.db.acquire() as conn:
             return await idem_db.delete_older(conn, self._since())
+
+
+class Recorder:
+    """Keeps an answer with the write it reports. A write calls `claim` first in its
+    transaction: the key's row is inserted, so a concurrent request with the same key waits
+    on it and then gets KeyTaken (its write rolls back and it replays the answer). `save`
+    fills the row with the rendered answer just before the commit."""
+
+    def __init__(self, user_id: int, key: str, route: str, request_hash: bytes,
+                 render: Callable[[Any], tuple[int, bytes, str | None]]) -> None:
+        self.user_id, self.key, self.route, self.request_hash = user_id, key, route, request_hash
+        self.render = render
+
+    async def claim(self, tx: Tx) -> None:
+        since = dt.datetime.now(dt.timezone.utc) - KEEP
+        pending = StoredAnswer(self.route, self.request_hash, 0, b"", None)
+        if not await idem_db.save(tx.conn, self.user_id, self.key, pending, since):
+            raise KeyTaken(self.key)
+
+    async def save(self, tx: Tx, result: Any) -> None:
+        status, body, location = self.render(result)
+        await idem_db.fill(tx.conn, self.user_id, self.key, status, body, location)
