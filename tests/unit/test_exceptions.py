@@ -1,0 +1,118 @@
+"""Occurrence exceptions and the batch calendar, without the database: check_event keeps the
+exceptions that still fall on an occurrence and widens the envelope for moved ones; expand
+applies them; conflicts.Calendar answers overlaps like a scan of everything would."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from calsvc import conflicts, errors
+from calsvc.models import OccurrenceChange, exceptions_from_json, exceptions_json
+from calsvc.services.events import check_event, expand
+
+BERLIN = ZoneInfo("Europe/Berlin")
+UTC = dt.timezone.utc
+
+
+def fields(**changes):
+    base = {"title": "Daily", "description": "", "location": None,
+            "start_time": dt.datetime(2026, 10, 23, 9, tzinfo=BERLIN), "end_time": dt.datetime(2026, 10, 23, 10, tzinfo=BERLIN),
+            "timezone": "Europe/Berlin", "all_day": False, "recurrence": {"rrule": "FREQ=DAILY;COUNT=5"}}
+    return {**base, **changes}
+
+
+def at(day: int, hour: int = 9, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 10, day, hour, minute, tzinfo=BERLIN)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(UTC)
+
+
+def occurrences(draft, lower=at(1), upper=at(31), cancelled=True):
+    return expand(draft.series, 1, draft.title, draft.start_time, draft.end_time, draft.exceptions, lower, upper,
+                  cancelled=cancelled)
+
+
+def test_exceptions_round_trip_through_json():
+    changes = (OccurrenceChange(utc(at(24)), True),
+               OccurrenceChange(utc(at(25)), False, {"title": "x", "start_time": utc(at(25, 14)),
+                                                     "end_time": utc(at(25, 15)), "location": None}))
+    assert exceptions_from_json(orjson.dumps(exceptions_json(changes)).decode()) == changes
+
+
+def test_expand_applies_moves_renames_and_cancellations():
+    moved = OccurrenceChange(utc(at(24)), False, {"start_time": utc(at(27, 14)), "end_time": utc(at(27, 15))})
+    renamed = OccurrenceChange(utc(at(26)), False, {"title": "Renamed"})
+    cancelled = OccurrenceChange(utc(at(27)), True)
+    draft = check_event(fields(exceptions=(moved, renamed, cancelled)))
+    got = [(o.original_start, o.start, o.title, o.is_exception, o.cancelled) for o in occurrences(draft)]
+    assert got == [
+        (at(23), at(23), "Daily", False, False),
+        (at(25), at(25), "Daily", False, False),   # 25 October: clocks go back, still 09:00
+        (at(26), at(26), "Renamed", True, False),
+        (at(27), at(27), "Daily", True, True),
+        (at(24), at(27, 14), "Daily", True, False),
+    ]
+    assert [o.start for o in occurrences(draft, cancelled=False)] == [at(23), at(25), at(26), at(27, 14)]
+    # a window that holds only the moved occurrence's new time finds it, and not its old slot
+    assert [o.original_start for o in occurrences(draft, at(27, 13), at(27, 16))] == [at(24)]
+    assert occurrences(draft, at(24, 8), at(24, 11)) == []
+
+
+def test_exceptions_that_no_longer_fall_on_an_occurrence_are_dropped():
+    kept = OccurrenceChange(utc(at(24)), True)
+    gone = OccurrenceChange(utc(at(27)), True)              # past COUNT=3
+    off_grid = OccurrenceChange(utc(at(24, 9, 30)), True)   # never an occurrence
+    draft = check_event(fields(recurrence={"rrule": "FREQ=DAILY;COUNT=3"}, exceptions=(kept, gone, off_grid)))
+    assert draft.exceptions == (kept,)
+    exdated = check_event(fields(recurrence={"rrule": "FREQ=DAILY;COUNT=5", "exdates": [at(24)]}, exceptions=(kept,)))
+    assert exdated.exceptions == ()
+    single = check_event(fields(recurrence=None, exceptions=(kept,)))
+    assert single.exceptions == () and single.during == (at(23), at(23, 10))
+
+
+def test_the_envelope_holds_moved_occurrences():
+    early = OccurrenceChange(utc(at(24)), False, {"start_time": utc(at(20)), "end_time": utc(at(20, 1))})
+    late = OccurrenceChange(utc(at(25)), False, {"start_time": utc(at(30)), "end_time": utc(at(30, 23))})
+    draft = check_event(fields(exceptions=(early, late)))
+    assert draft.during == (utc(at(20)), utc(at(30, 23)))
+    endless = check_event(fields(recurrence={"rrule": "FREQ=DAILY"}, exceptions=(early,)))
+    assert endless.during == (utc(at(20)), None)
+
+
+def test_batch_item_problem_moves_locations_under_the_item():
+    inner = errors.Validation.at(("body", "end_time"), "end_time must be after start_time")
+    problem = errors.BatchItem.of(3, inner)
+    assert (problem.status, problem.type, problem.extra["index"]) == (422, "/problems/batch-item", 3)
+    assert problem.errors[0]["loc"] == ["body", "events", 3, "end_time"]
+    conflict = errors.BatchItem.of(0, errors.SchedulingConflict("overlaps", conflicts=[{"event_id": 1}]))
+    assert conflict.status == 409 and conflict.extra["conflicts"] == [{"event_id": 1}]
+    assert conflict.errors == [{"loc": ["body", "events", 0], "msg": "overlaps", "type": "scheduling-conflict"}]
+    query = errors.BatchItem.of(1, errors.Validation.at(("query", "on_conflict"), "no"))
+    assert query.errors[0]["loc"] == ["query", "on_conflict"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_calendar_overlapping_agrees_with_a_scan(seed):
+    rng = random.Random(seed)
+    base = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    busy = []
+    for i in range(rng.randint(0, 60)):
+        start = base + dt.timedelta(minutes=15 * rng.randint(0, 400))
+        end = start + dt.timedelta(minutes=15 * rng.randint(0, 40))  # empty ones included
+        busy.append(conflicts.Busy(i, f"e{i}", start.astimezone(BERLIN) if i % 2 else start, end))
+    calendar = conflicts.Calendar(busy[: len(busy) // 2])
+    calendar.add(busy[len(busy) // 2:])
+    for _ in range(50):
+        lo = base + dt.timedelta(minutes=15 * rng.randint(-10, 420))
+        hi = lo + dt.timedelta(minutes=15 * rng.randint(1, 50))
+        expected = sorted((b for b in busy if b.start < b.end and b.start < hi and b.end > lo),
+                          key=lambda b: (utc(b.start), b.event_id))
+        got = calendar.overlapping(lo, hi)
+        assert sorted(got, key=lambda b: (utc(b.start), b.event_id)) == expected
+        assert [utc(b.start) for b in got] == sorted(utc(b.start) for b in got)
