@@ -213,6 +213,12 @@ class Occurrence:
     cancelled: bool = False
 
 
+def order_key(occ: Occurrence) -> tuple[dt.datetime, int, dt.datetime]:
+    """How occurrences are listed: by start instant, event id, original start instant."""
+    utc = dt.timezone.utc
+    return occ.start.astimezone(utc), occ.event_id, occ.original_start.astimezone(utc)
+
+
 def expand(series: recurrence.Series | None, event_id: int, title: str, start: dt.datetime,
            end: dt.datetime, changes: tuple[OccurrenceChange, ...], lower: dt.datetime,
            upper: dt.datetime, *, cancelled: bool, limit: int = recurrence.MAX_OCCURRENCES) -> list[Occurrence]:
@@ -238,7 +244,7 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
         if s < upper and e > lower:
             found.append(Occurrence(event_id, original, s, e, o.get("title", title), True, False))
     if changes:
-        found.sort(key=lambda occ: (occ.start.astimezone(utc), occ.original_start.astimezone(utc)))
+        found.sort(key=order_key)
         if len(found) > limit:
             raise recurrence.RecurrenceError(
                 f"more than {limit} occurrences in the window; ask for a shorter window")
@@ -718,7 +724,7 @@ class EventService:
                 if len(rows) < 500:
                     break
                 after = (rows[-1].start_time, rows[-1].id)
-        found.sort(key=lambda o: (o.start, o.event_id))
+        found.sort(key=order_key)
         return found
 
     async def _calendar_busy(self, conn, user_id: int, start: dt.datetime,

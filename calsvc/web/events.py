@@ -14,7 +14,7 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.conflicts import Busy
-from calsvc.services.events import Occurrence, check_window, occurrences_of, pattern_of
+from calsvc.services.events import Occurrence, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, schemas
 
@@ -285,20 +285,29 @@ def render_occurrence(occ: Occurrence) -> schemas.Occurrence:
                               is_exception=occ.is_exception, cancelled=occ.cancelled)
 
 
+def _aware(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text)
+    if value.utcoffset() is None:
+        raise ValueError(text)
+    return value.astimezone(dt.timezone.utc)
+
+
 def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
                     limit: int) -> web.Response:
-    """One page of occurrences ordered by (start, event id); the cursor names the last one."""
+    """One page of occurrences in `order_key` order (start, event id, original start); the
+    cursor names the last one."""
     if cursor:
-        stamp, event_id = codec.decode_cursor(cursor, (str, int))
+        stamp, event_id, original = codec.decode_cursor(cursor, (str, int, str))
         try:
-            last = (dt.datetime.fromisoformat(stamp), event_id)
+            last = (_aware(stamp), event_id, _aware(original))
         except ValueError:
             raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
-        found = [o for o in found if (o.start, o.event_id) > last]
+        found = [o for o in found if order_key(o) > last]
     page = found[:limit]
     next_cursor = None
     if len(found) > limit:
-        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event_id])
+        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event_id,
+                                           page[-1].original_start.isoformat()])
     body = schemas.OccurrencePage(items=[render_occurrence(o) for o in page], next_cursor=next_cursor)
     return codec.respond(request, body)
 

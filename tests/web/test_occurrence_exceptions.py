@@ -218,3 +218,22 @@ async def test_dst_exception_keeps_wall_clock_of_other_occurrences(client):
         ("2026-10-24T09:00:00+02:00", "2026-10-25T08:00:00+01:00"),
         ("2026-10-25T09:00:00+01:00", "2026-10-25T09:00:00+01:00"),
         ("2026-10-26T09:00:00+01:00", "2026-10-26T09:00:00+01:00")]
+
+
+async def test_paging_keeps_two_occurrences_at_one_time_apart(client):
+    _, _, headers = await user_with_token(client)
+    event = await series(client, headers)
+    resp = await client.put(occurrence_url(event, "2026-11-02T09:00:00+01:00"),
+                            json={"start_time": "2026-11-09T09:00:00+01:00", "end_time": "2026-11-09T10:00:00+01:00"},
+                            headers=headers)
+    assert resp.status == 200, await resp.text()
+    seen, cursor = [], None
+    while True:
+        query = f"{WINDOW}&limit=1" + (f"&cursor={cursor}" if cursor else "")
+        page = await (await client.get(f"/api/events/{event['id']}/occurrences?{query}", headers=headers)).json()
+        seen += [o["occurrence_start"] for o in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["2026-10-19T09:00:00+02:00", "2026-10-26T09:00:00+01:00",
+                    "2026-11-02T09:00:00+01:00", "2026-11-09T09:00:00+01:00"]
