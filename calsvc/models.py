@@ -105,6 +105,7 @@ class Event:
     updated_by: int
     my_role: str
     exceptions: tuple[OccurrenceChange, ...] = ()
+    last_start: dt.datetime | None = None  # of a bounded series, when known
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Event":
@@ -113,6 +114,7 @@ class Event:
             row["start_time"], row["end_time"], row["timezone"], row["all_day"], row["rrule"],
             tuple(row["exdates"]), tuple(row["rdates"]), row["version"], row["created_at"],
             row["updated_at"], row["updated_by"], row["role"], exceptions_from_json(row["exceptions"]),
+            row["last_start"],
         )
 
 

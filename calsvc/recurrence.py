@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import functools
 import datetime as dt
 import math
 import re
@@ -321,10 +322,30 @@ def pattern_from_rule(parts: dict[str, str]) -> dict[str, Any] | None:
 # -- series and expansion -----------------------------------------------------------------
 
 def _build(parts: dict[str, str], dtstart: dt.datetime) -> du.rrule:
+    # Parsing the rule text is most of the cost of a short expansion (dateutil reads UNTIL with
+    # its general date parser): parse each rule once, then only swap in the start. Parts that
+    # DTSTART implies (BYDAY of a weekly rule, ...) are derived again from the new start.
+    # Not for HOURLY rules: dateutil keeps only the BYHOUR values an interval reaches from the
+    # template's start, so the template would not fit another start.
+    text = format_rule(parts)
     try:
-        return du.rrulestr(format_rule(parts), dtstart=dtstart)
+        template = _template(text) if parts["FREQ"] != "HOURLY" else None
+        if template is not None:
+            return template.replace(dtstart=dtstart)
+        return du.rrulestr(text, dtstart=dtstart)
     except (ValueError, TypeError) as exc:
         raise RecurrenceError(f"invalid rule: {exc}") from None
+
+
+_TEMPLATE_START = dt.datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=16384)
+def _template(text: str) -> du.rrule | None:
+    try:
+        return du.rrulestr(text, dtstart=_TEMPLATE_START)
+    except (ValueError, TypeError):
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

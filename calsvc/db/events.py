@@ -9,8 +9,8 @@ from calsvc.models import Event
 
 _EVENT_COLUMNS = (
     "e.id, e.owner_id, e.title, e.description, e.location, e.start_time, e.end_time, e.timezone, "
-    "e.all_day, e.rrule, e.exdates, e.rdates, e.exceptions::text, e.version, e.created_at, "
-    "e.updated_at, e.updated_by"
+    "e.all_day, e.rrule, e.exdates, e.rdates, e.exceptions::text, e.last_start, e.version, "
+    "e.created_at, e.updated_at, e.updated_by"
 )
 
 _INSERT = """
@@ -21,15 +21,16 @@ WITH input AS (
     FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (
         title text, description text, location text, start_time timestamptz,
         end_time timestamptz, timezone text, all_day boolean, rrule text, exdates timestamptz[],
-        rdates timestamptz[], exceptions jsonb, lower timestamptz, upper timestamptz, snapshot jsonb
+        rdates timestamptz[], exceptions jsonb, last_start timestamptz, lower timestamptz,
+        upper timestamptz, snapshot jsonb
     )) WITH ORDINALITY AS i(title, description, location, start_time, end_time, timezone, all_day,
-                            rrule, exdates, rdates, exceptions, lower, upper, snapshot, ord)
+                            rrule, exdates, rdates, exceptions, last_start, lower, upper, snapshot, ord)
 ), e AS (
     INSERT INTO events (id, owner_id, title, description, location, start_time, end_time, timezone,
-                        all_day, rrule, exdates, rdates, exceptions, during, updated_by)
+                        all_day, rrule, exdates, rdates, exceptions, last_start, during, updated_by)
     OVERRIDING SYSTEM VALUE
     SELECT id, $1, title, description, location, start_time, end_time, timezone, all_day, rrule,
-           exdates, rdates, exceptions, tstzrange(lower, upper), $1
+           exdates, rdates, exceptions, last_start, tstzrange(lower, upper), $1
     FROM input
     RETURNING *
 ), p AS (
@@ -52,12 +53,12 @@ WITH e AS (
     SET title = i.title, description = i.description, location = i.location,
         start_time = i.start_time, end_time = i.end_time, timezone = i.timezone, all_day = i.all_day,
         rrule = i.rrule, exdates = i.exdates, rdates = i.rdates, exceptions = i.exceptions,
-        during = tstzrange(i.lower, i.upper), version = events.version + 1, updated_at = now(),
+        last_start = i.last_start, during = tstzrange(i.lower, i.upper), version = events.version + 1, updated_at = now(),
         updated_by = $4
     FROM jsonb_to_record($5::jsonb) AS i(
         title text, description text, location text, start_time timestamptz, end_time timestamptz,
         timezone text, all_day boolean, rrule text, exdates timestamptz[], rdates timestamptz[],
-        exceptions jsonb, lower timestamptz, upper timestamptz, snapshot jsonb)
+        exceptions jsonb, last_start timestamptz, lower timestamptz, upper timestamptz, snapshot jsonb)
     WHERE events.id = $1 AND events.version = $2 AND events.owner_id = $3 AND events.deleted_at IS NULL
     RETURNING events.*, i.snapshot
 ), p AS (

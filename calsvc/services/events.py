@@ -49,6 +49,8 @@ class Draft:
             "timezone": self.timezone, "all_day": self.all_day, "rrule": self.rrule,
             "exdates": [d.isoformat() for d in self.exdates], "rdates": [d.isoformat() for d in self.rdates],
             "exceptions": exceptions_json(self.exceptions),
+            "last_start": None if self.series is None or self.series.last_start is None
+            else self.series.last_start.isoformat(),
             "lower": self.during[0].isoformat(),
             "upper": None if self.during[1] is None else self.during[1].isoformat(),
             "snapshot": snapshot(self, owner_id),
@@ -170,21 +172,36 @@ def pattern_of(rrule: str) -> dict[str, Any] | None:
     return recurrence.pattern_from_rule(recurrence.parse_rule(rrule, ZoneInfo("UTC")))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=65536)
 def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, timezone: str,
             rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...],
-            replaced: tuple[dt.datetime, ...]) -> recurrence.Series:
+            replaced: tuple[dt.datetime, ...], last_start: dt.datetime | None) -> recurrence.Series:
     tz = _zone(timezone)
-    series = recurrence.prepare(start.astimezone(tz), end - start, tz, recurrence.parse_rule(rrule, tz),
-                                exdates, rdates)
+    parts = _parsed(rrule, timezone)
+    if last_start is None and ("COUNT" in parts or "UNTIL" in parts):
+        # written before last_start was stored: work it out again
+        series = recurrence.prepare(start.astimezone(tz), end - start, tz, dict(parts), exdates, rdates)
+    else:
+        # checked when it was written: rebuild it without walking the rule
+        series = recurrence.Series(start.astimezone(tz), end - start, tz, parts,
+                                   tuple(sorted(d.astimezone(dt.timezone.utc) for d in exdates)),
+                                   tuple(sorted(d.astimezone(dt.timezone.utc) for d in rdates)),
+                                   None if last_start is None else last_start.astimezone(tz))
     return with_exceptions(series, replaced)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(rrule: str, timezone: str) -> dict[str, str]:
+    """The parts of a stored rule (shared: never change the dict)."""
+    return recurrence.parse_rule(rrule, _zone(timezone))
 
 
 def series_of(event: Event) -> recurrence.Series:
     """The stored series of a recurring event, its exceptions' original starts left out
     (cached per event version)."""
     return _series(event.id, event.version, event.start_time, event.end_time, event.timezone,
-                   event.rrule, event.exdates, event.rdates, tuple(c.original for c in event.exceptions))
+                   event.rrule, event.exdates, event.rdates, tuple(c.original for c in event.exceptions),
+                   event.last_start)
 
 
 def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) -> bool:
