@@ -465,9 +465,66 @@ def _expansion_rule(series: Series, not_before: dt.datetime) -> du.rrule:
     periods -= interval  # one period of slack before the window
     if periods > 0:
         # A whole number of intervals keeps the alignment (weeks from WKST, months, years).
-        naive_start = naive_start + _PERIOD[freq] * periods
+        if freq in _STEP:
+            naive_start = naive_start + _STEP[freq] * periods
+        else:
+            naive_start = naive_start + _PERIOD[freq] * periods
     dtstart = naive_start.replace(tzinfo=series.tz)
     return _build(parts, dtstart)
+
+
+_STEP = {"WEEKLY": dt.timedelta(weeks=1), "DAILY": dt.timedelta(days=1), "HOURLY": dt.timedelta(hours=1)}
+_SIMPLE_PARTS = frozenset(("FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"))
+_ONE_DAY = dt.timedelta(days=1)
+
+
+def may_occur(series: Series, window_start: dt.datetime, window_end: dt.datetime) -> bool:
+    """False only when no occurrence of the rule (RDATEs aside) can overlap the short window:
+    a test of the few local days around it against a plain DAILY or WEEKLY rule (one time of
+    day, whole weekdays), without dateutil. True whenever it cannot tell. A conflict check
+    meets every series of a calendar whose envelope covers the new event and most have no
+    occurrence there, so this spares their expansion."""
+    parts = series.parts
+    duration = series.duration
+    if (parts is None or parts["FREQ"] not in ("DAILY", "WEEKLY") or not parts.keys() <= _SIMPLE_PARTS
+            or window_end - window_start > 2 * _ONE_DAY or duration > 2 * _ONE_DAY):
+        return True
+    byday = parts.get("BYDAY")
+    local = series.local_start
+    if byday is None:
+        weekdays = None if parts["FREQ"] == "DAILY" else {local.weekday()}
+    elif all(code in WEEKDAYS for code in byday.split(",")):
+        weekdays = {WEEKDAYS.index(code) for code in byday.split(",")}
+    else:
+        return True  # ordinal weekdays (1MO) are not for a plain rule
+    interval = int(parts.get("INTERVAL", 1))
+    tz = series.tz
+    start_day = local.date()
+    clock = local.time()
+    first = series.start.astimezone(UTC)
+    last = None if series.last_start is None else series.last_start.astimezone(UTC)
+    lower, upper = window_start.astimezone(UTC), window_end.astimezone(UTC)
+    wkst = WEEKDAYS.index(parts.get("WKST", "MO"))
+
+    def week(day: dt.date) -> int:  # weeks counted from a WKST, as dateutil steps them
+        return (day.toordinal() - (day.weekday() - wkst) % 7) // 7
+
+    day = (lower - duration).astimezone(tz).date() - _ONE_DAY
+    end_day = upper.astimezone(tz).date() + _ONE_DAY
+    while day <= end_day:
+        if day >= start_day and (weekdays is None or day.weekday() in weekdays):
+            if parts["FREQ"] == "DAILY":
+                aligned = (day - start_day).days % interval == 0
+            else:
+                aligned = (week(day) - week(start_day)) % interval == 0
+            if aligned:
+                # a wall-clock time in a DST gap is read with the offset before it, as _normal does
+                begin = first if day == start_day else dt.datetime.combine(day, clock, tz).astimezone(UTC)
+                if (begin < upper and begin + duration > lower and begin >= first
+                        and (last is None or begin <= last)):
+                    return True
+        day += _ONE_DAY
+    return False
 
 
 def _whole_periods(freq: str, start: dt.datetime, target: dt.datetime) -> int:
@@ -505,6 +562,8 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
     found: set[dt.datetime] = set()
     if series.parts is None:
         candidates: Iterable[dt.datetime] = (series.start,)
+    elif not may_occur(series, window_start, window_end):
+        candidates = ()
     else:
         rule = _expansion_rule(series, lower)
         local_lower = lower.astimezone(series.tz) - dt.timedelta(hours=3)  # DST slack

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from calsvc.recurrence import (
+    may_occur,
     MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, occurrence_starts,
     parse_rule, pattern_from_rule, prepare, rule_from_pattern,
 )
@@ -1172,3 +1173,66 @@ def test_a_count_reached_only_after_100_years_is_refused_quickly(text):
 def test_a_count_reached_within_100_years_is_kept():
     series = series_of(dt.datetime(2026, 1, 5, 9, tzinfo=BERLIN), "FREQ=YEARLY;COUNT=100")
     assert series.last_start == dt.datetime(2125, 1, 5, 9, tzinfo=BERLIN)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data(), freq=st.sampled_from(["DAILY", "WEEKLY"]), interval=st.integers(1, 3),
+       days=st.lists(st.sampled_from(WEEKDAY_CODES), max_size=3, unique=True),
+       wkst=st.sampled_from([None, "MO", "SU", "WE"]), bound=st.sampled_from(["none", "count", "until"]),
+       tz=st.sampled_from(ZONES), day=st.integers(0, 3 * 365), minute=st.integers(0, 24 * 60 - 1),
+       minutes=st.integers(1, 2 * 24 * 60))
+def test_may_occur_never_skips_an_occurrence(data, freq, interval, days, wkst, bound, tz, day, minute, minutes):
+    """The shortcut that spares expanding plain rules: wherever it says "cannot occur", a walk
+    from DTSTART finds nothing; and the expansion (which uses it) equals that walk."""
+    pieces = [f"FREQ={freq}", f"INTERVAL={interval}"]
+    if days:
+        pieces.append("BYDAY=" + ",".join(days))
+    if wkst:
+        pieces.append(f"WKST={wkst}")
+    # starts around DST changes (late March, late October, early April/November) and elsewhere
+    local = dt.datetime(2026, 3, 1) + dt.timedelta(days=day, minutes=minute)
+    start = local.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+    if bound == "count":
+        pieces.append(f"COUNT={data.draw(st.integers(1, 40), label='count')}")
+    elif bound == "until":
+        until = start + dt.timedelta(days=data.draw(st.integers(0, 200), label="until_days"))
+        pieces.append("UNTIL=" + until.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    duration = dt.timedelta(minutes=minutes)
+    try:
+        series = prepare(start, duration, tz, parse_rule(";".join(pieces), tz))
+    except RecurrenceError:
+        assume(False)
+    offset_minutes = data.draw(st.integers(-3 * 24 * 60, 400 * 24 * 60), label="window_offset")
+    window_start = start + dt.timedelta(minutes=offset_minutes)
+    window_end = window_start + dt.timedelta(minutes=data.draw(st.integers(1, 2 * 24 * 60), label="window_len"))
+    walked = []
+    for value in du.rrulestr(format_rule(series.parts), dtstart=start):
+        instant = start if value.replace(tzinfo=None) == start.replace(tzinfo=None, microsecond=0) \
+            else value.astimezone(UTC)
+        if instant >= window_end.astimezone(UTC) + dt.timedelta(hours=3):
+            break
+        if instant < window_end and instant + duration > window_start and instant >= start:
+            walked.append(instant.astimezone(UTC))
+    if not may_occur(series, window_start, window_end):
+        assert walked == [], (format_rule(series.parts), start, window_start, window_end)
+        event("skipped")
+    assert [s.astimezone(UTC) for s in occurrence_starts(series, window_start, window_end)] == walked
+
+
+@pytest.mark.parametrize("rule", ["FREQ=WEEKLY;INTERVAL=2;BYDAY=SU,MO;WKST=SU", "FREQ=WEEKLY;INTERVAL=2;BYDAY=SU,MO",
+                                  "FREQ=WEEKLY;INTERVAL=3;BYDAY=TU,WE,SA;WKST=WE", "FREQ=DAILY;INTERVAL=3;BYDAY=MO,FR",
+                                  "FREQ=WEEKLY;INTERVAL=2;WKST=SU"])
+@pytest.mark.parametrize("tz", [BERLIN, NEW_YORK])
+def test_may_occur_counts_weeks_from_wkst(rule, tz):
+    """Every start weekday, windows every 5 hours over 10 weeks (a DST change among them)."""
+    for first_day in range(7):
+        start = dt.datetime(2026, 3, 1 + first_day, 23, 30, tzinfo=tz)
+        duration = dt.timedelta(hours=2)
+        series = prepare(start, duration, tz, parse_rule(rule, tz))
+        starts = [v.astimezone(UTC) for v in itertools.islice(du.rrulestr(rule, dtstart=start), 80)]
+        window = start - dt.timedelta(days=1)
+        while window < start + dt.timedelta(weeks=10):
+            end = window + dt.timedelta(hours=3)
+            overlapping = [s for s in starts if s < end and s + duration > window]
+            assert may_occur(series, window, end) or not overlapping, (rule, start, window)
+            window += dt.timedelta(hours=5)
