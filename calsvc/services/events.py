@@ -105,7 +105,9 @@ def check_event(fields: dict[str, Any]) -> Draft:
     rec = fields.get("recurrence")
     kept: tuple[OccurrenceChange, ...] = ()
     if rec is not None:
-        rrule, exdates, rdates, series = _check_recurrence(rec, start, end - start, tz)
+        # the length in elapsed time: both ends share the zone now, and Python would subtract wall clocks
+        duration = end.astimezone(dt.timezone.utc) - start.astimezone(dt.timezone.utc)
+        rrule, exdates, rdates, series = _check_recurrence(rec, start, duration, tz)
         kept = _kept_exceptions(series, fields.get("exceptions", ()))
         series = with_exceptions(series, (c.original for c in kept))
     if series is None:
@@ -242,23 +244,26 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
     """The occurrences of an event (a single one when `series` is None) overlapping
     [lower, upper), exceptions applied (cancelled ones only when `cancelled`), ordered by
     start. RecurrenceError past `limit`."""
+    # Every comparison on UTC instants: two datetimes in one zone compare by wall clock.
     utc = dt.timezone.utc
+    lower, upper = lower.astimezone(utc), upper.astimezone(utc)
     if series is None:
-        return [Occurrence(event_id, start, start, end, title)] if start < upper and end > lower else []
+        overlaps = start.astimezone(utc) < upper and end.astimezone(utc) > lower
+        return [Occurrence(event_id, start, start, end, title)] if overlaps else []
     tz, duration = series.tz, series.duration
     found = [Occurrence(event_id, s, s, (s.astimezone(utc) + duration).astimezone(tz), title)
              for s in recurrence.occurrence_starts(series, lower, upper, limit=limit)]
     for change in changes:
         original = change.original.astimezone(tz)
         if change.cancelled:
-            natural_end = (change.original + duration).astimezone(tz)
-            if cancelled and original < upper and natural_end > lower:
+            natural_end = (change.original.astimezone(utc) + duration).astimezone(tz)
+            if cancelled and change.original < upper and change.original.astimezone(utc) + duration > lower:
                 found.append(Occurrence(event_id, original, original, natural_end, title, True, True))
             continue
         o = change.overrides
         s = o.get("start_time", change.original).astimezone(tz)
         e = o.get("end_time", change.original + duration).astimezone(tz)
-        if s < upper and e > lower:
+        if s.astimezone(utc) < upper and e.astimezone(utc) > lower:
             found.append(Occurrence(event_id, original, s, e, o.get("title", title), True, False))
     if changes:
         found.sort(key=order_key)
@@ -335,6 +340,7 @@ def _require_match(event: Event, if_match: str | None) -> None:
 def _check_times(start: dt.datetime, end: dt.datetime) -> None:
     if not (EARLIEST <= start < LATEST and EARLIEST <= end < LATEST):
         raise errors.Validation.at(("body", "start_time"), "times must lie between the years 1900 and 9000")
+    start, end = start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)  # elapsed time
     if end <= start:
         raise errors.Validation.at(("body", "end_time"), "end_time must be after start_time")
     if end - start > MAX_DURATION:

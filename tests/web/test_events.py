@@ -375,3 +375,35 @@ async def test_freebusy_for_self_and_people_sharing_nothing(client):
     await assert_problem(resp, 404, "not-found")
     resp = await client.get("/api/freebusy", params={**window, "users": "1,x"}, headers=headers)
     await assert_problem(resp, 422, "validation")
+
+
+async def test_events_spanning_a_dst_change_are_measured_in_elapsed_time(client):
+    """Regressions found by the conflict property test: lengths and overlaps of events whose
+    ends lie on both sides of a clock change are instants, not wall clocks."""
+    _, _, headers = await user_with_token(client)
+    ny = {"timezone": "America/New_York"}
+    # 01:45 EDT to 01:00 EST is 15 minutes
+    resp = await client.post("/api/events", headers=headers, json={
+        **ny, "title": "a", "start_time": "2026-11-01T01:45:00-04:00", "end_time": "2026-11-01T01:00:00-05:00",
+        "recurrence": {"rrule": "FREQ=DAILY;COUNT=1"}})
+    assert resp.status == 201, await resp.text()
+    # the same single event again overlaps it
+    clash = await client.post("/api/events", headers=headers, json={
+        **ny, "title": "b", "start_time": "2026-11-01T01:50:00-04:00", "end_time": "2026-11-01T01:55:00-04:00"})
+    await assert_problem(clash, 409, "scheduling-conflict")
+    # a series whose first occurrence lasts 3 h 30 across the change reaches 06:00Z
+    await client.post("/api/events", headers=headers, json={
+        **ny, "title": "c", "start_time": "2026-11-01T01:00:00-05:00", "end_time": "2026-11-01T01:15:00-05:00"})
+    clash = await client.post("/api/events", headers=headers, json={
+        **ny, "title": "d", "start_time": "2026-10-31T23:00:00-04:00", "end_time": "2026-11-01T01:30:00-05:00",
+        "recurrence": {"rrule": "FREQ=DAILY;COUNT=2"}})
+    body = await assert_problem(clash, 409, "scheduling-conflict")
+    assert {c["title"] for c in body["conflicts"]} == {"a", "c"}
+    # 01:30 CET to 03:30 CEST is one hour: back to back with an event at 03:30 CEST
+    berlin = {"timezone": "Europe/Berlin"}
+    await client.post("/api/events", headers=headers, json={
+        **berlin, "title": "e", "start_time": "2026-03-29T03:30:00+02:00", "end_time": "2026-03-29T04:00:00+02:00"})
+    resp = await client.post("/api/events", headers=headers, json={
+        **berlin, "title": "f", "start_time": "2026-03-29T01:30:00+01:00", "end_time": "2026-03-29T03:30:00+02:00",
+        "recurrence": {"rrule": "FREQ=DAILY;COUNT=2"}})
+    assert resp.status == 201, await resp.text()
