@@ -500,7 +500,7 @@ def may_occur(series: Series, window_start: dt.datetime, window_end: dt.datetime
     interval = int(parts.get("INTERVAL", 1))
     tz = series.tz
     start_day = local.date()
-    clock = local.time()
+    clock = local.time().replace(microsecond=0, fold=0)  # as dateutil repeats DTSTART's time
     first = series.start.astimezone(UTC)
     last = None if series.last_start is None else series.last_start.astimezone(UTC)
     lower, upper = window_start.astimezone(UTC), window_end.astimezone(UTC)

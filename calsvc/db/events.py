@@ -146,6 +146,13 @@ async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> E
     return None if row is None else Event.from_row(row)
 
 
+async def lock_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> Event | None:
+    """find_event, with the event's row locked until the transaction ends (writers of one
+    event queue here instead of racing)."""
+    row = await conn.fetchrow(_GET + "FOR UPDATE OF e", event_id, user_id)
+    return None if row is None else Event.from_row(row)
+
+
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 

@@ -51,6 +51,10 @@ async def fill(conn: asyncpg.Connection, user_id: int, key: str, status: int, bo
     )
 
 
+async def forget(conn: asyncpg.Connection, user_id: int, key: str) -> None:
+    await conn.execute("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2", user_id, key)
+
+
 async def delete_older(conn: asyncpg.Connection, before: dt.datetime) -> int:
     result = await conn.execute("DELETE FROM idempotency_keys WHERE created_at < $1", before)
     return int(result.split()[-1])

@@ -72,6 +72,16 @@ def snapshot(event: Event | Draft, owner_id: int) -> dict[str, Any]:
     }
 
 
+_TIMING = ("start_time", "end_time", "timezone", "rrule", "exdates", "rdates")
+
+
+def _timing(snap: dict[str, Any]) -> tuple[Any, ...]:
+    """What decides when the occurrences are, from a snapshot."""
+    moved = sorted((k, v.get("cancelled"), v.get("start_time"), v.get("end_time"))
+                   for k, v in snap["exceptions"].items())
+    return tuple(str(snap[k]) for k in _TIMING) + (str(moved),)
+
+
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [key for key in new if key != "owner_id" and old.get(key) != new[key]]
 
@@ -152,6 +162,11 @@ def _envelope(series: recurrence.Series,
 def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo):
     if rec.get("rrule") is not None and rec.get("pattern") is not None:
         raise errors.Validation.at(("body", "recurrence"), "give either rrule or pattern, not both")
+    for name in ("exdates", "rdates"):
+        for index, value in enumerate(rec.get(name, ())):
+            if not EARLIEST <= value < LATEST:
+                raise errors.Validation.at(("body", "recurrence", name, index),
+                                           "times must lie between the years 1900 and 9000")
     try:
         if rec.get("rrule") is not None:
             where = ("body", "recurrence", "rrule")
@@ -297,7 +312,6 @@ def check_window(start: dt.datetime, end: dt.datetime) -> None:
 CONFLICT_HORIZON = dt.timedelta(days=731)  # how far an endless rule is checked (SPEC 4)
 SHIFT_HORIZON = dt.timedelta(days=30)
 CHECK_LIMIT = 100_000
-MAX_ATTEMPTS = 10  # reads and writes of one change before giving up on a busy event
 
 EDITOR_ROLES = ("owner", "editor")
 
@@ -549,10 +563,16 @@ class EventService:
         if placed:
             rows = orjson.dumps([draft.row(user_id) for _, (draft, _) in placed]).decode()
             events = await event_db.insert_events(tx.conn, user_id, rows)
+            ids = {-1 - index: event.id for (index, _), event in zip(placed, events)}
             for (index, (_, found)), event in zip(placed, events):
+                # conflicts with earlier items of the batch name them by their new ids
+                found = [dataclasses.replace(b, event_id=ids[b.event_id]) if b.event_id < 0 else b for b in found]
                 results[index] = (event, found)
         if record is not None:
-            await record.save(tx, results)
+            if placed:
+                await record.save(tx, results)
+            else:  # nothing was written: the key stays free for the corrected request
+                await record.release(tx)
         return results
 
     @staticmethod
@@ -656,53 +676,74 @@ class EventService:
 
     async def delete(self, user_id: int, event_id: int, *, if_match: str | None = None) -> None:
         """Soft-delete: gone from every read; the version row keeps what it was."""
-        for _ in range(MAX_ATTEMPTS):
-            event = await self.get(user_id, event_id)
-            _require(event, ("owner",))
-            _require_match(event, if_match)
-            body = orjson.dumps(snapshot(event, event.owner_id)).decode()
-            if await run_in_tx(self.db, "delete_event", self._delete, user_id, event, body):
-                return
-        raise errors.Unavailable("the event is changing too fast; try again")
+        await run_in_tx(self.db, "delete_event", self._delete, user_id, event_id, if_match)
 
-    @staticmethod
-    async def _delete(tx: Tx, user_id: int, event: Event, snapshot_json: str) -> bool:
-        return await event_db.delete_event(tx.conn, event.id, event.version, user_id, snapshot_json)
+    async def _delete(self, tx: Tx, user_id: int, event_id: int, if_match: str | None) -> None:
+        event = await self._locked(tx, user_id, event_id, lock_calendar=False)
+        _require(event, ("owner",))
+        _require_match(event, if_match)
+        body = orjson.dumps(snapshot(event, event.owner_id)).decode()
+        if not await event_db.delete_event(tx.conn, event.id, event.version, user_id, body):
+            raise AssertionError("a locked event changed")
+
+    async def _locked(self, tx: Tx, user_id: int, event_id: int, lock_calendar: bool = True) -> Event:
+        """The event as the user sees it, its row locked, and (first, so every writer takes
+        the locks in one order: calendar, then event) its owner's calendar locked.
+        errors.NotFound when the user cannot see it."""
+        if not 1 <= event_id < 2**63:
+            raise errors.NotFound("no such event")
+        locked_owner = None
+        for _ in range(3):  # the owner can change (ownership transfer) between the reads
+            event = await event_db.find_event(tx.conn, event_id, user_id)
+            if event is None:
+                raise errors.NotFound("no such event")
+            if lock_calendar and event.owner_id != locked_owner:
+                await event_db.lock_calendar(tx.conn, event.owner_id)
+                locked_owner = event.owner_id
+            event = await event_db.lock_event(tx.conn, event_id, user_id)
+            if event is None:
+                raise errors.NotFound("no such event")
+            if not lock_calendar or event.owner_id == locked_owner:
+                return event
+        raise errors.Unavailable("the event is changing hands; try again")
 
     async def _change(self, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
                       build: Callable[[Event], Awaitable[Change | None]],
                       strategy: str) -> tuple[Event, list[conflicts.Busy]]:
-        """Read the event, check the caller's role and If-Match, build the change from what
-        was read, and write it under the owner's calendar lock if the event is still at the
-        version read; read again and rebuild when it is not."""
-        for _ in range(MAX_ATTEMPTS):
-            event = await self.get(user_id, event_id)
-            _require(event, roles)
-            _require_match(event, if_match)
-            change = await build(event)
-            if change is None:
-                return event, []
-            old, new = snapshot(event, event.owner_id), snapshot(change.draft, event.owner_id)
-            fields = changed_fields(old, new)
-            if not fields:
-                return event, []
-            written = await run_in_tx(self.db, "change_event", self._write, user_id, event, change,
-                                      fields, strategy)
-            if written is not None:
-                return written
-        raise errors.Unavailable("the event is changing too fast; try again")
+        """In one transaction: lock the owner's calendar and the event, check the caller's
+        role and If-Match, build the change from the event as it is, check it against the
+        calendar and write the next version. Concurrent writers of one event queue on its row,
+        so without If-Match the last one wins and no version number is used twice."""
+        return await run_in_tx(self.db, "change_event", self._change_tx, user_id, event_id, roles, if_match,
+                               build, strategy)
 
-    async def _write(self, tx: Tx, user_id: int, event: Event, change: Change, fields: list[str],
-                     strategy: str) -> tuple[Event, list[conflicts.Busy]] | None:
-        await event_db.lock_calendar(tx.conn, event.owner_id)
+    async def _change_tx(self, tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
+                         build: Callable[[Event], Awaitable[Change | None]],
+                         strategy: str) -> tuple[Event, list[conflicts.Busy]]:
+        event = await self._locked(tx, user_id, event_id)
+        _require(event, roles)
+        _require_match(event, if_match)
+        change = await build(event)
+        if change is None:
+            return event, []
+        old, new = snapshot(event, event.owner_id), snapshot(change.draft, event.owner_id)
+        fields = changed_fields(old, new)
+        if not fields:
+            return event, []
+        if _timing(old) == _timing(new):
+            # Same occurrences as before (a new title, say): an overlap it already had is
+            # reported under `allow` but blocks nothing.
+            strategy = "allow"
         draft, found = await self._resolve(tx, event.owner_id, change.draft, strategy, exclude=event.id,
                                            mine=change.check)
-        row = orjson.dumps(draft.row(event.owner_id)).decode()
         if draft is not change.draft:  # moved by shift
-            fields = changed_fields(snapshot(event, event.owner_id), snapshot(draft, event.owner_id))
+            fields = changed_fields(old, snapshot(draft, event.owner_id))
+        row = orjson.dumps(draft.row(event.owner_id)).decode()
         updated = await event_db.update_event(tx.conn, event.id, event.version, event.owner_id, user_id, row,
                                               change.kind, fields, event.my_role)
-        return None if updated is None else (updated, found)
+        if updated is None:
+            raise AssertionError("a locked event changed")
+        return updated, found
 
     # -- read -----------------------------------------------------------------------------
 

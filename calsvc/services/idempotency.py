@@ -71,6 +71,10 @@ class Recorder:
         if not await idem_db.save(tx.conn, self.user_id, self.key, pending, since):
             raise KeyTaken(self.key)
 
+    async def release(self, tx: Tx) -> None:
+        """Give the claimed key up (the request wrote nothing)."""
+        await idem_db.forget(tx.conn, self.user_id, self.key)
+
     async def save(self, tx: Tx, result: Any) -> None:
         status, body, location = self.render(result)
         await idem_db.fill(tx.conn, self.user_id, self.key, status, body, location)

@@ -14,7 +14,7 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.conflicts import Busy
-from calsvc.services.events import Occurrence, check_window, occurrences_of, order_key, pattern_of
+from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, schemas
 
@@ -215,6 +215,8 @@ def _occurrence_start(request: web.Request) -> dt.datetime:
     if value is None or value.utcoffset() is None:
         raise errors.Validation.at(("path", "occurrence_start"),
                                    "occurrence_start must be an RFC 3339 time with an offset (percent-encoded)")
+    if not EARLIEST <= value < LATEST:  # no event has occurrences there
+        raise errors.NotFound("no occurrence of this event starts at that time")
     return value
 
 

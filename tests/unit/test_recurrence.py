@@ -1226,7 +1226,7 @@ def test_may_occur_never_skips_an_occurrence(data, freq, interval, days, wkst, b
 def test_may_occur_counts_weeks_from_wkst(rule, tz):
     """Every start weekday, windows every 5 hours over 10 weeks (a DST change among them)."""
     for first_day in range(7):
-        start = dt.datetime(2026, 3, 1 + first_day, 23, 30, tzinfo=tz)
+        start = dt.datetime(2026, 3, 1 + first_day, 23, 30, 0, 250_000 * (first_day % 2), tzinfo=tz)
         duration = dt.timedelta(hours=2)
         series = prepare(start, duration, tz, parse_rule(rule, tz))
         starts = [v.astimezone(UTC) for v in itertools.islice(du.rrulestr(rule, dtstart=start), 80)]
@@ -1236,3 +1236,17 @@ def test_may_occur_counts_weeks_from_wkst(rule, tz):
             overlapping = [s for s in starts if s < end and s + duration > window]
             assert may_occur(series, window, end) or not overlapping, (rule, start, window)
             window += dt.timedelta(hours=5)
+
+
+@pytest.mark.parametrize("start", [
+    dt.datetime(2026, 12, 1, 9, 0, 0, 250_000, tzinfo=BERLIN),      # sub-second: later ones start on the second
+    dt.datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN),       # the second 02:30: later ones take the first
+])
+def test_may_occur_uses_the_time_dateutil_repeats(start):
+    series = prepare(start, dt.timedelta(minutes=30), BERLIN, parse_rule("FREQ=DAILY", BERLIN))
+    later = [s for s in occurrence_starts(series, start + dt.timedelta(days=369), start + dt.timedelta(days=372))]
+    assert later
+    for occurrence in later:
+        tiny = dt.timedelta(microseconds=1)
+        assert may_occur(series, occurrence, occurrence + tiny)
+        assert occurrence_starts(series, occurrence, occurrence + tiny) == [occurrence]

@@ -85,11 +85,13 @@ async def test_items_of_a_batch_conflict_with_each_other_and_the_calendar(client
                                 409, "batch-item")
     assert body["index"] == 0 and [c["event_id"] for c in body["conflicts"]] == [existing["id"]]
 
-    # allow: written, each with its conflicts
+    # allow: written, each with its conflicts, earlier items named by their new ids
     resp = await client.post("/api/events/batch?on_conflict=allow", json={"events": items}, headers=headers)
     body = await resp.json()
     assert resp.status == 201, body
     assert [len(e["conflicts"]) for e in body["items"]] == [0, 0, 3]  # items 0 and 1, and the one before
+    assert {c["event_id"] for c in body["items"][2]["conflicts"]} == {
+        body["items"][0]["id"], body["items"][1]["id"], existing["id"]}
     # shift: each item moves past the calendar and the items before it
     resp = await client.post("/api/events/batch", json={"events": [item(0), item(0)], "on_conflict": "shift"},
                              headers=headers)
@@ -216,3 +218,14 @@ async def test_keys_expire_after_a_day(client, database_url):
     assert resp.status == 201 and "Idempotent-Replayed" not in resp.headers
     again = await client.post("/api/events", json=item(2), headers=keyed)
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_a_batch_that_wrote_nothing_leaves_its_key_free(client, database_url):
+    _, _, headers = await user_with_token(client)
+    keyed = {**headers, "Idempotency-Key": "all-bad"}
+    resp = await client.post("/api/events/batch", json={"events": [{"title": ""}], "atomic": False}, headers=keyed)
+    assert resp.status == 207 and (await resp.json())["results"][0]["status"] == 422
+    resp = await client.post("/api/events/batch", json={"events": [item(0)], "atomic": False}, headers=keyed)
+    assert resp.status == 207 and (await resp.json())["results"][0]["status"] == 201
+    assert "Idempotent-Replayed" not in resp.headers
+    assert await count_events(database_url) == 1
