@@ -44,6 +44,16 @@ def is_connection_error(exc: BaseException, connecting: bool = False) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool. Pooled sessions keep no state
+    of ours (advisory locks are transaction-scoped; no SET, LISTEN or cursor outside a
+    transaction), so asyncpg's default reset query (`pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`, one more round trip per request) runs only when a transaction
+    was left open."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 class Database:
     """The process's pool. `acquire()` yields a connection or raises errors.Unavailable."""
 
@@ -72,6 +82,7 @@ class Database:
             command_timeout=settings.command_timeout,
             max_inactive_connection_lifetime=300,
             server_settings={"application_name": "calsvc", "timezone": "UTC"},
+            reset=_reset,
         )
 
     async def close(self) -> None:
