@@ -226,6 +226,12 @@ def _check_reachable(parts: dict[str, str], local: dt.datetime) -> None:
                               "reaches the days or hours it names")
 
 
+def stored_parts(text: str) -> dict[str, str]:
+    """The parts of a rule `format_rule` wrote (already checked and normalised): what
+    parse_rule would give for it, without checking it again."""
+    return dict(part.split("=", 1) for part in text.split(";"))
+
+
 def format_rule(parts: dict[str, str]) -> str:
     return ";".join(f"{name}={parts[name]}" for name in PART_ORDER if name in parts)
 

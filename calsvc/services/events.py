@@ -207,10 +207,11 @@ def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, t
     return with_exceptions(series, replaced)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _parsed(rrule: str, timezone: str) -> dict[str, str]:
-    """The parts of a stored rule (shared: never change the dict)."""
-    return recurrence.parse_rule(rrule, _zone(timezone))
+    """The parts of a stored rule (shared: never change the dict). A stored rule is
+    normalised (`recurrence.format_rule`), so reading it back is a split, not a parse."""
+    return recurrence.stored_parts(rrule)
 
 
 def series_of(event: Event) -> recurrence.Series:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from calsvc.recurrence import (
-    may_occur,
+    may_occur, stored_parts,
     MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, occurrence_starts,
     parse_rule, pattern_from_rule, prepare, rule_from_pattern,
 )
@@ -959,6 +959,8 @@ def test_expansion_matches_a_walk_from_dtstart(data, rule, tz, local, minutes):
     except RecurrenceError as exc:
         assert "no occurrence" in str(exc) or "ordinal" in str(exc) or "at most 5" in str(exc), exc
         assume(False)
+    stored = format_rule(parts)  # what the service stores and later reads back with stored_parts
+    assert stored_parts(stored) == parse_rule(stored, tz) == parts
     try:
         series = prepare(start, duration, tz, parts)
     except RecurrenceError as exc:
