@@ -169,7 +169,7 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
             items.append(exc)
 
     def answer(results: list[Any]) -> Answer:
-        shown = None if strategy != "allow" else True
+        shown = strategy == "allow"  # conflicts are listed under `allow` only
         if body.atomic:
             return 201, schemas.BatchCreated(items=[rendered(e, found if shown else None) for e, found in results]), {}
         out = []
