@@ -173,9 +173,6 @@ class Calendar:
         self._seq = itertools.count()
         self.add(busy)
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def add(self, busy: Iterable[Busy]) -> None:
         for item in busy:
             start, end = _utc(item.start), _utc(item.end)
