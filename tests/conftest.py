@@ -41,13 +41,28 @@ def template_db() -> str:
     admin_execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
 
 
+# Permission rows carry copies of their event's start, envelope, version and liveness
+# (migrations 0003 and 0005), which every write keeps; after each test none may differ.
+_STALE_COPIES = """
+SELECT p.event_id, p.user_id FROM event_permissions p JOIN events e ON e.id = p.event_id
+WHERE (p.starts_at, p.during, p.version, p.live) IS DISTINCT FROM
+      (e.start_time, e.during, e.version, e.deleted_at IS NULL)
+"""
+
+
 @pytest.fixture
 def database_url(template_db: str) -> str:
-    """A fresh database cloned from the migrated template; dropped after the test."""
+    """A fresh database cloned from the migrated template; dropped after the test, once
+    the permission rows are found to agree with their events."""
     name = f"calsvc_test_{uuid.uuid4().hex[:12]}"
     admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield db_url(name)
-    admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        with psycopg.connect(db_url(name)) as conn:
+            stale = conn.execute(_STALE_COPIES).fetchall()
+        assert not stale, f"permission rows (event, user) out of step with their event: {stale}"
+    finally:
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ _EVENT_COLUMNS = (
 )
 
 # The calendar's candidates: what placing them in time needs (a description can be 10,000
-# characters, and a conflict check may read thousands of rows).
-_CALENDAR_COLUMNS = _EVENT_COLUMNS.replace("e.description, e.location,", "''::text AS description, NULL::text AS location,")
-assert _CALENDAR_COLUMNS != _EVENT_COLUMNS
+# characters, and a conflict check may read thousands of rows), and no role.
+_CALENDAR_COLUMNS = _EVENT_COLUMNS.replace(
+    "e.description, e.location,", "''::text AS description, NULL::text AS location,") + ", ''::text AS role"
+assert _CALENDAR_COLUMNS.count("''") == 2
 
 _INSERT = """
 -- new events (one per element of $2, in order), each with its owner's permission row and
@@ -39,8 +40,8 @@ WITH input AS (
     FROM input
     RETURNING *
 ), p AS (
-    INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during)
-    SELECT e.id, $1, 'owner', $1, e.start_time, e.during FROM e
+    INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during, version)
+    SELECT e.id, $1, 'owner', $1, e.start_time, e.during, e.version FROM e
 ), v AS (
     INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
     SELECT input.id, 1, 'created', input.snapshot || jsonb_build_object('id', input.id), $1 FROM input
@@ -52,7 +53,7 @@ ORDER BY input.ord
 
 _UPDATE = """
 -- a new version of a live event: the row (only if still at version $2 and owned by $3), the
--- copies of its start and envelope in every permission row, and the version row
+-- copies of its start, envelope and version in every permission row, and the version row
 WITH e AS (
     UPDATE events
     SET title = i.title, description = i.description, location = i.location,
@@ -67,7 +68,7 @@ WITH e AS (
     WHERE events.id = $1 AND events.version = $2 AND events.owner_id = $3 AND events.deleted_at IS NULL
     RETURNING events.*, i.snapshot
 ), p AS (
-    UPDATE event_permissions SET starts_at = e.start_time, during = e.during
+    UPDATE event_permissions SET starts_at = e.start_time, during = e.during, version = e.version
     FROM e WHERE event_permissions.event_id = e.id
 ), v AS (
     INSERT INTO event_versions (event_id, version, kind, snapshot, changed_fields, actor_id)
@@ -84,7 +85,7 @@ WITH e AS (
     WHERE id = $1 AND version = $2 AND deleted_at IS NULL
     RETURNING id, version
 ), p AS (
-    UPDATE event_permissions SET live = false FROM e WHERE event_permissions.event_id = e.id
+    UPDATE event_permissions SET live = false, version = e.version FROM e WHERE event_permissions.event_id = e.id
 ), v AS (
     INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
     SELECT e.id, e.version, 'deleted', $4::jsonb || jsonb_build_object('id', e.id), $3 FROM e
@@ -129,20 +130,46 @@ async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", owner_id)
 
 
-async def list_calendar(conn: asyncpg.Connection, owner_id: int, lower: dt.datetime,
-                        upper: dt.datetime | None) -> list[Event]:
-    """Live events in `owner_id`'s calendar (owned or shared with them) whose envelope
-    overlaps [lower, upper): the candidates of a conflict check, from the GiST index. Only
-    what placing them in time needs is read: `description` is left empty, `location` None."""
+_CANDIDATES = """
+-- candidates of a conflict check: the calendar of $1 overlapping [$2, $3) (migration 0005).
+-- Short rows (an envelope of 24 hours at most) from the btree on the envelope's start, with
+-- their event (a [) range overlaps when it starts before $3 and ends after $2); long rows
+-- (series, long events) from their own GiST, only as (id, version): their content is cached
+-- by the caller
+SELECT p.event_id AS candidate_id, p.version AS candidate_version, """ + _CALENDAR_COLUMNS + """
+FROM event_permissions p JOIN events e ON e.id = p.event_id
+WHERE p.user_id = $1 AND p.live AND NOT p.long
+  AND lower(p.during) > $2::timestamptz - interval '24 hours' AND lower(p.during) < $3
+  AND upper(p.during) > $2
+UNION ALL
+SELECT p.event_id, p.version, """ + _CALENDAR_COLUMNS + """
+FROM event_permissions p LEFT JOIN events e ON false
+WHERE p.user_id = $1 AND p.live AND p.long AND p.during && tstzrange($2, $3)
+"""
+
+
+async def list_calendar(conn: asyncpg.Connection, user_id: int, lower: dt.datetime,
+                        upper: dt.datetime) -> tuple[list[Event], list[tuple[int, int]]]:
+    """The live events of `user_id`'s calendar (owned or shared with them) whose envelope
+    overlaps [lower, upper), the candidates of a conflict check: those of 24 hours at most
+    as events, the others (series, long events) as (event id, version), for calendar_events.
+    Only what placing events in time needs is read: `description` is empty, `location` None
+    and `my_role` empty."""
+    short: list[Event] = []
+    long: list[tuple[int, int]] = []
+    for row in await conn.fetch(_CANDIDATES, user_id, lower, upper):
+        if row["id"] is None:
+            long.append((row["candidate_id"], row["candidate_version"]))
+        else:
+            short.append(Event.from_row(row))
+    return short, long
+
+
+async def calendar_events(conn: asyncpg.Connection, event_ids: list[int]) -> list[Event]:
+    """The live events of `event_ids` as list_calendar reads them (in no particular order)."""
     rows = await conn.fetch(
-        """
-        -- candidates: the owner's calendar overlapping the range (GiST on user_id, during)
-        SELECT """ + _CALENDAR_COLUMNS + """, p.role
-        FROM event_permissions p JOIN events e ON e.id = p.event_id
-        WHERE p.user_id = $1 AND p.live AND p.during && tstzrange($2, $3) AND e.deleted_at IS NULL
-        """,
-        owner_id, lower, upper,
-    )
+        "SELECT " + _CALENDAR_COLUMNS + " FROM events e WHERE e.id = ANY($1::bigint[]) AND e.deleted_at IS NULL",
+        event_ids)
     return [Event.from_row(r) for r in rows]
 
 

@@ -451,9 +451,57 @@ class Change:
     check: list[tuple[dt.datetime, dt.datetime]] | None = None
 
 
+class LongEvents:
+    """The long candidates of conflict checks (series, events over 24 hours) by (id, version).
+    A version's content never changes, so a check reads again only what changed since the
+    last; most candidates of a check are the calendar's series, the same at every check. One
+    per service, so per database (ids are a database's own); the least recently used go first
+    past `size`."""
+
+    def __init__(self, size: int = 32768) -> None:
+        self.size = size
+        self._events: dict[tuple[int, int], Event] = {}
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def get(self, key: tuple[int, int]) -> Event | None:
+        event = self._events.pop(key, None)
+        if event is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._events[key] = event  # now the most recently used
+        return event
+
+    def put(self, event: Event) -> None:
+        if len(self._events) >= self.size:
+            del self._events[next(iter(self._events))]
+        self._events[event.id, event.version] = event
+
+
 class EventService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.long_events = LongEvents()
+
+    async def _calendar(self, conn, user_id: int, lower: dt.datetime, upper: dt.datetime) -> list[Event]:
+        """The live events of `user_id`'s calendar whose envelope overlaps [lower, upper)
+        (see event_db.list_calendar), long ones from the cache when their version is known."""
+        events, long = await event_db.list_calendar(conn, user_id, lower, upper)
+        missing = []
+        for key in long:
+            event = self.long_events.get(key)
+            if event is None:
+                missing.append(key[0])
+            else:
+                events.append(event)
+        if missing:
+            for event in await event_db.calendar_events(conn, missing):
+                self.long_events.put(event)
+                events.append(event)
+        return events
 
     # -- create ---------------------------------------------------------------------------
 
@@ -479,13 +527,13 @@ class EventService:
             return draft, []
         else:
             lower, upper = min(s for s, _ in mine), max(e for _, e in mine)
-        candidates = await event_db.list_calendar(tx.conn, owner_id, lower, upper)
+        candidates = await self._calendar(tx.conn, owner_id, lower, upper)
         found = conflicts.find_conflicts(mine, _busy(candidates, lower, upper, exclude))
         if not found or strategy == "allow":
             return draft, found
         if strategy == "shift":
             start, until = _shift_window(draft)
-            around = await event_db.list_calendar(tx.conn, owner_id, start, until)
+            around = await self._calendar(tx.conn, owner_id, start, until)
             return _shift(draft, [(b.start, b.end) for b in _busy(around, start, until, exclude)], found), []
         raise _conflict(found)
 
@@ -549,7 +597,7 @@ class EventService:
             upper = max(r[1] for r in ranges)
             if strategy == "shift":
                 upper = max(upper, *(_shift_window(d)[1] for d in valid))
-            candidates = await event_db.list_calendar(tx.conn, user_id, lower, upper)
+            candidates = await self._calendar(tx.conn, user_id, lower, upper)
             calendar = conflicts.Calendar(_busy(candidates, lower, upper, exclude=None))
             for index, draft in enumerate(drafts):
                 if not isinstance(draft, Draft):
@@ -794,7 +842,7 @@ class EventService:
 
     async def _calendar_busy(self, conn, user_id: int, start: dt.datetime,
                              end: dt.datetime) -> list[conflicts.Busy]:
-        events = await event_db.list_calendar(conn, user_id, start, end)
+        events = await self._calendar(conn, user_id, start, end)
         busy = _busy(events, start, end, exclude=None)
         if len(busy) > CHECK_LIMIT:
             raise errors.Validation.at(("query", "end"), "too many occurrences; ask for a shorter window")

@@ -18,8 +18,8 @@ async def share(database_url: str, event_id: int, user_id: int, role: str) -> No
     try:
         await conn.execute(
             """
-            INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during)
-            SELECT id, $2, $3, owner_id, start_time, during FROM events WHERE id = $1
+            INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during, version)
+            SELECT id, $2, $3, owner_id, start_time, during, version FROM events WHERE id = $1
             """,
             event_id, user_id, role)
     finally:
