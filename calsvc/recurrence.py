@@ -365,6 +365,8 @@ class Series:
     exdates: tuple[dt.datetime, ...] = ()
     rdates: tuple[dt.datetime, ...] = ()
     last_start: dt.datetime | None = None  # of a bounded rule: set by `prepare`
+    # what may_occur needs, worked out at its first call (_plain_of; _NOT_PLAIN when it cannot tell)
+    plain: Any = dataclasses.field(default=None, init=False, compare=False, repr=False)
 
     @property
     def local_start(self) -> dt.datetime:
@@ -484,48 +486,86 @@ _SIMPLE_PARTS = frozenset(("FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"
 _ONE_DAY = dt.timedelta(days=1)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plain:
+    """A plain DAILY or WEEKLY rule (one time of day, whole weekdays) as may_occur reads it."""
+
+    daily: bool
+    weekdays: frozenset[int] | None  # None: every day
+    interval: int
+    wkst: int
+    start_day: dt.date
+    start_week: int
+    clock: dt.time  # the local time of every occurrence but the first
+    first: dt.datetime  # UTC
+    last: dt.datetime | None  # UTC; None: endless
+    duration: dt.timedelta
+    tz: ZoneInfo
+
+    def week(self, day: dt.date) -> int:
+        """Weeks counted from a WKST, as dateutil steps them."""
+        return (day.toordinal() - (day.weekday() - self.wkst) % 7) // 7
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_of(series: Series) -> _Plain | None:
+    parts = series.parts
+    if (parts is None or parts["FREQ"] not in ("DAILY", "WEEKLY") or not parts.keys() <= _SIMPLE_PARTS
+            or series.duration > 2 * _ONE_DAY):
+        return None
+    byday = parts.get("BYDAY")
+    local = series.local_start
+    if byday is None:
+        weekdays = None if parts["FREQ"] == "DAILY" else frozenset((local.weekday(),))
+    elif all(code in WEEKDAYS for code in byday.split(",")):
+        weekdays = frozenset(WEEKDAYS.index(code) for code in byday.split(","))
+    else:
+        return None  # ordinal weekdays (1MO) are not for a plain rule
+    wkst = WEEKDAYS.index(parts.get("WKST", "MO"))
+    start_day = local.date()
+    plain = _Plain(parts["FREQ"] == "DAILY", weekdays, int(parts.get("INTERVAL", 1)), wkst, start_day, 0,
+                   local.time().replace(microsecond=0, fold=0),  # as dateutil repeats DTSTART's time
+                   series.start.astimezone(UTC),
+                   None if series.last_start is None else series.last_start.astimezone(UTC),
+                   series.duration, series.tz)
+    return dataclasses.replace(plain, start_week=plain.week(start_day))
+
+
 def may_occur(series: Series, window_start: dt.datetime, window_end: dt.datetime) -> bool:
     """False only when no occurrence of the rule (RDATEs aside) can overlap the short window:
     a test of the few local days around it against a plain DAILY or WEEKLY rule (one time of
     day, whole weekdays), without dateutil. True whenever it cannot tell. A conflict check
     meets every series of a calendar whose envelope covers the new event and most have no
-    occurrence there, so this spares their expansion."""
-    parts = series.parts
-    duration = series.duration
-    if (parts is None or parts["FREQ"] not in ("DAILY", "WEEKLY") or not parts.keys() <= _SIMPLE_PARTS
-            or window_end - window_start > 2 * _ONE_DAY or duration > 2 * _ONE_DAY):
+    occurrence there, so this spares their expansion; what it needs of the rule is worked out
+    once per series."""
+    if window_end - window_start > 2 * _ONE_DAY:
         return True
-    byday = parts.get("BYDAY")
-    local = series.local_start
-    if byday is None:
-        weekdays = None if parts["FREQ"] == "DAILY" else {local.weekday()}
-    elif all(code in WEEKDAYS for code in byday.split(",")):
-        weekdays = {WEEKDAYS.index(code) for code in byday.split(",")}
-    else:
-        return True  # ordinal weekdays (1MO) are not for a plain rule
-    interval = int(parts.get("INTERVAL", 1))
-    tz = series.tz
-    start_day = local.date()
-    clock = local.time().replace(microsecond=0, fold=0)  # as dateutil repeats DTSTART's time
-    first = series.start.astimezone(UTC)
-    last = None if series.last_start is None else series.last_start.astimezone(UTC)
+    plain = series.plain
+    if plain is None:
+        plain = _plain_of(series) or _NOT_PLAIN
+        object.__setattr__(series, "plain", plain)  # a cache: frozen for everything else
+    if plain is _NOT_PLAIN:
+        return True
+    tz, duration, first, last = plain.tz, plain.duration, plain.first, plain.last
     lower, upper = window_start.astimezone(UTC), window_end.astimezone(UTC)
-    wkst = WEEKDAYS.index(parts.get("WKST", "MO"))
-
-    def week(day: dt.date) -> int:  # weeks counted from a WKST, as dateutil steps them
-        return (day.toordinal() - (day.weekday() - wkst) % 7) // 7
-
-    day = (lower - duration).astimezone(tz).date() - _ONE_DAY
+    if upper <= first or (last is not None and lower >= last + duration):
+        return False
+    weekdays, interval, start_day = plain.weekdays, plain.interval, plain.start_day
+    day = max((lower - duration).astimezone(tz).date() - _ONE_DAY, start_day)
     end_day = upper.astimezone(tz).date() + _ONE_DAY
     while day <= end_day:
-        if day >= start_day and (weekdays is None or day.weekday() in weekdays):
-            if parts["FREQ"] == "DAILY":
+        if weekdays is None or day.weekday() in weekdays:
+            if interval == 1:
+                aligned = True
+            elif plain.daily:
                 aligned = (day - start_day).days % interval == 0
             else:
-                aligned = (week(day) - week(start_day)) % interval == 0
+                aligned = (plain.week(day) - plain.start_week) % interval == 0
             if aligned:
                 # a wall-clock time in a DST gap is read with the offset before it, as _normal does
-                begin = first if day == start_day else dt.datetime.combine(day, clock, tz).astimezone(UTC)
+                begin = first if day == start_day else dt.datetime.combine(day, plain.clock, tz).astimezone(UTC)
                 if (begin < upper and begin + duration > lower and begin >= first
                         and (last is None or begin <= last)):
                     return True

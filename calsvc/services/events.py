@@ -335,6 +335,9 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
     for event in events:
         if event.id == exclude:
             continue
+        if event.rrule is not None and not event.exceptions and not event.rdates \
+                and not recurrence.may_occur(series_of(event), lower, upper):
+            continue  # most series of a calendar, for a short range (no need to expand them)
         for occ in occurrences_of(event, lower, upper, cancelled=False, limit=CHECK_LIMIT):
             busy.append(conflicts.Busy(event.id, occ.title, occ.start, occ.end))
     return busy
