@@ -131,16 +131,13 @@ async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:
 
 
 _CANDIDATES = """
--- candidates of a conflict check: the calendar of $1 overlapping [$2, $3) (migration 0005).
--- Short rows (an envelope of 24 hours at most) from the btree on the envelope's start, with
--- their event (a [) range overlaps when it starts before $3 and ends after $2); long rows
--- (series, long events) from their own GiST, only as (id, version): their content is cached
--- by the caller
+-- candidates of a conflict check: the calendar of $1 overlapping [$2, $3), from two GiST
+-- indexes split by the span of the envelope (migration 0005). Short rows (24 hours at most)
+-- with their event; long rows (series, long events) only as (id, version): their content is
+-- cached by the caller
 SELECT p.event_id AS candidate_id, p.version AS candidate_version, """ + _CALENDAR_COLUMNS + """
 FROM event_permissions p JOIN events e ON e.id = p.event_id
-WHERE p.user_id = $1 AND p.live AND NOT p.long
-  AND lower(p.during) > $2::timestamptz - interval '24 hours' AND lower(p.during) < $3
-  AND upper(p.during) > $2
+WHERE p.user_id = $1 AND p.live AND NOT p.long AND p.during && tstzrange($2, $3)
 UNION ALL
 SELECT p.event_id, p.version, """ + _CALENDAR_COLUMNS + """
 FROM event_permissions p LEFT JOIN events e ON false

@@ -1,7 +1,7 @@
-"""The candidates of a conflict check (migration 0005): short rows from a btree on the start of
-their envelope, long ones from their own GiST index and, by version, from a cache of the
-service. They must be exactly the permission rows whose envelope overlaps the range, and a
-check must see a series as it is now, whichever process changed it."""
+"""The candidates of a conflict check (migration 0005): short rows and long ones from two
+GiST indexes, the long ones' content by version from a cache of the service. They must be
+exactly the permission rows whose envelope overlaps the range, and a check must see a series
+as it is now, whichever process changed it."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +13,8 @@ from tests.conftest import assert_problem, user_with_token
 from tests.web.test_event_changes import share
 
 UTC = dt.timezone.utc
-# Berlin's clocks go forward at 01:00 UTC on 29 March 2026: in a session in that zone, a
-# day before 29 March 12:00 UTC is 23 hours before it (the lookback must be 24 hours).
+# Berlin's clocks go forward at 01:00 UTC on 29 March 2026: the events span that night, and
+# the answer must not depend on the session's zone (no '1 day' arithmetic that would follow it).
 T = dt.datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)
