@@ -17,6 +17,7 @@ from calsvc.ratelimit import MemoryLimiter
 from calsvc.services.auth import AuthService
 from calsvc.services.events import EventService
 from calsvc.services.idempotency import Idempotency
+from calsvc.services.sharing import SharingService
 from calsvc.tokens import TokenCodec
 from calsvc.web import keys, openapi
 from calsvc.web.docs import add_docs
@@ -41,6 +42,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await hasher.warm_up()  # so the first unknown-user login costs what the others do
     app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher)
     app[keys.EVENTS] = EventService(db)
+    app[keys.SHARING] = SharingService(db)
     app[keys.IDEMPOTENCY] = Idempotency(db)
     yield
     await db.close()

@@ -119,6 +119,21 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Permission:
+    """Who may see an event, as listed: the user, their role, who granted it and when."""
+
+    user_id: int
+    username: str
+    role: str
+    granted_by: int | None
+    granted_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Permission":
+        return cls(row["user_id"], row["username"], row["role"], row["granted_by"], row["granted_at"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredAnswer:
     """A remembered answer: the request it answered (route and body hash) and the response."""
 

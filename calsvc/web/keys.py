@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from calsvc.services.auth import AuthService
     from calsvc.services.events import EventService
     from calsvc.services.idempotency import Idempotency
+    from calsvc.services.sharing import SharingService
     from calsvc.tokens import TokenCodec
     from calsvc.web.metrics import Metrics
 
@@ -19,6 +20,7 @@ SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 DB: web.AppKey["Database"] = web.AppKey("db")
 AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
 EVENTS: web.AppKey["EventService"] = web.AppKey("events")
+SHARING: web.AppKey["SharingService"] = web.AppKey("sharing")
 IDEMPOTENCY: web.AppKey["Idempotency"] = web.AppKey("idempotency")
 TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
 AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")

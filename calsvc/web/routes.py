@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calsvc.web import auth, codec, events, ops, schemas, users
+from calsvc.web import auth, codec, events, ops, schemas, sharing, users
 from calsvc.web.routing import Route, bind
 
 S = schemas
@@ -91,6 +91,26 @@ ROUTES: list[Route] = [
     Route("GET", r"/api/events/{id:\d+}", events.get_event, "One event (viewer or better)", "events",
           {200: S.Event, 304: None}, errors=(404,), headers=("If-None-Match",),
           description="`ETag: \"<version>\"`; `If-None-Match` with it answers 304."),
+    # -- sharing ---------------------------------------------------------------------------
+    Route("POST", r"/api/events/{id:\d+}/share", sharing.share, "Share an event (owner only)", "sharing",
+          {200: S.PermissionPage}, body=S.ShareIn, errors=(403, 404),
+          description="`{\"users\": [{\"user_id\"|\"username\"|\"email\", \"role\"}]}` (1-100), or one such "
+                      "user object as the whole body; `role` is `editor` or `viewer`. A user who has access "
+                      "gets the new role. An unknown user, the owner, or a user named twice: 422 at that "
+                      "entry. Answers every permission of the event (at most 1,000 people)."),
+    Route("GET", r"/api/events/{id:\d+}/permissions", sharing.list_permissions,
+          "Who has access, owner included (viewer or better)", "sharing", {200: S.PermissionPage},
+          query=S.PageQuery, errors=(404,), description="By user id."),
+    Route("PUT", r"/api/events/{id:\d+}/permissions/{user_id:\d+}", sharing.set_role,
+          "Change someone's role (owner only)", "sharing", {200: S.PermissionPage}, body=S.RoleIn,
+          errors=(403, 404, 409),
+          description="`owner` transfers ownership: the old owner becomes an editor. The user must have "
+                      "access already (else 404); the owner's own role cannot be lowered (409). Answers "
+                      "every permission of the event."),
+    Route("DELETE", r"/api/events/{id:\d+}/permissions/{user_id:\d+}", sharing.revoke,
+          "Revoke someone's access, or leave (your own id)", "sharing", {204: None}, errors=(403, 404, 409),
+          description="The owner revokes anyone but themselves (409: transfer ownership first); an "
+                      "editor or viewer may only leave."),
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,
           offers=(codec.JSON,)),

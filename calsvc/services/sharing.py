@@ -1,0 +1,134 @@
+"""Sharing (SPEC 6): who may see an event and as what. Every change of access takes the
+event's row lock, so it queues with the writers of that event, and is logged with its actor
+for the changelog. Sharing checks no calendar (SPEC 4)."""
+from __future__ import annotations
+
+from typing import Any
+
+from calsvc import errors
+from calsvc.db import events as event_db
+from calsvc.db import permissions as permission_db
+from calsvc.db.pool import Database
+from calsvc.db.tx import Tx, run_in_tx
+from calsvc.models import Event, Permission
+
+GRANTABLE = ("editor", "viewer")
+MAX_SHARES = 100  # users in one share request
+
+
+async def locked_event(tx: Tx, user_id: int, event_id: int) -> Event:
+    """The live event as `user_id` sees it, its row locked; errors.NotFound when they cannot."""
+    event = None
+    if 1 <= event_id < 2**63:
+        event = await event_db.lock_event(tx.conn, event_id, user_id)
+    if event is None:
+        raise errors.NotFound("no such event")
+    return event
+
+
+def _owner_only(event: Event, what: str) -> None:
+    if event.my_role != "owner":
+        raise errors.Forbidden(f"only the owner may {what}; you are a {event.my_role}")
+
+
+class SharingService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def permissions(self, user_id: int, event_id: int, after_user: int, limit: int) -> list[Permission]:
+        """A page of the event's permissions (owner included), by user id; anyone with access."""
+        async with self.db.acquire() as conn:
+            if not 1 <= event_id < 2**63 or await event_db.find_event(conn, event_id, user_id) is None:
+                raise errors.NotFound("no such event")
+            return await permission_db.list_permissions(conn, event_id, after_user, limit)
+
+    async def share(self, user_id: int, event_id: int, users: list[dict[str, Any]]) -> list[Permission]:
+        """Give each named user (by user_id, username or email) the role asked; a user who has
+        access gets the new role. The owner only. Answers every permission of the event."""
+        return await run_in_tx(self.db, "share_event", self.share_tx, user_id, event_id, users,
+                               ("body", "users"))
+
+    async def share_tx(self, tx: Tx, user_id: int, event_id: int, users: list[dict[str, Any]],
+                       loc: tuple[str | int, ...]) -> list[Permission]:
+        event = await locked_event(tx, user_id, event_id)
+        _owner_only(event, "share the event")
+        grants = await self._resolve(tx, event, users, loc)
+        if await permission_db.count_permissions(tx.conn, event.id, [u for u, _ in grants]) > permission_db.MAX_PERMISSIONS:
+            raise errors.Validation.at(loc, f"an event is shared with at most {permission_db.MAX_PERMISSIONS} people")
+        await permission_db.grant(tx.conn, event.id, grants, user_id)
+        return await permission_db.list_permissions(tx.conn, event.id)
+
+    @staticmethod
+    async def _resolve(tx: Tx, event: Event, users: list[dict[str, Any]],
+                       loc: tuple[str | int, ...]) -> list[tuple[int, str]]:
+        """(user id, role) for each entry; errors.Validation at the entry naming an unknown
+        user, the owner, a user named twice or a role that cannot be granted."""
+        if not users:
+            raise errors.Validation.at(loc, "name at least one user")
+        if len(users) > MAX_SHARES:
+            raise errors.Validation.at(loc, f"at most {MAX_SHARES} users per request")
+        keys = []
+        for index, entry in enumerate(users):
+            named = [k for k in ("user_id", "username", "email") if entry.get(k) is not None]
+            if len(named) != 1:
+                raise errors.Validation.at((*loc, index), "name the user by exactly one of user_id, username, email")
+            if entry.get("role") not in GRANTABLE:
+                raise errors.Validation.at(
+                    (*loc, index, "role"),
+                    "role must be editor or viewer (ownership moves with PUT /api/events/{id}/permissions/{userId})")
+            keys.append((named[0], entry[named[0]]))
+        found = await permission_db.find_users(
+            tx.conn, [v for k, v in keys if k == "user_id" and 1 <= v < 2**63],
+            [v for k, v in keys if k == "username"], [v for k, v in keys if k == "email"])
+        by = {"user_id": {u[0]: u[0] for u in found}, "username": {u[1].lower(): u[0] for u in found},
+              "email": {u[2].lower(): u[0] for u in found}}
+        grants: list[tuple[int, str]] = []
+        seen: set[int] = set()
+        for index, ((key, value), entry) in enumerate(zip(keys, users)):
+            target = by[key].get(value.lower() if isinstance(value, str) else value)
+            if target is None:
+                raise errors.Validation.at((*loc, index, key), f"no user with that {key.replace('_', ' ')}")
+            if target == event.owner_id:
+                raise errors.Validation.at((*loc, index, key), "that user owns the event")
+            if target in seen:
+                raise errors.Validation.at((*loc, index, key), "that user is named twice")
+            seen.add(target)
+            grants.append((target, entry["role"]))
+        return grants
+
+    async def set_role(self, user_id: int, event_id: int, target: int, role: str) -> list[Permission]:
+        """Change the role of someone who has access; `owner` transfers ownership (the old
+        owner becomes an editor). The owner only."""
+        async def change(tx: Tx) -> list[Permission]:
+            event = await locked_event(tx, user_id, event_id)
+            _owner_only(event, "change roles")
+            if not 1 <= target < 2**63:
+                raise errors.NotFound("that user has no access to the event (share it with them first)")
+            current = (await permission_db.roles_of(tx.conn, event.id, [target])).get(target)
+            if current is None:
+                raise errors.NotFound("that user has no access to the event (share it with them first)")
+            if current == "owner":
+                if role != "owner":
+                    raise errors.Conflict("the owner keeps the owner role; transfer ownership to someone else first")
+            elif role == "owner":
+                await permission_db.transfer(tx.conn, event.id, event.owner_id, target, user_id)
+            elif role != current:
+                await permission_db.grant(tx.conn, event.id, [(target, role)], user_id)
+            return await permission_db.list_permissions(tx.conn, event.id)
+
+        return await run_in_tx(self.db, "set_role", change)
+
+    async def revoke(self, user_id: int, event_id: int, target: int) -> None:
+        """Take away someone's access: the owner may revoke anyone but themselves; anyone
+        else may leave (revoke themselves)."""
+        await run_in_tx(self.db, "revoke", self.revoke_tx, user_id, event_id, target)
+
+    async def revoke_tx(self, tx: Tx, user_id: int, event_id: int, target: int) -> None:
+        event = await locked_event(tx, user_id, event_id)
+        if target != user_id:
+            _owner_only(event, "revoke other people's access")
+        if target == event.owner_id:
+            raise errors.Conflict("the owner cannot be removed; transfer ownership first")
+        if not 1 <= target < 2**63 or not await permission_db.revoke(
+                tx.conn, event.id, target, user_id, "left" if target == user_id else "unshared"):
+            raise errors.NotFound("that user has no access to the event")

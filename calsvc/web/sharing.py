@@ -1,0 +1,64 @@
+"""Handlers of /api/events/{id}/share and /permissions (SPEC 6)."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from msgspec.structs import asdict
+
+from calsvc import errors, models
+from calsvc.web import codec, keys, schemas
+
+
+def _ids(request: web.Request) -> tuple[int, int | None]:
+    user = request.match_info.get("user_id")
+    return int(request.match_info["id"]), None if user is None else int(user)
+
+
+def render_permissions(permissions: list[models.Permission], next_cursor: str | None = None) -> schemas.PermissionPage:
+    return schemas.PermissionPage(items=[schemas.PermissionOut(
+        user_id=p.user_id, username=p.username, role=p.role, granted_by=p.granted_by,
+        granted_at=p.granted_at) for p in permissions], next_cursor=next_cursor)
+
+
+def share_entries(body: schemas.ShareIn) -> list[dict[str, Any]]:
+    """The users a share body names: its `users`, or the body itself as the one user."""
+    if body.users is not msgspec.UNSET:
+        if any(getattr(body, k) is not None for k in ("user_id", "username", "email", "role")):
+            raise errors.Validation.at(("body",), "give either `users` or one user's fields, not both")
+        return [asdict(u) for u in body.users]
+    if body.role is None:
+        raise errors.Validation.at(("body", "role"), "role is required (editor or viewer)")
+    return [{k: getattr(body, k) for k in ("user_id", "username", "email", "role")}]
+
+
+async def share(request: web.Request, user: models.User, body: schemas.ShareIn) -> web.Response:
+    event_id, _ = _ids(request)
+    permissions = await request.app[keys.SHARING].share(user.id, event_id, share_entries(body))
+    return codec.respond(request, render_permissions(permissions))
+
+
+async def list_permissions(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
+    event_id, _ = _ids(request)
+    after = 0
+    if query.cursor:
+        (after,) = codec.decode_cursor(query.cursor, (int,))
+    permissions = await request.app[keys.SHARING].permissions(user.id, event_id, after, query.limit + 1)
+    cursor = None
+    if len(permissions) > query.limit:
+        permissions = permissions[: query.limit]
+        cursor = codec.encode_cursor([permissions[-1].user_id])
+    return codec.respond(request, render_permissions(permissions, cursor))
+
+
+async def set_role(request: web.Request, user: models.User, body: schemas.RoleIn) -> web.Response:
+    event_id, target = _ids(request)
+    permissions = await request.app[keys.SHARING].set_role(user.id, event_id, target, body.role)
+    return codec.respond(request, render_permissions(permissions))
+
+
+async def revoke(request: web.Request, user: models.User) -> web.Response:
+    event_id, target = _ids(request)
+    await request.app[keys.SHARING].revoke(user.id, event_id, target)
+    return web.Response(status=204)
