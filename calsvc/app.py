@@ -16,6 +16,7 @@ from calsvc.passwords import Hasher
 from calsvc.ratelimit import MemoryLimiter
 from calsvc.services.auth import AuthService
 from calsvc.services.events import EventService
+from calsvc.services.history import HistoryService
 from calsvc.services.idempotency import Idempotency
 from calsvc.services.sharing import SharingService
 from calsvc.tokens import TokenCodec
@@ -43,6 +44,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher)
     app[keys.EVENTS] = EventService(db)
     app[keys.SHARING] = SharingService(db)
+    app[keys.HISTORY] = HistoryService(db)
     app[keys.IDEMPOTENCY] = Idempotency(db)
     yield
     await db.close()

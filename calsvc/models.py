@@ -106,6 +106,7 @@ class Event:
     my_role: str
     exceptions: tuple[OccurrenceChange, ...] = ()
     last_start: dt.datetime | None = None  # of a bounded series, when known
+    deleted: bool = False  # read as its owner may, to restore it
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Event":
@@ -114,7 +115,7 @@ class Event:
             row["start_time"], row["end_time"], row["timezone"], row["all_day"], row["rrule"],
             tuple(row["exdates"]), tuple(row["rdates"]), row["version"], row["created_at"],
             row["updated_at"], row["updated_by"], row["role"], exceptions_from_json(row["exceptions"]),
-            row["last_start"],
+            row["last_start"], row.get("deleted", False),
         )
 
 

@@ -52,23 +52,24 @@ ORDER BY input.ord
 """
 
 _UPDATE = """
--- a new version of a live event: the row (only if still at version $2 and owned by $3), the
--- copies of its start, envelope and version in every permission row, and the version row
+-- a new version of a live event (or of a deleted one, restored, when $9): the row (only if
+-- still at version $2 and owned by $3), the copies of its start, envelope, version and
+-- liveness in every permission row, and the version row
 WITH e AS (
     UPDATE events
     SET title = i.title, description = i.description, location = i.location,
         start_time = i.start_time, end_time = i.end_time, timezone = i.timezone, all_day = i.all_day,
         rrule = i.rrule, exdates = i.exdates, rdates = i.rdates, exceptions = i.exceptions,
         last_start = i.last_start, during = tstzrange(i.lower, i.upper), version = events.version + 1, updated_at = now(),
-        updated_by = $4
+        updated_by = $4, deleted_at = NULL
     FROM jsonb_to_record($5::jsonb) AS i(
         title text, description text, location text, start_time timestamptz, end_time timestamptz,
         timezone text, all_day boolean, rrule text, exdates timestamptz[], rdates timestamptz[],
         exceptions jsonb, last_start timestamptz, lower timestamptz, upper timestamptz, snapshot jsonb)
-    WHERE events.id = $1 AND events.version = $2 AND events.owner_id = $3 AND events.deleted_at IS NULL
+    WHERE events.id = $1 AND events.version = $2 AND events.owner_id = $3 AND (events.deleted_at IS NULL OR $9)
     RETURNING events.*, i.snapshot
 ), p AS (
-    UPDATE event_permissions SET starts_at = e.start_time, during = e.during, version = e.version
+    UPDATE event_permissions SET starts_at = e.start_time, during = e.during, version = e.version, live = true
     FROM e WHERE event_permissions.event_id = e.id
 ), v AS (
     INSERT INTO event_versions (event_id, version, kind, snapshot, changed_fields, actor_id)
@@ -94,10 +95,11 @@ SELECT count(*) FROM e
 """
 
 _GET = """
--- one live event, with the caller's role (no row: unknown, deleted or not visible)
-SELECT """ + _EVENT_COLUMNS + """, p.role
+-- one live event, with the caller's role (no row: unknown, deleted or not visible); a
+-- deleted one too for its owner when $3
+SELECT """ + _EVENT_COLUMNS + """, p.role, e.deleted_at IS NOT NULL AS deleted
 FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = $2
-WHERE e.id = $1 AND e.deleted_at IS NULL
+WHERE e.id = $1 AND (e.deleted_at IS NULL OR ($3 AND p.role = 'owner'))
 """
 
 
@@ -110,12 +112,12 @@ async def insert_events(conn: asyncpg.Connection, owner_id: int, rows_json: str)
 
 async def update_event(conn: asyncpg.Connection, event_id: int, version: int, owner_id: int,
                        actor_id: int, row_json: str, kind: str, changed_fields: list[str],
-                       role: str) -> Event | None:
+                       role: str, restore: bool = False) -> Event | None:
     """Write the next version of the event from `row_json` (one object shaped like an
     element of insert_events' input); None when it is no longer at `version`, owned by
-    `owner_id` and live (the caller starts again from a fresh read)."""
+    `owner_id` and live (or deleted, when `restore`: it is live again)."""
     row = await conn.fetchrow(_UPDATE, event_id, version, owner_id, actor_id, row_json, kind,
-                              changed_fields, role)
+                              changed_fields, role, restore)
     return None if row is None else Event.from_row(row)
 
 
@@ -170,16 +172,19 @@ async def calendar_events(conn: asyncpg.Connection, event_ids: list[int]) -> lis
     return [Event.from_row(r) for r in rows]
 
 
-async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> Event | None:
-    """The event as `user_id` sees it; None when it is unknown, deleted or not visible."""
-    row = await conn.fetchrow(_GET, event_id, user_id)
+async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int,
+                     deleted_ok: bool = False) -> Event | None:
+    """The event as `user_id` sees it; None when it is unknown, deleted or not visible
+    (`deleted_ok`: a deleted event is found for its owner, `deleted` set)."""
+    row = await conn.fetchrow(_GET, event_id, user_id, deleted_ok)
     return None if row is None else Event.from_row(row)
 
 
-async def lock_event(conn: asyncpg.Connection, event_id: int, user_id: int) -> Event | None:
+async def lock_event(conn: asyncpg.Connection, event_id: int, user_id: int,
+                     deleted_ok: bool = False) -> Event | None:
     """find_event, with the event's row locked until the transaction ends (writers of one
     event queue here instead of racing)."""
-    row = await conn.fetchrow(_GET + "FOR UPDATE OF e", event_id, user_id)
+    row = await conn.fetchrow(_GET + "FOR UPDATE OF e", event_id, user_id, deleted_ok)
     return None if row is None else Event.from_row(row)
 
 

@@ -13,10 +13,11 @@ import orjson
 
 from calsvc import conflicts, errors, recurrence
 from calsvc.db import events as event_db
+from calsvc.db import history as history_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.services.idempotency import Recorder
-from calsvc.models import Event, OccurrenceChange, exceptions_json
+from calsvc.models import Event, OccurrenceChange, exceptions_from_json, exceptions_json
 
 MAX_DURATION = dt.timedelta(days=366)
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
@@ -419,6 +420,19 @@ def _check_strategy(draft: Draft, strategy: str, loc: tuple[str | int, ...] = ("
         raise errors.Validation.at(loc, "shift applies to single events only")
 
 
+def snapshot_fields(snap: dict[str, Any]) -> dict[str, Any]:
+    """A version's snapshot (see `snapshot`) as check_event takes it."""
+    rec = None
+    if snap.get("rrule") is not None:
+        rec = {"rrule": snap["rrule"], "exdates": [dt.datetime.fromisoformat(d) for d in snap.get("exdates", [])],
+               "rdates": [dt.datetime.fromisoformat(d) for d in snap.get("rdates", [])]}
+    return {"title": snap["title"], "description": snap.get("description", ""), "location": snap.get("location"),
+            "start_time": dt.datetime.fromisoformat(snap["start_time"]),
+            "end_time": dt.datetime.fromisoformat(snap["end_time"]), "timezone": snap["timezone"],
+            "all_day": snap.get("all_day", False), "recurrence": rec,
+            "exceptions": exceptions_from_json(orjson.dumps(snap.get("exceptions", {})).decode())}
+
+
 def stored_fields(event: Event) -> dict[str, Any]:
     """An event's fields as check_event takes them."""
     rec = None
@@ -655,7 +669,7 @@ class EventService:
         if "description" in changes and changes["description"] is None:
             changes = {**changes, "description": ""}
 
-        async def build(event: Event) -> Change | None:
+        async def build(tx: Tx, event: Event) -> Change | None:
             draft = await checked({**stored_fields(event), **changes})
             _check_strategy(draft, strategy)
             return Change(draft, "updated")
@@ -667,7 +681,7 @@ class EventService:
                                 strategy: str = "reject") -> tuple[Event, Occurrence, list[conflicts.Busy]]:
         """Store `changes` (times, title, description, location) as an exception of the
         occurrence that starts at `original`; it is checked against the calendar like an update."""
-        async def build(event: Event) -> Change | None:
+        async def build(tx: Tx, event: Event) -> Change | None:
             current = self._occurrence(event, original)
             overrides = _exception_of(event, current.original_start)
             merged = {"start_time": current.start, "end_time": current.end, "title": current.title,
@@ -695,7 +709,7 @@ class EventService:
     async def cancel_occurrence(self, user_id: int, event_id: int, original: dt.datetime, *,
                                 if_match: str | None = None) -> Event:
         """Cancel the occurrence that starts at `original` (listed as cancelled from now on)."""
-        async def build(event: Event) -> Change | None:
+        async def build(tx: Tx, event: Event) -> Change | None:
             current = self._occurrence(event, original)
             if current.cancelled:
                 return None
@@ -726,6 +740,21 @@ class EventService:
                 return occ
         raise errors.NotFound("no occurrence of this event starts at that time")
 
+    async def rollback(self, user_id: int, event_id: int, number: int, *, if_match: str | None = None,
+                       strategy: str = "reject") -> tuple[Event, list[conflicts.Busy]]:
+        """A new version whose content is that of version `number` (SPEC 7), checked against
+        the calendar like an update; a deleted event (its owner alone finds it) is restored.
+        Rolling back to what the event already is writes nothing."""
+        async def build(tx: Tx, event: Event) -> Change | None:
+            found = await history_db.snapshots(tx.conn, event.id, [number]) if 1 <= number < 2**31 else {}
+            if number not in found:
+                raise errors.NotFound("the event has no such version")
+            draft = await checked(snapshot_fields(orjson.loads(found[number]["snapshot"])))
+            _check_strategy(draft, strategy)
+            return Change(draft, "rolled_back")
+
+        return await self._change(user_id, event_id, EDITOR_ROLES, if_match, build, strategy, deleted_ok=True)
+
     async def delete(self, user_id: int, event_id: int, *, if_match: str | None = None) -> None:
         """Soft-delete: gone from every read; the version row keeps what it was."""
         await run_in_tx(self.db, "delete_event", self._delete, user_id, event_id, if_match)
@@ -738,21 +767,22 @@ class EventService:
         if not await event_db.delete_event(tx.conn, event.id, event.version, user_id, body):
             raise AssertionError("a locked event changed")
 
-    async def _locked(self, tx: Tx, user_id: int, event_id: int, lock_calendar: bool = True) -> Event:
+    async def _locked(self, tx: Tx, user_id: int, event_id: int, lock_calendar: bool = True,
+                      deleted_ok: bool = False) -> Event:
         """The event as the user sees it, its row locked, and (first, so every writer takes
         the locks in one order: calendar, then event) its owner's calendar locked.
-        errors.NotFound when the user cannot see it."""
+        errors.NotFound when the user cannot see it (`deleted_ok`: its owner sees it deleted)."""
         if not 1 <= event_id < 2**63:
             raise errors.NotFound("no such event")
         locked_owner = None
         for _ in range(3):  # the owner can change (ownership transfer) between the reads
-            event = await event_db.find_event(tx.conn, event_id, user_id)
+            event = await event_db.find_event(tx.conn, event_id, user_id, deleted_ok)
             if event is None:
                 raise errors.NotFound("no such event")
             if lock_calendar and event.owner_id != locked_owner:
                 await event_db.lock_calendar(tx.conn, event.owner_id)
                 locked_owner = event.owner_id
-            event = await event_db.lock_event(tx.conn, event_id, user_id)
+            event = await event_db.lock_event(tx.conn, event_id, user_id, deleted_ok)
             if event is None:
                 raise errors.NotFound("no such event")
             if not lock_calendar or event.owner_id == locked_owner:
@@ -760,29 +790,29 @@ class EventService:
         raise errors.Unavailable("the event is changing hands; try again")
 
     async def _change(self, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
-                      build: Callable[[Event], Awaitable[Change | None]],
-                      strategy: str) -> tuple[Event, list[conflicts.Busy]]:
+                      build: Callable[[Tx, Event], Awaitable[Change | None]],
+                      strategy: str, deleted_ok: bool = False) -> tuple[Event, list[conflicts.Busy]]:
         """In one transaction: lock the owner's calendar and the event, check the caller's
         role and If-Match, build the change from the event as it is, check it against the
         calendar and write the next version. Concurrent writers of one event queue on its row,
         so without If-Match the last one wins and no version number is used twice."""
         return await run_in_tx(self.db, "change_event", self._change_tx, user_id, event_id, roles, if_match,
-                               build, strategy)
+                               build, strategy, deleted_ok)
 
     async def _change_tx(self, tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
-                         build: Callable[[Event], Awaitable[Change | None]],
-                         strategy: str) -> tuple[Event, list[conflicts.Busy]]:
-        event = await self._locked(tx, user_id, event_id)
+                         build: Callable[[Tx, Event], Awaitable[Change | None]],
+                         strategy: str, deleted_ok: bool = False) -> tuple[Event, list[conflicts.Busy]]:
+        event = await self._locked(tx, user_id, event_id, deleted_ok=deleted_ok)
         _require(event, roles)
         _require_match(event, if_match)
-        change = await build(event)
+        change = await build(tx, event)
         if change is None:
             return event, []
         old, new = snapshot(event, event.owner_id), snapshot(change.draft, event.owner_id)
         fields = changed_fields(old, new)
-        if not fields:
+        if not fields and not event.deleted:
             return event, []
-        if _timing(old) == _timing(new):
+        if _timing(old) == _timing(new) and not event.deleted:
             # Same occurrences as before (a new title, say): an overlap it already had is
             # reported under `allow` but blocks nothing.
             strategy = "allow"
@@ -792,7 +822,7 @@ class EventService:
             fields = changed_fields(old, snapshot(draft, event.owner_id))
         row = orjson.dumps(draft.row(event.owner_id)).decode()
         updated = await event_db.update_event(tx.conn, event.id, event.version, event.owner_id, user_id, row,
-                                              change.kind, fields, event.my_role)
+                                              change.kind, fields, event.my_role, restore=event.deleted)
         if updated is None:
             raise AssertionError("a locked event changed")
         return updated, found

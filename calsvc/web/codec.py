@@ -26,6 +26,7 @@ MSGPACK_ALIAS = "application/x-msgpack"
 FORM = "application/x-www-form-urlencoded"
 PROBLEM = "application/problem+json"
 OFFERS = (JSON, MSGPACK)
+HTML = "text/html"
 
 T = TypeVar("T")
 

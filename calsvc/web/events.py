@@ -91,7 +91,7 @@ def _event_id(request: web.Request) -> int:
 
 
 @contextlib.contextmanager
-def _current_shown() -> Iterator[None]:
+def current_shown() -> Iterator[None]:
     """A 412 carries the event as it is now (`current`), rendered like any answer."""
     try:
         yield
@@ -193,7 +193,7 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
 async def update_event(request: web.Request, user: models.User, body: schemas.EventPatch,
                        query: schemas.CreateQuery) -> web.Response:
     strategy = _strategy(query, body)
-    with _current_shown():
+    with current_shown():
         event, found = await request.app[keys.EVENTS].update(
             user.id, _event_id(request), _changes(body), if_match=request.headers.get("If-Match"),
             strategy=strategy)
@@ -201,7 +201,7 @@ async def update_event(request: web.Request, user: models.User, body: schemas.Ev
 
 
 async def delete_event(request: web.Request, user: models.User) -> web.Response:
-    with _current_shown():
+    with current_shown():
         await request.app[keys.EVENTS].delete(user.id, _event_id(request), if_match=request.headers.get("If-Match"))
     return web.Response(status=204)
 
@@ -223,7 +223,7 @@ def _occurrence_start(request: web.Request) -> dt.datetime:
 async def change_occurrence(request: web.Request, user: models.User, body: schemas.OccurrencePatch,
                             query: schemas.OccurrenceQuery) -> web.Response:
     strategy = query.on_conflict or body.on_conflict or "reject"
-    with _current_shown():
+    with current_shown():
         event, occ, found = await request.app[keys.EVENTS].change_occurrence(
             user.id, _event_id(request), _occurrence_start(request), _changes(body),
             if_match=request.headers.get("If-Match"), strategy=strategy)
@@ -235,7 +235,7 @@ async def change_occurrence(request: web.Request, user: models.User, body: schem
 
 
 async def cancel_occurrence(request: web.Request, user: models.User) -> web.Response:
-    with _current_shown():
+    with current_shown():
         await request.app[keys.EVENTS].cancel_occurrence(
             user.id, _event_id(request), _occurrence_start(request), if_match=request.headers.get("If-Match"))
     return web.Response(status=204)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from calsvc.ratelimit import MemoryLimiter
     from calsvc.services.auth import AuthService
     from calsvc.services.events import EventService
+    from calsvc.services.history import HistoryService
     from calsvc.services.idempotency import Idempotency
     from calsvc.services.sharing import SharingService
     from calsvc.tokens import TokenCodec
@@ -21,6 +22,7 @@ DB: web.AppKey["Database"] = web.AppKey("db")
 AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
 EVENTS: web.AppKey["EventService"] = web.AppKey("events")
 SHARING: web.AppKey["SharingService"] = web.AppKey("sharing")
+HISTORY: web.AppKey["HistoryService"] = web.AppKey("history")
 IDEMPOTENCY: web.AppKey["Idempotency"] = web.AppKey("idempotency")
 TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
 AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")

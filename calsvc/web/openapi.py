@@ -11,7 +11,7 @@ from calsvc.web import codec, schemas
 from calsvc.web.routing import Route
 
 REF = "#/components/schemas/{name}"
-_PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+_PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]*))?}")  # name, pattern
 
 _ERROR_TEXT = {
     400: "Malformed body", 401: "Missing, invalid, expired or revoked token", 403: "Role too low",
@@ -45,7 +45,8 @@ def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:
         schema: dict[str, Any] = {"oneOf": [{"$ref": REF.format(name=k.__name__)} for k in kind]}
     else:
         schema = {"$ref": REF.format(name=kind.__name__)}
-    return {media: {"schema": schema} for media in media_types}
+    # a page (the diff's text/html) is a string whatever the JSON resource is
+    return {media: {"schema": {"type": "string"} if media.startswith("text/") else schema} for media in media_types}
 
 
 def _query_parameters(kind: type) -> list[dict[str, Any]]:
@@ -94,9 +95,9 @@ def _operation(route: Route) -> dict[str, Any]:
     op["security"] = [{"bearerAuth": []}] if route.auth else []
     params = [
         {"name": name, "in": "path", "required": True,
-         "schema": {"type": "integer", "minimum": 1} if name.endswith("id")
+         "schema": {"type": "integer", "minimum": 1} if pattern == r"\d+"
          else {"type": "string", "format": "date-time"} if name.endswith("_start") else {"type": "string"}}
-        for name in _PATH_PARAM.findall(route.path)
+        for name, pattern in _PATH_PARAM.findall(route.path)
     ]
     if route.query is not None:
         params += _query_parameters(route.query)

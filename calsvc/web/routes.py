@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calsvc.web import auth, codec, events, ops, schemas, sharing, users
+from calsvc.web import auth, codec, events, history, ops, schemas, sharing, users
 from calsvc.web.routing import Route, bind
 
 S = schemas
@@ -111,6 +111,29 @@ ROUTES: list[Route] = [
           "Revoke someone's access, or leave (your own id)", "sharing", {204: None}, errors=(403, 404, 409),
           description="The owner revokes anyone but themselves (409: transfer ownership first); an "
                       "editor or viewer may only leave."),
+    # -- history -----------------------------------------------------------------------------
+    Route("GET", r"/api/events/{id:\d+}/history", history.history, "The versions of an event, oldest first",
+          "history", {200: S.VersionPage}, query=S.PageQuery, errors=(404,),
+          description="Anyone with access; once the event is deleted, its owner alone."),
+    Route("GET", r"/api/events/{id:\d+}/history/{version:\d+}", history.version, "One version, with its snapshot",
+          "history", {200: S.VersionDetail}, errors=(404,)),
+    Route("POST", r"/api/events/{id:\d+}/rollback/{version:\d+}", history.rollback,
+          "Make a version's content current again (editor or better)", "history", {200: S.Event},
+          query=S.CreateQuery, errors=(403, 404, 409, 412), headers=("If-Match",),
+          description="A new version (`rolled_back`) with that snapshot's content, checked against the "
+                      "owner's calendar like an update (`on_conflict`). Rolling back a deleted event "
+                      "(its owner alone) restores it. Rolling back to what the event already is writes nothing."),
+    Route("GET", r"/api/events/{id:\d+}/changelog", history.changelog,
+          "Content and access changes, oldest first", "history", {200: S.ChangelogPage}, query=S.PageQuery,
+          errors=(404,),
+          description="Versions (`version`, `action` = kind, field-level `changes`) and changes of access "
+                      "(`user` whose access changed; `changes` holds the role before and after), in the "
+                      "order they happened."),
+    Route("GET", r"/api/events/{id:\d+}/diff/{v1:\d+}/{v2:\d+}", history.diff,
+          "What changed between two versions", "history", {200: S.DiffOut}, query=S.DiffQuery, errors=(404,),
+          offers=(codec.JSON, codec.MSGPACK, codec.HTML),
+          description="Field changes from `v1` to `v2` and a unified diff of the description. With "
+                      "`Accept: text/html` or `?format=html`: a page with both versions side by side."),
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,
           offers=(codec.JSON,)),

@@ -1,0 +1,165 @@
+"""History (SPEC 7): versions, their snapshots, the changelog and diffs. Reads only; the
+rollback is a change like any other (services.events)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+from typing import Any
+
+import orjson
+
+from calsvc import errors
+from calsvc.db import history as history_db
+from calsvc.db.pool import Database
+
+# The fields of an event a version keeps, as the API names them (a snapshot stores the rule,
+# EXDATEs and RDATEs apart: they are one field, `recurrence`).
+FIELDS = ("title", "description", "location", "start_time", "end_time", "timezone", "all_day",
+          "recurrence", "exceptions")
+
+
+def shown(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A stored snapshot (services.events.snapshot) as the API shows it."""
+    rec = None
+    if snapshot.get("rrule") is not None:
+        rec = {"rrule": snapshot["rrule"], "exdates": snapshot.get("exdates", []),
+               "rdates": snapshot.get("rdates", [])}
+    exceptions = [{"occurrence_start": key, "cancelled": bool(value.get("cancelled")),
+                   **{k: v for k, v in value.items() if k != "cancelled"}}
+                  for key, value in sorted(snapshot.get("exceptions", {}).items())]
+    return {"title": snapshot["title"], "description": snapshot.get("description", ""),
+            "location": snapshot.get("location"), "start_time": snapshot["start_time"],
+            "end_time": snapshot["end_time"], "timezone": snapshot["timezone"],
+            "all_day": snapshot.get("all_day", False), "recurrence": rec, "exceptions": exceptions}
+
+
+def api_fields(stored_keys: list[str]) -> list[str]:
+    """Snapshot keys (as version rows record changed fields) named as the API names them."""
+    names = {"rrule": "recurrence", "exdates": "recurrence", "rdates": "recurrence"}
+    return list(dict.fromkeys(names.get(k, k) for k in stored_keys if k != "owner_id"))
+
+
+def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: bool = False,
+                  new_deleted: bool = False) -> list[dict[str, Any]]:
+    """[{field, old, new}] from one shown snapshot to another (`old` None: nothing before,
+    every field is new); `deleted` when one side is a deleted event and the other is not."""
+    changes = []
+    if old_deleted != new_deleted:
+        changes.append({"field": "deleted", "old": old_deleted, "new": new_deleted})
+    for field in FIELDS:
+        before = None if old is None else old[field]
+        if old is None or before != new[field]:
+            changes.append({"field": field, "old": before, "new": new[field]})
+    return changes
+
+
+def description_diff(old: str, new: str, old_version: int, new_version: int) -> list[str]:
+    """The unified diff of two descriptions, line by line (empty when they are equal)."""
+    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"version {old_version}",
+                                     f"version {new_version}", lineterm=""))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    version: int
+    kind: str
+    at: dt.datetime
+    actor_id: int
+    actor_username: str
+    changed_fields: list[str]
+    snapshot: dict[str, Any] | None = None  # shown
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Version":
+        snap = row.get("snapshot") if hasattr(row, "get") else None
+        return cls(row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"],
+                   api_fields(list(row["changed_fields"])),
+                   None if snap is None else shown(orjson.loads(snap)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One changelog item: a version (`version` set) or a change of access (`user_id` set)."""
+
+    seq: int
+    version: int | None
+    action: str
+    at: dt.datetime
+    actor_id: int
+    actor_username: str
+    changes: list[dict[str, Any]]
+    user_id: int | None = None
+    username: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Diff:
+    from_version: int
+    to_version: int
+    changes: list[dict[str, Any]]
+    description_diff: list[str]
+    old: Version
+    new: Version
+
+
+def _entry(row: Any) -> Entry:
+    if row["version"] is None:
+        action, old, new = row["action"], row["old_role"], row["new_role"]
+        changes = [{"field": "role", "old": old, "new": new}]
+        return Entry(row["seq"], None, action, row["at"], row["actor_id"], row["actor_username"], changes,
+                     row["user_id"], row["username"])
+    new = shown(orjson.loads(row["snapshot"]))
+    old = None if row["previous"] is None else shown(orjson.loads(row["previous"]))
+    if row["action"] == "deleted":
+        changes = [{"field": "deleted", "old": False, "new": True}]
+    else:
+        changes = field_changes(old, new, row["previous_kind"] == "deleted", False)
+    return Entry(row["seq"], row["version"], row["action"], row["at"], row["actor_id"], row["actor_username"],
+                 changes)
+
+
+class HistoryService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    async def _check(conn: Any, user_id: int, event_id: int) -> None:
+        """errors.NotFound unless the user may read the event's history: anyone with access
+        while it is live, its owner alone once it is deleted."""
+        row = None
+        if 1 <= event_id < 2**63:
+            row = await history_db.access(conn, event_id, user_id)
+        if row is None or (row["deleted"] and row["role"] != "owner"):
+            raise errors.NotFound("no such event")
+
+    async def history(self, user_id: int, event_id: int, after: int, limit: int) -> list[Version]:
+        async with self.db.acquire() as conn:
+            await self._check(conn, user_id, event_id)
+            return [Version.from_row(r) for r in await history_db.versions(conn, event_id, after, limit)]
+
+    async def version(self, user_id: int, event_id: int, number: int) -> Version:
+        async with self.db.acquire() as conn:
+            await self._check(conn, user_id, event_id)
+            found = await history_db.snapshots(conn, event_id, [number]) if 1 <= number < 2**31 else {}
+        if number not in found:
+            raise errors.NotFound("the event has no such version")
+        return Version.from_row(found[number])
+
+    async def changelog(self, user_id: int, event_id: int, after_seq: int, limit: int) -> list[Entry]:
+        async with self.db.acquire() as conn:
+            await self._check(conn, user_id, event_id)
+            return [_entry(r) for r in await history_db.changelog(conn, event_id, after_seq, limit)]
+
+    async def diff(self, user_id: int, event_id: int, first: int, second: int) -> Diff:
+        async with self.db.acquire() as conn:
+            await self._check(conn, user_id, event_id)
+            numbers = [n for n in (first, second) if 1 <= n < 2**31]
+            found = await history_db.snapshots(conn, event_id, numbers) if numbers else {}
+        if first not in found or second not in found:
+            raise errors.NotFound("the event has no such version")
+        old, new = Version.from_row(found[first]), Version.from_row(found[second])
+        assert old.snapshot is not None and new.snapshot is not None
+        changes = field_changes(old.snapshot, new.snapshot, old.kind == "deleted", new.kind == "deleted")
+        lines = description_diff(old.snapshot["description"], new.snapshot["description"], first, second)
+        return Diff(first, second, changes, lines, old, new)
