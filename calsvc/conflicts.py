@@ -133,8 +133,9 @@ def earliest_free_slot(start: dt.datetime, duration: dt.timedelta, busy: Iterabl
 def overlapping_pairs(occurrences: Iterable[Busy]) -> list[Overlap]:
     """Every overlap between occurrences of two different events (GET /api/events/conflicts):
     one item per overlapping pair of occurrences, ordered by (start, first_id, second_id,
-    end). Occurrences of the same event never pair; duplicates of one (event_id, start
-    instant) count once. An empty list when nothing overlaps."""
+    end), identical items (two occurrences of one series overlapping another event over the
+    same interval) once. Occurrences of the same event never pair; duplicates of one
+    (event_id, start instant) count once. An empty list when nothing overlaps."""
     # Sweep by start, keeping the occurrences still running grouped by event, so an event
     # whose own occurrences overlap each other costs nothing per pair.
     running: dict[int, dict[int, dt.datetime]] = {}  # event_id -> seq -> end
@@ -157,8 +158,8 @@ def overlapping_pairs(occurrences: Iterable[Busy]) -> list[Overlap]:
         seq = next(counter)
         running.setdefault(item.event_id, {})[seq] = end
         heapq.heappush(ending, (end, seq, item.event_id))
-    pairs.sort(key=lambda p: (p.start, p.first_id, p.second_id, p.end))
-    return pairs
+    # two occurrences of one series can overlap another event alike: one item per overlap
+    return sorted(set(pairs), key=lambda p: (p.start, p.first_id, p.second_id, p.end))
 
 
 class Calendar:

@@ -43,9 +43,10 @@ _PERIOD = {"YEARLY": relativedelta(years=1), "MONTHLY": relativedelta(months=1),
 _PERIOD_SPAN = {"YEARLY": dt.timedelta(days=366), "MONTHLY": dt.timedelta(days=31),
                 "WEEKLY": dt.timedelta(weeks=1), "DAILY": dt.timedelta(days=1),
                 "HOURLY": dt.timedelta(hours=1)}
-_INT_LIST = re.compile(r"^[+-]?\d{1,3}(,[+-]?\d{1,3})*$")
-_BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
-_UNTIL = re.compile(r"^(\d{8})(T(\d{6})(Z)?)?$")
+# re.ASCII: \d is 0-9 only (not "١" or "³", which int() reads or refuses)
+_INT_LIST = re.compile(r"^[+-]?\d{1,3}(,[+-]?\d{1,3})*$", re.ASCII)
+_BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$", re.ASCII)
+_UNTIL = re.compile(r"^(\d{8})(T(\d{6})(Z)?)?$", re.ASCII)
 _LIST_RANGES = {"BYMONTH": (1, 12, False), "BYWEEKNO": (1, 53, True), "BYYEARDAY": (1, 366, True),
                 "BYMONTHDAY": (1, 31, True), "BYHOUR": (0, 23, False), "BYMINUTE": (0, 59, False),
                 "BYSECOND": (0, 60, False), "BYSETPOS": (1, 366, True)}
@@ -237,7 +238,7 @@ def format_rule(parts: dict[str, str]) -> str:
 
 
 def _positive_int(text: str, name: str, maximum: int) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:  # not "³", not "١"
         raise RecurrenceError(f"{name} must be a whole number from 1 to {maximum}")
     return int(text)
 
@@ -639,17 +640,34 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
 
 
 def has_occurrence(series: Series, window_start: dt.datetime | None, window_end: dt.datetime | None) -> bool:
-    """Whether any occurrence overlaps the window (a None bound is open). Looks in 30-day
-    steps, so a long window costs little when an occurrence comes early."""
-    first, last = series.envelope()
-    lower = max(window_start, first) if window_start is not None else first
-    upper = window_end if window_end is not None else last
-    if upper is None:  # an endless rule and an open window: it has an occurrence from `lower` on
+    """Whether any occurrence (RDATEs included, EXDATEs left out) overlaps the window (a None
+    bound is open; an open end looks 10 years past the start). One walk of the rule from the
+    window's start to its first occurrence there, whatever the window's length: a rule that
+    occurs once in decades (29 February on a Monday) costs one walk, not one per month."""
+    duration = series.duration
+    first, last = (v if v is None else v.astimezone(UTC) for v in series.envelope())
+    lower = first if window_start is None else max(window_start.astimezone(UTC), first)
+    upper = window_end.astimezone(UTC) if window_end is not None else last
+    if upper is None:
         upper = lower + dt.timedelta(days=3660)
-    step = dt.timedelta(days=30)
-    while lower < upper:
-        chunk_end = min(upper, lower + step)
-        if occurrence_starts(series, lower, chunk_end, limit=10**6):
+    if lower >= upper:
+        return False
+    excluded = set(series.exdates)
+    start = series.start.astimezone(UTC)
+    if any(extra < upper and extra + duration > lower and extra not in excluded for extra in series.rdates):
+        return True
+    if series.parts is None:
+        return start < upper and start + duration > lower and start not in excluded
+    if not may_occur(series, lower, upper):
+        return False
+    tz, local_start = series.tz, series.local_start
+    rule = _expansion_rule(series, lower - duration)
+    for value in rule.xafter((lower - duration).astimezone(tz) - dt.timedelta(hours=3), inc=True):
+        instant = _normal(value, tz, local_start).astimezone(UTC)
+        if instant >= upper:
+            if instant - upper > dt.timedelta(hours=3):  # past any gap-resolved time
+                return False
+            continue
+        if instant + duration > lower and instant >= start and instant not in excluded:
             return True
-        lower = chunk_end
     return False

@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import functools
 from typing import Any, Awaitable, Callable, Iterable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import orjson
 
@@ -88,11 +88,20 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def zone(name: str, loc: tuple[str, ...] = ("body", "timezone")) -> ZoneInfo:
-    """The IANA zone `name`; errors.Validation at `loc` when there is none."""
+    """The IANA zone `name`; errors.Validation at `loc` when there is none. Only the names of
+    the time zone database: not the files beside them (`localtime`, `posixrules`, `posix/...`,
+    `right/...`), which mean what the host says."""
     try:
+        if name not in _iana_names():
+            raise ValueError(name)
         return _zone(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise errors.Validation.at(loc, f"{name!r} is not an IANA time zone (like Europe/Berlin)") from None
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    return frozenset(available_timezones()) - {"localtime"}  # Debian links it into the database folder
 
 
 @functools.lru_cache(maxsize=1024)
@@ -304,7 +313,16 @@ def occurrences_of(event: Event, start: dt.datetime, end: dt.datetime, *, cancel
         raise errors.Validation.at(("query", "end"), str(exc)) from None
 
 
+def check_bounds(**times: dt.datetime | None) -> None:
+    """errors.Validation at the query parameter whose time lies outside the years 1900-9000
+    (where events can be)."""
+    for name, value in times.items():
+        if value is not None and not EARLIEST <= value < LATEST:
+            raise errors.Validation.at(("query", name), f"{name} must lie between the years 1900 and 9000")
+
+
 def check_window(start: dt.datetime, end: dt.datetime) -> None:
+    check_bounds(start=start, end=end)
     try:
         recurrence.check_window(start, end)
     except recurrence.RecurrenceError as exc:
@@ -319,9 +337,17 @@ EDITOR_ROLES = ("owner", "editor")
 
 
 def _draft_busy(draft: Draft, lower: dt.datetime, upper: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The draft's occurrences overlapping [lower, upper) as intervals (cancelled ones aside)."""
-    return [(o.start, o.end) for o in expand(draft.series, 0, draft.title, draft.start_time, draft.end_time,
-                                             draft.exceptions, lower, upper, cancelled=False, limit=CHECK_LIMIT)]
+    """The draft's occurrences overlapping [lower, upper) as intervals (cancelled ones aside);
+    errors.Validation when there are more than a conflict check looks at."""
+    try:
+        found = expand(draft.series, 0, draft.title, draft.start_time, draft.end_time, draft.exceptions,
+                       lower, upper, cancelled=False, limit=CHECK_LIMIT)
+    except recurrence.RecurrenceError:
+        raise errors.Validation.at(
+            ("body", "recurrence"),
+            f"the rule has more than {CHECK_LIMIT:,} occurrences in the {CONFLICT_HORIZON.days} days a conflict "
+            "check covers (the whole series when it ends); use fewer occurrences") from None
+    return [(o.start, o.end) for o in found]
 
 
 def _check_range(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
@@ -634,6 +660,10 @@ class EventService:
                 # conflicts with earlier items of the batch name them by their new ids
                 found = [dataclasses.replace(b, event_id=ids[b.event_id]) if b.event_id < 0 else b for b in found]
                 results[index] = (event, found)
+            for result in results:  # and so do the conflicts of the items refused (atomic: false)
+                if isinstance(result, errors.Problem) and isinstance(result.extra.get("conflicts"), list):
+                    for item in result.extra["conflicts"]:
+                        item["event_id"] = ids.get(item["event_id"], item["event_id"])
         if record is not None:
             if placed:
                 await record.save(tx, results)
@@ -728,15 +758,18 @@ class EventService:
             raise errors.Validation.at(("path", "occurrence_start"),
                                        "the event does not recur; change the event itself")
         tiny = dt.timedelta(microseconds=1)
+        # UTC on both sides: an ambiguous wall-clock time (the hour clocks fall back) never
+        # equals a time with a fixed offset in Python, even naming the same instant (PEP 495)
+        original = original.astimezone(dt.timezone.utc)
         for occ in occurrences_of(event, original, original + tiny, limit=CHECK_LIMIT):
-            if occ.original_start == original:
+            if occ.original_start.astimezone(dt.timezone.utc) == original:
                 return occ
         for change in event.exceptions:  # moved far from its original start
             if change.original == original:
                 [occ] = [o for o in occurrences_of(
                     event, change.overrides.get("start_time", original),
                     change.overrides.get("end_time", original) + tiny, limit=CHECK_LIMIT)
-                    if o.original_start == original]
+                    if o.original_start.astimezone(dt.timezone.utc) == original]
                 return occ
         raise errors.NotFound("no occurrence of this event starts at that time")
 

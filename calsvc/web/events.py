@@ -14,7 +14,7 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.conflicts import Busy
-from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_window, occurrences_of, order_key, pattern_of
+from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, schemas
 
@@ -208,6 +208,8 @@ async def delete_event(request: web.Request, user: models.User) -> web.Response:
 
 def _occurrence_start(request: web.Request) -> dt.datetime:
     text = request.match_info["occurrence_start"].replace(" ", "+")
+    if text[-1:] == "z":  # RFC 3339 allows a lowercase Z
+        text = text[:-1] + "Z"
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -258,6 +260,7 @@ def _none_match(header: str | None, tag: str) -> bool:
 
 
 async def list_events(request: web.Request, user: models.User, query: schemas.EventsQuery) -> web.Response:
+    check_bounds(start=query.start, end=query.end)
     if query.start is not None and query.end is not None and query.end <= query.start:
         raise errors.Validation.at(("query", "end"), "end must be after start")
     if query.expand:
@@ -323,17 +326,18 @@ async def list_occurrences(request: web.Request, user: models.User, query: schem
 
 async def list_conflicts(request: web.Request, user: models.User, query: schemas.WindowQuery) -> web.Response:
     pairs = await request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end)
-    if query.cursor:
-        stamp, first, second = codec.decode_cursor(query.cursor, (str, int, int))
+    if query.cursor:  # items are unique by (start, ids, end), their order
+        stamp, first, second, until = codec.decode_cursor(query.cursor, (str, int, int, str))
         try:
-            last = (dt.datetime.fromisoformat(stamp), first, second)
+            last = (_aware(stamp), first, second, _aware(until))
         except ValueError:
             raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
-        pairs = [p for p in pairs if (p.start, p.first_id, p.second_id) > last]
+        pairs = [p for p in pairs if (p.start, p.first_id, p.second_id, p.end) > last]
     page = pairs[: query.limit]
     cursor = None
     if len(pairs) > query.limit:
-        cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].first_id, page[-1].second_id])
+        cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].first_id, page[-1].second_id,
+                                      page[-1].end.isoformat()])
     items = [schemas.ConflictPair(event_ids=[p.first_id, p.second_id], start=p.start, end=p.end) for p in page]
     return codec.respond(request, schemas.ConflictPage(items=items, next_cursor=cursor))
 

@@ -326,7 +326,8 @@ def test_overlapping_pairs_match_every_pair(calendar):
                 expected.append((min(a.event_id, b.event_id), max(a.event_id, b.event_id),
                                  max(a.start.timestamp(), b.start.timestamp()),
                                  min(a.end.timestamp(), b.end.timestamp())))
-    expected.sort(key=lambda p: (p[2], p[0], p[1], p[3]))
+    # two occurrences of one event overlapping another alike give one item
+    expected = sorted(set(expected), key=lambda p: (p[2], p[0], p[1], p[3]))
     pairs = overlapping_pairs(calendar)
     assert [(p.first_id, p.second_id, p.start.timestamp(), p.end.timestamp()) for p in pairs] == expected
     assert all(p.start.tzinfo is UTC and p.end.tzinfo is UTC for p in pairs)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from calsvc.recurrence import (
     may_occur, stored_parts,
-    MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, occurrence_starts,
+    MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, has_occurrence, occurrence_starts,
     parse_rule, pattern_from_rule, prepare, rule_from_pattern,
 )
 
@@ -1255,3 +1255,42 @@ def test_may_occur_uses_the_time_dateutil_repeats(start):
         tiny = dt.timedelta(microseconds=1)
         assert may_occur(series, occurrence, occurrence + tiny)
         assert occurrence_starts(series, occurrence, occurrence + tiny) == [occurrence]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule=st.sampled_from(["FREQ=DAILY", "FREQ=DAILY;INTERVAL=3;BYDAY=MO,TH", "FREQ=WEEKLY;BYDAY=SA",
+                             "FREQ=MONTHLY;BYMONTHDAY=31", "FREQ=MONTHLY;BYDAY=-1FR", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+                             "FREQ=WEEKLY;INTERVAL=2;COUNT=5", "FREQ=DAILY;UNTIL=20270301T000000Z",
+                             "FREQ=HOURLY;INTERVAL=7;BYHOUR=1,2,3"]),
+       tz=st.sampled_from(ZONES), day=st.integers(0, 365), minute=st.integers(0, 24 * 60 - 1),
+       minutes=st.integers(1, 3 * 24 * 60), offset=st.integers(-30, 700), length=st.integers(1, 400 * 24 * 60),
+       exdate=st.booleans())
+def test_has_occurrence_agrees_with_the_expansion(rule, tz, day, minute, minutes, offset, length, exdate):
+    """One walk from the window's start (has_occurrence) answers as expanding the window does."""
+    start = (dt.datetime(2026, 3, 1) + dt.timedelta(days=day, minutes=minute)).replace(tzinfo=tz)
+    start = start.astimezone(UTC).astimezone(tz)
+    try:
+        series = prepare(start, dt.timedelta(minutes=minutes), tz, parse_rule(rule, tz))
+    except RecurrenceError:
+        assume(False)
+    if exdate:  # leave out the first occurrence at or after the window's start
+        window = start + dt.timedelta(days=offset)
+        nearby = occurrence_starts(series, window, window + dt.timedelta(days=60), limit=10**6)
+        if nearby:
+            series = prepare(start, series.duration, tz, dict(series.parts), exdates=[nearby[0]])
+    window_start = start.astimezone(UTC) + dt.timedelta(days=offset)
+    window_end = window_start + dt.timedelta(minutes=length)
+    expected = bool(occurrence_starts(series, window_start, window_end, limit=10**6))
+    assert has_occurrence(series, window_start, window_end) == expected
+    if expected:  # an open end holds that window
+        assert has_occurrence(series, window_start, None)
+
+
+def test_a_rule_that_occurs_once_in_decades_is_found_with_one_walk():
+    """29 February on a Monday: 2044, then 2072. An open-ended window from 2045 used to walk
+    the rule once per 30 days for 10 years (seconds); now once."""
+    series = series_of(dt.datetime(2035, 1, 1, 9, tzinfo=BERLIN), "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO")
+    began = time.perf_counter()
+    assert not has_occurrence(series, dt.datetime(2045, 1, 1, tzinfo=UTC), None)
+    assert has_occurrence(series, dt.datetime(2043, 1, 1, tzinfo=UTC), None)
+    assert time.perf_counter() - began < 0.5

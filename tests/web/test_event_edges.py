@@ -1,0 +1,98 @@
+"""Cases an outside review of SPEC 3-5 found (each failed before its fix): the hour clocks
+fall back, rules with too many occurrences, digits that are not ASCII, names that are not
+IANA zones, windows outside the years events live in, duplicate overlaps, batch stand-ins."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import assert_problem, user_with_token
+
+
+def berlin(start: str, end: str, **extra) -> dict:
+    return {"title": "t", "start_time": start, "end_time": end, "timezone": "Europe/Berlin", **extra}
+
+
+@pytest.mark.parametrize("path_start", ["2027-10-31T02:30:00%2B02:00", "2027-10-31T00:30:00Z",
+                                        "2027-10-31T00:30:00z"])
+async def test_an_occurrence_in_the_hour_clocks_fall_back_can_be_changed(client, path_start):
+    _, _, headers = await user_with_token(client)
+    resp = await client.post("/api/events", headers=headers, json=berlin(
+        "2027-10-30T02:30:00+02:00", "2027-10-30T03:00:00+02:00", recurrence={"rrule": "FREQ=DAILY;COUNT=3"}))
+    event = await resp.json()
+    url = f"/api/events/{event['id']}/occurrences/{path_start}"
+    resp = await client.put(url, headers=headers, json={"title": "moved on"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["occurrence_start"] == "2027-10-31T02:30:00+02:00"
+    assert (await client.delete(url, headers=headers)).status == 204
+
+
+@pytest.mark.parametrize("rule", ["FREQ=HOURLY;UNTIL=20471231T000000Z",
+                                  "FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23;"
+                                  "BYMINUTE=0,5,10,15,20,25,30,35,40,45,50,55"])
+async def test_a_rule_with_too_many_occurrences_to_check_is_a_422(client, rule):
+    _, _, headers = await user_with_token(client)
+    body = {"title": "f", "start_time": "2035-01-01T09:00:00Z", "end_time": "2035-01-01T09:01:00Z",
+            "recurrence": {"rrule": rule}}
+    problem = await assert_problem(await client.post("/api/events", headers=headers, json=body), 422, "validation")
+    assert problem["errors"][0]["loc"] == ["body", "recurrence"]
+    resp = await client.post("/api/events/batch", headers=headers, json={"atomic": False, "events": [body]})
+    assert resp.status == 207
+    assert (await resp.json())["results"][0]["status"] == 422
+
+
+@pytest.mark.parametrize("rule", ["FREQ=DAILY;COUNT=³", "FREQ=DAILY;INTERVAL=²", "FREQ=DAILY;INTERVAL=١",
+                                  "FREQ=DAILY;BYHOUR=٩", "FREQ=MONTHLY;BYDAY=١MO", "FREQ=DAILY;UNTIL=٢٠٢٧0101"])
+async def test_digits_other_than_ascii_are_refused(client, rule):
+    _, _, headers = await user_with_token(client)
+    body = berlin("2027-01-04T09:00:00+01:00", "2027-01-04T10:00:00+01:00", recurrence={"rrule": rule})
+    await assert_problem(await client.post("/api/events", headers=headers, json=body), 422, "validation")
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "posix/Europe/Berlin", "right/UTC", "Factory "])
+async def test_only_names_of_the_time_zone_database_are_zones(client, name):
+    _, _, headers = await user_with_token(client)
+    body = {"title": "t", "start_time": "2027-01-04T09:00:00Z", "end_time": "2027-01-04T10:00:00Z", "timezone": name}
+    problem = await assert_problem(await client.post("/api/events", headers=headers, json=body), 422, "validation")
+    assert problem["errors"][0]["loc"] == ["body", "timezone"]
+
+
+@pytest.mark.parametrize("params", [{"start": "0001-01-01T00:00:00+01:00"}, {"end": "0001-01-02T00:00:00Z"},
+                                    {"start": "9999-12-31T23:59:59Z"}])
+async def test_windows_outside_the_years_of_events_are_a_422(client, params):
+    _, _, headers = await user_with_token(client)
+    await client.post("/api/events", headers=headers, json=berlin(
+        "2027-01-04T09:00:00+01:00", "2027-01-04T10:00:00+01:00", recurrence={"rrule": "FREQ=DAILY"}))
+    await assert_problem(await client.get("/api/events", headers=headers, params=params), 422, "validation")
+
+
+async def test_an_overlap_found_twice_is_listed_once_and_pages_keep_every_item(client):
+    _, _, headers = await user_with_token(client)
+    for body in (berlin("2027-03-01T09:00:00+01:00", "2027-03-01T11:00:00+01:00",
+                        recurrence={"rrule": "FREQ=HOURLY;COUNT=3"}),
+                 berlin("2027-03-01T10:00:00+01:00", "2027-03-01T10:30:00+01:00"),
+                 berlin("2027-03-01T10:15:00+01:00", "2027-03-01T12:30:00+01:00")):
+        assert (await client.post("/api/events?on_conflict=allow", headers=headers, json=body)).status == 201
+    window = {"start": "2027-03-01T00:00:00Z", "end": "2027-03-02T00:00:00Z"}
+    whole = (await (await client.get("/api/events/conflicts", headers=headers, params=window)).json())["items"]
+    keys = [(i["start"], tuple(i["event_ids"]), i["end"]) for i in whole]
+    assert len(keys) == len(set(keys))
+    paged, cursor = [], None
+    while True:
+        page = await (await client.get("/api/events/conflicts", headers=headers,
+                                       params={**window, "limit": "1", **({"cursor": cursor} if cursor else {})})).json()
+        paged += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert paged == whole
+
+
+async def test_a_refused_batch_item_names_earlier_items_by_their_new_ids(client):
+    _, _, headers = await user_with_token(client)
+    resp = await client.post("/api/events/batch", headers=headers, json={"atomic": False, "events": [
+        berlin("2027-12-01T09:00:00+01:00", "2027-12-01T10:00:00+01:00"),
+        berlin("2027-12-01T09:30:00+01:00", "2027-12-01T10:30:00+01:00")]})
+    assert resp.status == 207
+    first, second = (await resp.json())["results"]
+    assert first["status"] == 201 and second["status"] == 409
+    assert [c["event_id"] for c in second["error"]["conflicts"]] == [first["event"]["id"]]
