@@ -366,12 +366,28 @@ class Series:
     exdates: tuple[dt.datetime, ...] = ()
     rdates: tuple[dt.datetime, ...] = ()
     last_start: dt.datetime | None = None  # of a bounded rule: set by `prepare`
+    # all-day occurrences last whole days of the calendar (midnight to midnight in `tz`, 23 or
+    # 25 hours across a DST change), not `duration` of elapsed time; 0 for other events
+    days: int = 0
     # what may_occur needs, worked out at its first call (_plain_of; _NOT_PLAIN when it cannot tell)
     plain: Any = dataclasses.field(default=None, init=False, compare=False, repr=False)
 
     @property
     def local_start(self) -> dt.datetime:
         return self.start.astimezone(self.tz)
+
+    @property
+    def reach(self) -> dt.timedelta:
+        """The longest an occurrence lasts (a day of the calendar can be 25 hours, or more
+        where a zone changed its offset by more than an hour)."""
+        return self.duration + dt.timedelta(hours=3) if self.days else self.duration
+
+    def end_of(self, start: dt.datetime) -> dt.datetime:
+        """The end (UTC) of the occurrence that starts at `start`."""
+        if not self.days:
+            return start.astimezone(UTC) + self.duration
+        local = start.astimezone(self.tz).replace(tzinfo=None) + dt.timedelta(days=self.days)
+        return local.replace(tzinfo=self.tz).astimezone(UTC)
 
     @property
     def bounded(self) -> bool:
@@ -382,21 +398,21 @@ class Series:
         first = min((self.start, *self.rdates))
         if self.parts is None:
             last = max((self.start, *self.rdates))
-            return first, last.astimezone(UTC) + self.duration
+            return first, self.end_of(last)
         if self.last_start is None:
             return first, None
-        # in UTC: an aware datetime plus a timedelta is wall-clock arithmetic in its own zone
-        return first, max((self.last_start, *self.rdates)).astimezone(UTC) + self.duration
+        return first, self.end_of(max((self.last_start, *self.rdates), key=lambda d: d.astimezone(UTC)))
 
 
 def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dict[str, str] | None,
-            exdates: Iterable[dt.datetime] = (), rdates: Iterable[dt.datetime] = ()) -> Series:
+            exdates: Iterable[dt.datetime] = (), rdates: Iterable[dt.datetime] = (), days: int = 0) -> Series:
     """A checked series: the rule compiles, has an occurrence within 10 years of the start,
-    and a bounded rule's last occurrence is known. RecurrenceError otherwise."""
+    and a bounded rule's last occurrence is known. RecurrenceError otherwise. `days`: the
+    occurrences are all-day, that many days of the calendar long."""
     exdates = tuple(sorted({d.astimezone(UTC) for d in exdates}))
     rdates = tuple(sorted({d.astimezone(UTC) for d in rdates}))
     if parts is None:
-        return Series(start, duration, tz, None, exdates, rdates)
+        return Series(start, duration, tz, None, exdates, rdates, days=days)
     local = start.astimezone(tz)
     _check_reachable(parts, local)
     rule = _build(parts, local)
@@ -438,7 +454,7 @@ def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dic
         else:
             last = rule.before(until, inc=True)
     return Series(start, duration, tz, parts, exdates, rdates,
-                  None if last is None else _normal(last, tz, local))
+                  None if last is None else _normal(last, tz, local), days)
 
 
 def _normal(value: dt.datetime, tz: ZoneInfo, local_start: dt.datetime | None = None) -> dt.datetime:
@@ -514,7 +530,7 @@ _NOT_PLAIN = object()
 def _plain_of(series: Series) -> _Plain | None:
     parts = series.parts
     if (parts is None or parts["FREQ"] not in ("DAILY", "WEEKLY") or not parts.keys() <= _SIMPLE_PARTS
-            or series.duration > 2 * _ONE_DAY):
+            or series.duration > 2 * _ONE_DAY or series.days):
         return None
     byday = parts.get("BYDAY")
     local = series.local_start
@@ -600,11 +616,11 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
     """Original starts (shown in the series' zone) of the occurrences overlapping
     [window_start, window_end), EXDATEs removed and RDATEs added, in order.
     RecurrenceError when there are more than `limit`."""
-    duration = series.duration
     # Compare real instants, in UTC: with the zone's own tzinfo on both sides Python compares
     # (and adds durations to) wall-clock times.
     window_start, window_end = window_start.astimezone(UTC), window_end.astimezone(UTC)
-    lower = window_start - duration  # an occurrence starting after this may still overlap
+    lower = window_start - series.reach  # an occurrence starting after this may still overlap
+    end_of = series.end_of
     excluded = set(series.exdates)
     found: set[dt.datetime] = set()
     if series.parts is None:
@@ -624,14 +640,14 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
             if start - window_end > dt.timedelta(hours=3):
                 break
             continue
-        if start + duration > window_start and start >= series.start and start not in excluded:
+        if end_of(start) > window_start and start >= series.start and start not in excluded:
             found.add(start)
             if len(found) > limit:
                 raise RecurrenceError(
                     f"more than {limit} occurrences in the window; ask for a shorter window"
                 )
     for extra in series.rdates:
-        if extra < window_end and extra + duration > window_start and extra not in excluded:
+        if extra < window_end and end_of(extra) > window_start and extra not in excluded:
             found.add(extra)
     result = [s.astimezone(tz) for s in sorted(found)]
     if len(result) > limit:
@@ -644,7 +660,7 @@ def has_occurrence(series: Series, window_start: dt.datetime | None, window_end:
     bound is open; an open end looks 10 years past the start). One walk of the rule from the
     window's start to its first occurrence there, whatever the window's length: a rule that
     occurs once in decades (29 February on a Monday) costs one walk, not one per month."""
-    duration = series.duration
+    end_of, reach = series.end_of, series.reach
     first, last = (v if v is None else v.astimezone(UTC) for v in series.envelope())
     lower = first if window_start is None else max(window_start.astimezone(UTC), first)
     upper = window_end.astimezone(UTC) if window_end is not None else last
@@ -654,20 +670,20 @@ def has_occurrence(series: Series, window_start: dt.datetime | None, window_end:
         return False
     excluded = set(series.exdates)
     start = series.start.astimezone(UTC)
-    if any(extra < upper and extra + duration > lower and extra not in excluded for extra in series.rdates):
+    if any(extra < upper and end_of(extra) > lower and extra not in excluded for extra in series.rdates):
         return True
     if series.parts is None:
-        return start < upper and start + duration > lower and start not in excluded
+        return start < upper and end_of(start) > lower and start not in excluded
     if not may_occur(series, lower, upper):
         return False
     tz, local_start = series.tz, series.local_start
-    rule = _expansion_rule(series, lower - duration)
-    for value in rule.xafter((lower - duration).astimezone(tz) - dt.timedelta(hours=3), inc=True):
+    rule = _expansion_rule(series, lower - reach)
+    for value in rule.xafter((lower - reach).astimezone(tz) - dt.timedelta(hours=3), inc=True):
         instant = _normal(value, tz, local_start).astimezone(UTC)
         if instant >= upper:
             if instant - upper > dt.timedelta(hours=3):  # past any gap-resolved time
                 return False
             continue
-        if instant + duration > lower and instant >= start and instant not in excluded:
+        if end_of(instant) > lower and instant >= start and instant not in excluded:
             return True
     return False

@@ -127,7 +127,8 @@ def check_event(fields: dict[str, Any]) -> Draft:
     if rec is not None:
         # the length in elapsed time: both ends share the zone now, and Python would subtract wall clocks
         duration = end.astimezone(dt.timezone.utc) - start.astimezone(dt.timezone.utc)
-        rrule, exdates, rdates, series = _check_recurrence(rec, start, duration, tz)
+        days = (end.date() - start.date()).days if fields["all_day"] else 0  # of the calendar
+        rrule, exdates, rdates, series = _check_recurrence(rec, start, duration, tz, days)
         kept = _kept_exceptions(series, fields.get("exceptions", ()))
         series = with_exceptions(series, (c.original for c in kept))
     if series is None:
@@ -169,7 +170,8 @@ def _envelope(series: recurrence.Series,
     return first, last
 
 
-def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo):
+def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo,
+                      days: int = 0):
     if rec.get("rrule") is not None and rec.get("pattern") is not None:
         raise errors.Validation.at(("body", "recurrence"), "give either rrule or pattern, not both")
     for name in ("exdates", "rdates"):
@@ -187,7 +189,7 @@ def _check_recurrence(rec: dict[str, Any], start: dt.datetime, duration: dt.time
         else:
             raise errors.Validation.at(("body", "recurrence", "rrule"), "give rrule or pattern (or recurrence: null)")
         where = ("body", "recurrence")
-        series = recurrence.prepare(start, duration, tz, parts, rec.get("exdates", ()), rec.get("rdates", ()))
+        series = recurrence.prepare(start, duration, tz, parts, rec.get("exdates", ()), rec.get("rdates", ()), days)
     except recurrence.RecurrenceError as exc:
         raise errors.Validation.at(where, str(exc)) from None
     return recurrence.format_rule(parts), series.exdates, series.rdates, series
@@ -202,18 +204,19 @@ def pattern_of(rrule: str) -> dict[str, Any] | None:
 @functools.lru_cache(maxsize=65536)
 def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, timezone: str,
             rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...],
-            replaced: tuple[dt.datetime, ...], last_start: dt.datetime | None) -> recurrence.Series:
+            replaced: tuple[dt.datetime, ...], last_start: dt.datetime | None, all_day: bool) -> recurrence.Series:
     tz = _zone(timezone)
     parts = _parsed(rrule, timezone)
+    days = (end.astimezone(tz).date() - start.astimezone(tz).date()).days if all_day else 0
     if last_start is None and ("COUNT" in parts or "UNTIL" in parts):
         # written before last_start was stored: work it out again
-        series = recurrence.prepare(start.astimezone(tz), end - start, tz, dict(parts), exdates, rdates)
+        series = recurrence.prepare(start.astimezone(tz), end - start, tz, dict(parts), exdates, rdates, days)
     else:
         # checked when it was written: rebuild it without walking the rule
         series = recurrence.Series(start.astimezone(tz), end - start, tz, parts,
                                    tuple(sorted(d.astimezone(dt.timezone.utc) for d in exdates)),
                                    tuple(sorted(d.astimezone(dt.timezone.utc) for d in rdates)),
-                                   None if last_start is None else last_start.astimezone(tz))
+                                   None if last_start is None else last_start.astimezone(tz), days)
     return with_exceptions(series, replaced)
 
 
@@ -229,7 +232,7 @@ def series_of(event: Event) -> recurrence.Series:
     (cached per event version)."""
     return _series(event.id, event.version, event.start_time, event.end_time, event.timezone,
                    event.rrule, event.exdates, event.rdates, tuple(c.original for c in event.exceptions),
-                   event.last_start)
+                   event.last_start, event.all_day)
 
 
 def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) -> bool:
@@ -276,19 +279,19 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
     if series is None:
         overlaps = start.astimezone(utc) < upper and end.astimezone(utc) > lower
         return [Occurrence(event_id, start, start, end, title)] if overlaps else []
-    tz, duration = series.tz, series.duration
-    found = [Occurrence(event_id, s, s, (s.astimezone(utc) + duration).astimezone(tz), title)
+    tz, end_of = series.tz, series.end_of
+    found = [Occurrence(event_id, s, s, end_of(s).astimezone(tz), title)
              for s in recurrence.occurrence_starts(series, lower, upper, limit=limit)]
     for change in changes:
         original = change.original.astimezone(tz)
         if change.cancelled:
-            natural_end = (change.original.astimezone(utc) + duration).astimezone(tz)
-            if cancelled and change.original < upper and change.original.astimezone(utc) + duration > lower:
+            natural_end = end_of(change.original).astimezone(tz)
+            if cancelled and change.original < upper and natural_end > lower:
                 found.append(Occurrence(event_id, original, original, natural_end, title, True, True))
             continue
         o = change.overrides
         s = o.get("start_time", change.original).astimezone(tz)
-        e = o.get("end_time", change.original + duration).astimezone(tz)
+        e = o.get("end_time", end_of(change.original)).astimezone(tz)
         if s.astimezone(utc) < upper and e.astimezone(utc) > lower:
             found.append(Occurrence(event_id, original, s, e, o.get("title", title), True, False))
     if changes:
@@ -725,7 +728,7 @@ class EventService:
             first = current.original_start.astimezone(utc)
             natural = {"title": event.title, "description": event.description, "location": event.location}
             kept = {k: merged[k] for k in natural if merged[k] != natural[k]}
-            if (start, end) != (first, first + (event.end_time - event.start_time)):
+            if (start, end) != (first, series_of(event).end_of(first)):
                 kept.update(start_time=start, end_time=end)
             change = OccurrenceChange(first, False, kept)
             draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})

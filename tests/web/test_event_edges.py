@@ -96,3 +96,44 @@ async def test_a_refused_batch_item_names_earlier_items_by_their_new_ids(client)
     first, second = (await resp.json())["results"]
     assert first["status"] == 201 and second["status"] == 409
     assert [c["event_id"] for c in second["error"]["conflicts"]] == [first["event"]["id"]]
+
+
+async def test_all_day_occurrences_stay_midnight_to_midnight_across_dst(client):
+    _, _, headers = await user_with_token(client)
+    resp = await client.post("/api/events", headers=headers, json=berlin(
+        "2033-03-24T00:00:00+01:00", "2033-03-25T00:00:00+01:00", all_day=True,
+        recurrence={"rrule": "FREQ=DAILY;COUNT=7"}))
+    assert resp.status == 201, await resp.text()
+    series = await resp.json()
+    window = {"start": "2033-03-24T00:00:00+01:00", "end": "2033-04-01T00:00:00+02:00"}
+    items = (await (await client.get(f"/api/events/{series['id']}/occurrences", headers=headers,
+                                     params=window)).json())["items"]
+    assert [(o["start_time"], o["end_time"]) for o in items[2:5]] == [
+        ("2033-03-26T00:00:00+01:00", "2033-03-27T00:00:00+01:00"),
+        ("2033-03-27T00:00:00+01:00", "2033-03-28T00:00:00+02:00"),  # 23 hours: the clocks went forward
+        ("2033-03-28T00:00:00+02:00", "2033-03-29T00:00:00+02:00")]
+    # the day after the series ends is free; the series' own days are not
+    after = berlin("2033-03-31T00:00:00+02:00", "2033-04-01T00:00:00+02:00", all_day=True)
+    assert (await client.post("/api/events", headers=headers, json=after)).status == 201
+    during = berlin("2033-03-27T23:30:00+02:00", "2033-03-28T00:30:00+02:00")
+    problem = await assert_problem(await client.post("/api/events", headers=headers, json=during),
+                                   409, "scheduling-conflict")
+    assert [c["start_time"] for c in problem["conflicts"]] == ["2033-03-27T00:00:00+01:00",
+                                                               "2033-03-28T00:00:00+02:00"]
+    # an occurrence renamed on that day keeps its calendar day, no end override
+    url = f"/api/events/{series['id']}/occurrences/2033-03-27T00:00:00%2B01:00"
+    changed = await (await client.put(url, headers=headers, json={"title": "short day"})).json()
+    assert changed["end_time"] == "2033-03-28T00:00:00+02:00"
+
+
+async def test_weekly_all_day_in_new_york_keeps_midnight_in_autumn(client):
+    _, _, headers = await user_with_token(client)
+    body = {"title": "w", "timezone": "America/New_York", "all_day": True, "start_time": "2033-10-23T00:00:00-04:00",
+            "end_time": "2033-10-24T00:00:00-04:00", "recurrence": {"rrule": "FREQ=WEEKLY;COUNT=3"}}
+    series = await (await client.post("/api/events", headers=headers, json=body)).json()
+    items = (await (await client.get(f"/api/events/{series['id']}/occurrences", headers=headers, params={
+        "start": "2033-10-01T00:00:00Z", "end": "2033-12-01T00:00:00Z"})).json())["items"]
+    assert [(o["start_time"], o["end_time"]) for o in items] == [
+        ("2033-10-23T00:00:00-04:00", "2033-10-24T00:00:00-04:00"),
+        ("2033-10-30T00:00:00-04:00", "2033-10-31T00:00:00-04:00"),
+        ("2033-11-06T00:00:00-04:00", "2033-11-07T00:00:00-05:00")]  # 25 hours: clocks fall back at 02:00
