@@ -9,6 +9,7 @@ import functools
 from typing import Any, Awaitable, Callable, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import msgspec
 import orjson
 
 from calsvc import conflicts, errors, recurrence
@@ -412,8 +413,9 @@ def _replace_exception(event: Event, change: OccurrenceChange) -> tuple[Occurren
 
 
 def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
-    return [{"event_id": b.event_id, "title": b.title, "start_time": b.start.isoformat(),
-             "end_time": b.end.isoformat()} for b in found]
+    # times written as every answer writes them (msgspec: a zero offset is "Z")
+    return [{"event_id": b.event_id, "title": b.title, "start_time": msgspec.to_builtins(b.start),
+             "end_time": msgspec.to_builtins(b.end)} for b in found]
 
 
 def _conflict(found: list[conflicts.Busy]) -> errors.SchedulingConflict:

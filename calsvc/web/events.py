@@ -114,7 +114,9 @@ async def _once(request: web.Request, user: models.User, body: msgspec.Struct, q
         return _respond(request, answer(await call(None)))
     check_key(key)
     route = request.match_info.route.name or request.path
-    digest = hashlib.sha256(msgspec.json.encode(body) + b"\0" + msgspec.json.encode(query)).digest()
+    # keys sorted: the same request with its members in another order is the same request
+    canonical = orjson.dumps([msgspec.to_builtins(body), msgspec.to_builtins(query)], option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(canonical).digest()
     store = request.app[keys.IDEMPOTENCY]
     stored = await store.replay(user.id, key, route, digest)
     if stored is None:

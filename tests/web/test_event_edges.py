@@ -137,3 +137,25 @@ async def test_weekly_all_day_in_new_york_keeps_midnight_in_autumn(client):
         ("2033-10-23T00:00:00-04:00", "2033-10-24T00:00:00-04:00"),
         ("2033-10-30T00:00:00-04:00", "2033-10-31T00:00:00-04:00"),
         ("2033-11-06T00:00:00-04:00", "2033-11-07T00:00:00-05:00")]  # 25 hours: clocks fall back at 02:00
+
+
+async def test_a_batch_retried_with_its_members_in_another_order_is_replayed(client):
+    _, _, headers = await user_with_token(client)
+    item = berlin("2027-05-03T09:00:00+02:00", "2027-05-03T10:00:00+02:00")
+    reordered = dict(reversed(list(item.items())))
+    key = {**headers, "Idempotency-Key": "batch-order"}
+    first = await client.post("/api/events/batch", headers=key, json={"events": [item]})
+    again = await client.post("/api/events/batch", headers=key, json={"events": [reordered]})
+    assert first.status == again.status == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and await again.json() == await first.json()
+
+
+async def test_conflict_times_read_alike_in_a_409_and_under_allow(client):
+    _, _, headers = await user_with_token(client)
+    body = {"title": "u", "start_time": "2027-05-03T09:00:00Z", "end_time": "2027-05-03T10:00:00Z"}
+    assert (await client.post("/api/events", headers=headers, json=body)).status == 201
+    refused = await assert_problem(await client.post("/api/events", headers=headers, json=body),
+                                   409, "scheduling-conflict")
+    allowed = await (await client.post("/api/events?on_conflict=allow", headers=headers, json=body)).json()
+    assert refused["conflicts"] == allowed["conflicts"]
+    assert refused["conflicts"][0]["start_time"] == "2027-05-03T09:00:00Z"
