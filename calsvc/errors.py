@@ -109,6 +109,13 @@ class SchedulingConflict(Problem):
     slug = "scheduling-conflict"
 
 
+class EditConflict(Problem):
+    """Edit conflict"""
+
+    status = 409
+    slug = "edit-conflict"
+
+
 class PreconditionFailed(Problem):
     """Precondition failed"""
 

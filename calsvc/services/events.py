@@ -16,6 +16,7 @@ from calsvc import conflicts, errors, recurrence
 from calsvc.db import events as event_db
 from calsvc.db import history as history_db
 from calsvc.db.pool import Database
+from calsvc.services import history
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.services.idempotency import Recorder
 from calsvc.models import Event, OccurrenceChange, exceptions_from_json, exceptions_json
@@ -451,6 +452,42 @@ def _check_strategy(draft: Draft, strategy: str, loc: tuple[str | int, ...] = ("
         raise errors.Validation.at(loc, "shift applies to single events only")
 
 
+MERGED = ("title", "description", "location", "start_time", "end_time", "timezone", "all_day", "recurrence",
+          "exceptions")
+
+
+async def merged_fields(tx: Tx, event: Event, changes: dict[str, Any], base_version: int,
+                        prefer: str | None) -> dict[str, Any]:
+    """A three-way merge (SPEC 7), field by field: `changes` applied to version
+    `base_version` is "mine", the event as it is now "theirs". A field only one side changed
+    takes that side's value; one both changed differently is an errors.EditConflict naming
+    them all, unless `prefer` settles it. Fields compare as a version keeps them."""
+    if base_version > event.version:
+        raise errors.Validation.at(("query", "base_version"), f"the event is at version {event.version}")
+    found = await history_db.snapshots(tx.conn, event.id, [base_version])
+    if base_version not in found:
+        raise errors.Validation.at(("query", "base_version"), "the event has no such version")
+    base_snapshot = orjson.loads(found[base_version]["snapshot"])
+    mine_draft = await checked({**snapshot_fields(base_snapshot), **changes})
+    base, theirs, mine = (history.shown(snap) for snap in (
+        base_snapshot, snapshot(event, event.owner_id), snapshot(mine_draft, event.owner_id)))
+    mine_fields, theirs_fields = stored_fields(mine_draft), stored_fields(event)
+    merged, clashes = {}, []
+    for field in MERGED:
+        mine_changed, theirs_changed = mine[field] != base[field], theirs[field] != base[field]
+        if mine_changed and theirs_changed and mine[field] != theirs[field]:
+            clashes.append(field)
+            take_mine = prefer == "mine"
+        else:
+            take_mine = mine_changed
+        merged[field] = (mine_fields if take_mine else theirs_fields)[field]
+    if clashes and prefer is None:
+        raise errors.EditConflict(
+            f"changed on both sides since version {base_version}: {', '.join(clashes)}; "
+            "send prefer=mine or prefer=theirs, or edit the current version", fields=clashes)
+    return merged
+
+
 def snapshot_fields(snap: dict[str, Any]) -> dict[str, Any]:
     """A version's snapshot (see `snapshot`) as check_event takes it."""
     rec = None
@@ -464,8 +501,8 @@ def snapshot_fields(snap: dict[str, Any]) -> dict[str, Any]:
             "exceptions": exceptions_from_json(orjson.dumps(snap.get("exceptions", {})).decode())}
 
 
-def stored_fields(event: Event) -> dict[str, Any]:
-    """An event's fields as check_event takes them."""
+def stored_fields(event: Event | Draft) -> dict[str, Any]:
+    """An event's (or a checked draft's) fields as check_event takes them."""
     rec = None
     if event.rrule is not None:
         rec = {"rrule": event.rrule, "exdates": list(event.exdates), "rdates": list(event.rdates)}
@@ -697,15 +734,20 @@ class EventService:
     # -- change ---------------------------------------------------------------------------
 
     async def update(self, user_id: int, event_id: int, changes: dict[str, Any], *,
-                     if_match: str | None = None, strategy: str = "reject") -> tuple[Event, list[conflicts.Busy]]:
+                     if_match: str | None = None, strategy: str = "reject",
+                     merge: tuple[int, str | None] | None = None) -> tuple[Event, list[conflicts.Busy]]:
         """Apply the given fields (a partial update) and write the next version; the merged
         event is checked as a whole and against the owner's calendar. An update that changes
-        nothing writes nothing and answers the event as it is."""
+        nothing writes nothing and answers the event as it is. `merge` (base version,
+        prefer): the changes were made to that version; see merged_fields."""
         if "description" in changes and changes["description"] is None:
             changes = {**changes, "description": ""}
 
         async def build(tx: Tx, event: Event) -> Change | None:
-            draft = await checked({**stored_fields(event), **changes})
+            fields = {**stored_fields(event), **changes}
+            if merge is not None:
+                fields = await merged_fields(tx, event, changes, *merge)
+            draft = await checked(fields)
             _check_strategy(draft, strategy)
             return Change(draft, "updated")
 

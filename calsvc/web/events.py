@@ -74,9 +74,12 @@ def _fields(body: schemas.EventIn) -> dict[str, Any]:
     return fields
 
 
+_NOT_FIELDS = frozenset(("on_conflict", "edit_strategy", "base_version", "prefer"))
+
+
 def _changes(body: msgspec.Struct) -> dict[str, Any]:
     """The fields a partial update gives (the strategy aside)."""
-    changes = {k: v for k, v in asdict(body).items() if v is not msgspec.UNSET and k != "on_conflict"}
+    changes = {k: v for k, v in asdict(body).items() if v is not msgspec.UNSET and k not in _NOT_FIELDS}
     if "recurrence" in changes:
         changes["recurrence"] = _recurrence(changes["recurrence"])
     return changes
@@ -192,13 +195,27 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
                        answer)
 
 
+def merge_of(query: Any, body: Any) -> tuple[int, str | None] | None:
+    """(base version, prefer) when the edit asks for a merge (query or body; SPEC 7)."""
+    strategy = query.edit_strategy or body.edit_strategy
+    base = query.base_version or body.base_version
+    prefer = query.prefer or body.prefer
+    if strategy is None:
+        if base is not None or prefer is not None:
+            raise errors.Validation.at(("query", "edit_strategy"), "base_version and prefer go with edit_strategy=merge")
+        return None
+    if base is None:
+        raise errors.Validation.at(("query", "base_version"), "edit_strategy=merge needs base_version")
+    return base, prefer
+
+
 async def update_event(request: web.Request, user: models.User, body: schemas.EventPatch,
-                       query: schemas.CreateQuery) -> web.Response:
+                       query: schemas.UpdateQuery) -> web.Response:
     strategy = _strategy(query, body)
     with current_shown():
         event, found = await request.app[keys.EVENTS].update(
             user.id, _event_id(request), _changes(body), if_match=request.headers.get("If-Match"),
-            strategy=strategy)
+            strategy=strategy, merge=merge_of(query, body))
     return event_response(request, event, found=found if strategy == "allow" else None)
 
 

@@ -74,17 +74,20 @@ ROUTES: list[Route] = [
           description="Listed by `/occurrences` with `cancelled: true` from then on; left out of "
                       "`expand=true` listings and conflict checks."),
     Route("PUT", r"/api/events/{id:\d+}", events.update_event, "Change an event (editor or better)", "events",
-          {200: S.Event}, body=S.EventPatch, query=S.CreateQuery, errors=(403, 404, 409, 412),
+          {200: S.Event}, body=S.EventPatch, query=S.UpdateQuery, errors=(403, 404, 409, 412),
           headers=("If-Match",),
           description="Same as PATCH: the fields given change, omitted ones keep their value, `null` "
                       "clears an optional one; the merged event is validated and conflict-checked as a whole."),
     Route("PATCH", r"/api/events/{id:\d+}", events.update_event, "Change some fields of an event (editor or better)",
-          "events", {200: S.Event}, body=S.EventPatch, query=S.CreateQuery, errors=(403, 404, 409, 412),
+          "events", {200: S.Event}, body=S.EventPatch, query=S.UpdateQuery, errors=(403, 404, 409, 412),
           headers=("If-Match",),
           operation="patch_event",
           description="The fields given change, omitted ones keep their value, `null` clears an optional "
                       "one; the merged event is validated and conflict-checked as a whole. A change that "
-                      "changes nothing writes no version."),
+                      "changes nothing writes no version. `edit_strategy=merge` with `base_version` (query "
+                      "or body): merged field by field with what others changed since that version; a field "
+                      "changed on both sides is a 409 `/problems/edit-conflict` naming `fields`, unless "
+                      "`prefer=mine|theirs`. Without it, the last write wins (or `If-Match`: 412 when stale)."),
     Route("DELETE", r"/api/events/{id:\d+}", events.delete_event, "Delete an event (owner only)", "events",
           {204: None}, errors=(403, 404, 412), headers=("If-Match",),
           description="A soft delete: gone from every read (404), recorded as a version."),

@@ -187,6 +187,20 @@ class CreateQuery(Struct, kw_only=True):
     on_conflict: Strategy | None = None
 
 
+EditStrategy = Annotated[Literal["merge"], Meta(
+    description="merge: a three-way merge, field by field, against `base_version` (SPEC 7)")]
+BaseVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="the version the edit started from (merge)")]
+Prefer = Annotated[Literal["mine", "theirs"], Meta(
+    description="settles fields changed on both sides (merge): yours or the event's")]
+
+
+class UpdateQuery(Struct, kw_only=True):
+    on_conflict: Strategy | None = None
+    edit_strategy: EditStrategy | None = None
+    base_version: BaseVersion | None = None
+    prefer: Prefer | None = None
+
+
 class Event(Struct, kw_only=True):
     id: int
     title: str
@@ -292,6 +306,9 @@ class EventPatch(Struct, kw_only=True):
     all_day: bool | msgspec.UnsetType = msgspec.UNSET
     recurrence: RecurrenceIn | None | msgspec.UnsetType = msgspec.UNSET
     on_conflict: Strategy | None = None
+    edit_strategy: EditStrategy | None = None
+    base_version: BaseVersion | None = None
+    prefer: Prefer | None = None
 
 
 class OccurrencePatch(Struct, kw_only=True):
