@@ -19,6 +19,7 @@ from calsvc.services.events import EventService
 from calsvc.services.history import HistoryService
 from calsvc.services.idempotency import Idempotency
 from calsvc.services.sharing import SharingService
+from calsvc.services.transactions import TransactionService
 from calsvc.tokens import TokenCodec
 from calsvc.web import keys, openapi
 from calsvc.web.docs import add_docs
@@ -45,6 +46,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.EVENTS] = EventService(db)
     app[keys.SHARING] = SharingService(db)
     app[keys.HISTORY] = HistoryService(db)
+    app[keys.TRANSACTIONS] = TransactionService(db, app[keys.EVENTS], app[keys.SHARING])
     app[keys.IDEMPOTENCY] = Idempotency(db)
     yield
     await db.close()

@@ -175,6 +175,13 @@ class BatchItem(Problem):
         return problem
 
 
+class TransactionOperation(BatchItem):
+    """A transaction's operation failed; nothing was written"""
+
+    slug = "transaction-operation"
+    field = "operations"
+
+
 class RateLimited(Problem):
     """Too many requests"""
 

@@ -127,6 +127,16 @@ async def delete_event(conn: asyncpg.Connection, event_id: int, version: int, ac
     return await conn.fetchval(_DELETE, event_id, version, actor_id, snapshot_json) == 1
 
 
+async def owners_of(conn: asyncpg.Connection, event_ids: list[int], user_id: int) -> list[int]:
+    """The owners of those of `event_ids` that `user_id` can see (live)."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT e.owner_id FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = $2
+        WHERE e.id = ANY($1::bigint[]) AND e.deleted_at IS NULL
+        """, event_ids, user_id)
+    return [r["owner_id"] for r in rows]
+
+
 async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:
     """Serialise conflict checks and writes on one owner's calendar until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", owner_id)

@@ -95,10 +95,11 @@ def _event_id(request: web.Request) -> int:
 
 @contextlib.contextmanager
 def current_shown() -> Iterator[None]:
-    """A 412 carries the event as it is now (`current`), rendered like any answer."""
+    """A 412 (or an operation of a transaction that failed with one) carries the event as it
+    is now (`current`), rendered like any answer."""
     try:
         yield
-    except errors.PreconditionFailed as exc:
+    except errors.Problem as exc:
         current = exc.extra.get("current")
         if isinstance(current, models.Event):
             exc.extra["current"] = msgspec.to_builtins(render_event(current))
@@ -108,7 +109,7 @@ def current_shown() -> Iterator[None]:
 
 # -- Idempotency-Key ---------------------------------------------------------------------
 
-async def _once(request: web.Request, user: models.User, body: msgspec.Struct, query: msgspec.Struct,
+async def once(request: web.Request, user: models.User, body: msgspec.Struct, query: msgspec.Struct,
                 call: Callable[[Any], Awaitable[Any]], answer: Callable[[Any], Answer]) -> web.Response:
     """Run `call(record)` and answer `answer(result)`; with an Idempotency-Key, the answer is
     stored with the write (`record`) and a retry with the same key and request gets it back."""
@@ -158,7 +159,7 @@ async def create_event(request: web.Request, user: models.User, body: schemas.Ev
         return 201, rendered(event, found if strategy == "allow" else None), {
             "Location": f"/api/events/{event.id}", "ETag": etag(event), "Vary": "Accept"}
 
-    return await _once(request, user, body, query,
+    return await once(request, user, body, query,
                        lambda record: request.app[keys.EVENTS].create(user.id, _fields(body), strategy, record),
                        answer)
 
@@ -189,7 +190,7 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
                                                event=rendered(event, found if shown else None)))
         return 207, schemas.BatchResults(results=out), {}
 
-    return await _once(request, user, body, query,
+    return await once(request, user, body, query,
                        lambda record: request.app[keys.EVENTS].create_many(user.id, items, strategy, body.atomic,
                                                                            record),
                        answer)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from calsvc.services.history import HistoryService
     from calsvc.services.idempotency import Idempotency
     from calsvc.services.sharing import SharingService
+    from calsvc.services.transactions import TransactionService
     from calsvc.tokens import TokenCodec
     from calsvc.web.metrics import Metrics
 
@@ -23,6 +24,7 @@ AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
 EVENTS: web.AppKey["EventService"] = web.AppKey("events")
 SHARING: web.AppKey["SharingService"] = web.AppKey("sharing")
 HISTORY: web.AppKey["HistoryService"] = web.AppKey("history")
+TRANSACTIONS: web.AppKey["TransactionService"] = web.AppKey("transactions")
 IDEMPOTENCY: web.AppKey["Idempotency"] = web.AppKey("idempotency")
 TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
 AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")

@@ -36,7 +36,7 @@ def _struct_types(routes: Iterable[Route]) -> list[type]:
         for kind in (route.body, route.form, *answers):
             if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in found:
                 found.append(kind)
-    return found
+    return found + [k for k in schemas.REFERENCED if k not in found]
 
 
 def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calsvc.web import auth, codec, events, history, ops, schemas, sharing, users
+from calsvc.web import auth, codec, events, history, ops, schemas, sharing, transactions, users
 from calsvc.web.routing import Route, bind
 
 S = schemas
@@ -137,6 +137,19 @@ ROUTES: list[Route] = [
           offers=(codec.JSON, codec.MSGPACK, codec.HTML),
           description="Field changes from `v1` to `v2` and a unified diff of the description. With "
                       "`Accept: text/html` or `?format=html`: a page with both versions side by side."),
+    # -- transactions ------------------------------------------------------------------------
+    Route("POST", "/api/transactions", transactions.run_transaction,
+          "Run up to 100 operations as one transaction", "transactions", {200: S.TransactionResults},
+          body=S.TransactionIn, query=S.CreateQuery, bulk=True, errors=(403, 404, 409, 412),
+          headers=("Idempotency-Key",),
+          description="`operations`: create (`ref` names the new event for later operations as "
+                      "`\"$ref\"`), update (`changes`), delete, share (`users`) and unshare (`user_id`), "
+                      "each with `id` (a number or `\"$ref\"`) and, for update and delete, `if_version` "
+                      "(412 when the event is at another version). All are written or none: 200 with one "
+                      "result per operation (`status` as its own route answers, `event` for create and "
+                      "update), or the problem of the first failing operation as "
+                      "`/problems/transaction-operation` with its status, `index` and `errors[].loc` under "
+                      "`[\"body\", \"operations\", i]`. `on_conflict` (query or body) applies to each."),
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,
           offers=(codec.JSON,)),

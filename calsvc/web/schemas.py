@@ -487,3 +487,64 @@ class DiffOut(Struct, kw_only=True):
 
 class DiffQuery(Struct, kw_only=True):
     format: Annotated[Literal["json", "html"], Meta(description="html: the side-by-side page, whatever Accept says")] | None = None
+
+
+# -- transactions -------------------------------------------------------------------------
+
+Ref = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$(?!\n)",
+                          description="names the created event for later operations (as \"$ref\")")]
+EventRef = Annotated[int, Meta(ge=1, le=2**63 - 1)] | Annotated[str, Meta(
+    pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$ref\": the event created by an earlier operation")]
+IfVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="412 unless the event is at this version")]
+
+
+class CreateOp(Struct, kw_only=True, tag_field="op", tag="create"):
+    ref: Ref | None = None
+    event: EventIn
+
+
+class UpdateOp(Struct, kw_only=True, tag_field="op", tag="update"):
+    id: EventRef
+    changes: EventPatch
+    if_version: IfVersion | None = None
+
+
+class DeleteOp(Struct, kw_only=True, tag_field="op", tag="delete"):
+    id: EventRef
+    if_version: IfVersion | None = None
+
+
+class ShareOp(Struct, kw_only=True, tag_field="op", tag="share"):
+    id: EventRef
+    users: Annotated[list[ShareUser], Meta(min_length=1, max_length=100)]
+
+
+class UnshareOp(Struct, kw_only=True, tag_field="op", tag="unshare"):
+    id: EventRef
+    user_id: UserId
+
+
+Operation = CreateOp | UpdateOp | DeleteOp | ShareOp | UnshareOp
+
+
+class TransactionIn(Struct, kw_only=True):
+    # Operations are checked one by one (so the problem names the failing one), hence `Any` here.
+    operations: Annotated[list[Any], Meta(min_length=1, max_length=100, description="1-100 operations",
+                                          extra_json_schema={"items": {"oneOf": [
+                                              {"$ref": f"#/components/schemas/{k.__name__}"}
+                                              for k in (CreateOp, UpdateOp, DeleteOp, ShareOp, UnshareOp)]}})]
+    on_conflict: Strategy | None = None
+
+
+class OperationResult(Struct, kw_only=True):
+    index: int
+    status: int
+    event: Event | msgspec.UnsetType = msgspec.UNSET
+
+
+class TransactionResults(Struct, kw_only=True):
+    results: list[OperationResult]
+
+# Schemas named only inside extra_json_schema (the items of `list[Any]` bodies): the OpenAPI
+# document must define them too.
+REFERENCED = (EventIn, CreateOp, UpdateOp, DeleteOp, ShareOp, UnshareOp)

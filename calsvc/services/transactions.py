@@ -1,0 +1,131 @@
+"""POST /api/transactions (SPEC 5): up to 100 operations (create, update, delete, share,
+unshare) in one database transaction, each done by the same code as its own route. The first
+operation that fails is raised as errors.TransactionOperation and nothing is written.
+
+Locks: the calendars the operations touch (the caller's for creates, the owners' of the events
+named by id) are taken first, in id order, then each operation takes its event's row as its
+route does; so two transactions never wait on each other in a circle (a deadlock the database
+still detects is retried by run_in_tx)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from calsvc import errors
+from calsvc.db import events as event_db
+from calsvc.db.pool import Database
+from calsvc.db.tx import Tx, run_in_tx
+from calsvc.models import Event
+from calsvc.services.events import EDITOR_ROLES, Change, EventService, _check_strategy, checked, stored_fields
+from calsvc.services.idempotency import Recorder
+from calsvc.services.sharing import SharingService
+
+MAX_OPERATIONS = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Op:
+    """One checked operation: `kind` (create, update, delete, share, unshare), the event it
+    names (an id, or "$ref"), and what it carries."""
+
+    kind: str
+    target: int | str | None = None
+    ref: str | None = None
+    fields: dict[str, Any] | None = None  # create: the event; update: the changes
+    if_version: int | None = None
+    users: list[dict[str, Any]] | None = None
+    user_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int
+    event: Event | None = None
+
+
+class TransactionService:
+    def __init__(self, db: Database, events: EventService, sharing: SharingService) -> None:
+        self.db = db
+        self.events = events
+        self.sharing = sharing
+
+    async def run(self, user_id: int, ops: list[Op | errors.Problem], strategy: str,
+                  record: Recorder | None = None) -> list[Outcome]:
+        for index, op in enumerate(ops):  # an operation that did not even parse fails it all
+            if isinstance(op, errors.Problem):
+                raise errors.TransactionOperation.of(index, op)
+        checked_ops: list[Op] = [op for op in ops if isinstance(op, Op)]
+        _check_refs(checked_ops)
+        return await run_in_tx(self.db, "transaction", self._run, user_id, checked_ops, strategy, record)
+
+    async def _run(self, tx: Tx, user_id: int, ops: list[Op], strategy: str,
+                   record: Recorder | None) -> list[Outcome]:
+        if record is not None:
+            await record.claim(tx)
+        await self._lock_calendars(tx, user_id, ops)
+        created: dict[str, int] = {}
+        outcomes = []
+        for index, op in enumerate(ops):
+            try:
+                outcomes.append(await self._one(tx, user_id, op, strategy, created))
+            except errors.Problem as exc:
+                raise errors.TransactionOperation.of(index, exc) from None
+        if record is not None:
+            await record.save(tx, outcomes)
+        return outcomes
+
+    async def _lock_calendars(self, tx: Tx, user_id: int, ops: list[Op]) -> None:
+        ids = sorted({op.target for op in ops if isinstance(op.target, int) and op.kind in ("update", "delete")})
+        owners = set(await event_db.owners_of(tx.conn, ids, user_id)) if ids else set()
+        if any(op.kind == "create" for op in ops):
+            owners.add(user_id)
+        for owner in sorted(owners):
+            await event_db.lock_calendar(tx.conn, owner)
+
+    async def _one(self, tx: Tx, user_id: int, op: Op, strategy: str, created: dict[str, int]) -> Outcome:
+        if op.kind == "create":
+            assert op.fields is not None
+            draft = await checked(op.fields)
+            _check_strategy(draft, strategy, ("body", "on_conflict"))
+            event, _ = await self.events._insert(tx, user_id, draft, strategy, None)
+            if op.ref is not None:
+                created[op.ref] = event.id
+            return Outcome(201, event)
+        event_id = created[op.target[1:]] if isinstance(op.target, str) else op.target
+        assert isinstance(event_id, int)
+        if_match = None if op.if_version is None else f'"{op.if_version}"'
+        if op.kind == "update":
+            changes = dict(op.fields or {})
+            if "description" in changes and changes["description"] is None:
+                changes["description"] = ""  # as PATCH: null clears it
+
+            async def build(tx: Tx, current: Event) -> Change | None:
+                draft = await checked({**stored_fields(current), **changes})
+                _check_strategy(draft, strategy, ("body", "on_conflict"))
+                return Change(draft, "updated")
+
+            event, _ = await self.events._change_tx(tx, user_id, event_id, EDITOR_ROLES, if_match, build, strategy)
+            return Outcome(200, event)
+        if op.kind == "delete":
+            await self.events._delete(tx, user_id, event_id, if_match)
+            return Outcome(204)
+        if op.kind == "share":
+            await self.sharing.share_tx(tx, user_id, event_id, op.users or [], ("body", "users"))
+            return Outcome(200)
+        assert op.kind == "unshare" and op.user_id is not None
+        await self.sharing.revoke_tx(tx, user_id, event_id, op.user_id)
+        return Outcome(204)
+
+
+def _check_refs(ops: list[Op]) -> None:
+    """Each ref named once; each "$ref" names an earlier create. errors.TransactionOperation."""
+    seen: set[str] = set()
+    for index, op in enumerate(ops):
+        if isinstance(op.target, str) and op.target[1:] not in seen:
+            raise errors.TransactionOperation.of(index, errors.Validation.at(
+                ("body", "id"), f"{op.target} names no event created by an earlier operation"))
+        if op.ref is not None:
+            if op.ref in seen:
+                raise errors.TransactionOperation.of(index, errors.Validation.at(
+                    ("body", "ref"), f"ref {op.ref!r} is used twice"))
+            seen.add(op.ref)

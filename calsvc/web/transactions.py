@@ -1,0 +1,50 @@
+"""Handler of POST /api/transactions (SPEC 5)."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from msgspec.structs import asdict
+
+from calsvc import errors, models
+from calsvc.services.transactions import Op, Outcome
+from calsvc.web import codec, keys, schemas
+from calsvc.web.events import _changes, _fields, current_shown, once, rendered
+
+
+def _op(raw: Any) -> Op:
+    """One operation of the body, checked alone (errors.Validation with a loc under "body")."""
+    parsed = codec.convert(raw, schemas.Operation)
+    if isinstance(parsed, schemas.CreateOp):
+        return Op("create", ref=parsed.ref, fields=_fields(parsed.event))
+    if isinstance(parsed, schemas.UpdateOp):
+        return Op("update", parsed.id, fields=_changes(parsed.changes), if_version=parsed.if_version)
+    if isinstance(parsed, schemas.DeleteOp):
+        return Op("delete", parsed.id, if_version=parsed.if_version)
+    if isinstance(parsed, schemas.ShareOp):
+        return Op("share", parsed.id, users=[asdict(u) for u in parsed.users])
+    return Op("unshare", parsed.id, user_id=parsed.user_id)
+
+
+async def run_transaction(request: web.Request, user: models.User, body: schemas.TransactionIn,
+                          query: schemas.CreateQuery) -> web.Response:
+    strategy = query.on_conflict or body.on_conflict or "reject"
+    ops: list[Op | errors.Problem] = []
+    for raw in body.operations:
+        try:
+            ops.append(_op(raw))
+        except errors.Problem as exc:
+            ops.append(exc)
+
+    def answer(outcomes: list[Outcome]) -> tuple[int, Any, dict[str, str]]:
+        results = []
+        for index, outcome in enumerate(outcomes):
+            result = schemas.OperationResult(index=index, status=outcome.status)
+            if outcome.event is not None:
+                result.event = rendered(outcome.event)
+            results.append(result)
+        return 200, schemas.TransactionResults(results=results), {}
+
+    with current_shown():
+        return await once(request, user, body, query,
+                          lambda record: request.app[keys.TRANSACTIONS].run(user.id, ops, strategy, record), answer)

@@ -1,0 +1,144 @@
+"""POST /api/transactions, SPEC 5: operations in one database transaction, references to
+events created earlier in the request, if_version, and nothing written when any fails."""
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from tests.conftest import assert_problem
+from tests.web.test_events import STANDUP, create
+from tests.web.test_sharing import people
+
+LATER = {**STANDUP, "title": "Later", "start_time": "2026-12-01T11:00:00+01:00", "end_time": "2026-12-01T12:00:00+01:00"}
+
+
+async def counts(database_url: str) -> tuple[int, ...]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return tuple([await conn.fetchval(f"SELECT count(*) FROM {table}") for table in (
+            "events", "event_versions", "event_permissions", "event_access_changes")]
+            + [await conn.fetchval("SELECT count(*) FROM events WHERE deleted_at IS NOT NULL")])
+    finally:
+        await conn.close()
+
+
+async def test_operations_refer_to_events_created_before_them(client):
+    (owner, oh), (friend, fh) = await people(client, 2)
+    _, existing = await create(client, oh, title="Existing", start_time="2026-12-02T09:00:00+01:00",
+                               end_time="2026-12-02T10:00:00+01:00")
+    resp = await client.post("/api/transactions", headers=oh, json={"operations": [
+        {"op": "create", "ref": "a", "event": STANDUP},
+        {"op": "update", "id": "$a", "changes": {"title": "Standup (team)", "location": "Room 1"}},
+        {"op": "share", "id": "$a", "users": [{"username": friend["username"], "role": "editor"}]},
+        {"op": "create", "event": LATER},
+        {"op": "update", "id": existing["id"], "changes": {"description": "notes", "location": None}, "if_version": 1},
+        {"op": "share", "id": existing["id"], "users": [{"user_id": friend["id"], "role": "viewer"}]},
+        {"op": "unshare", "id": existing["id"], "user_id": friend["id"]},
+        {"op": "delete", "id": existing["id"], "if_version": 2},
+    ]})
+    assert resp.status == 200, await resp.text()
+    results = (await resp.json())["results"]
+    assert [(r["index"], r["status"]) for r in results] == [
+        (0, 201), (1, 200), (2, 200), (3, 201), (4, 200), (5, 200), (6, 204), (7, 204)]
+    created = results[1]["event"]
+    assert (created["id"], created["title"], created["location"], created["version"]) == (
+        results[0]["event"]["id"], "Standup (team)", "Room 1", 2)
+    assert "event" not in results[2] and results[3]["event"]["title"] == "Later"
+    got = await client.get(f"/api/events/{created['id']}", headers=fh)
+    assert (await got.json())["my_role"] == "editor"
+    await assert_problem(await client.get(f"/api/events/{existing['id']}", headers=oh), 404, "not-found")
+
+
+FAILURES = [
+    # (operation put in place of the one at that position, status, slug, loc under the operation)
+    ({"op": "create", "event": {**STANDUP, "title": ""}}, 422, "validation", ["event", "title"]),
+    ({"op": "update", "id": "$zzz", "changes": {"title": "x"}}, 422, "validation", ["id"]),
+    ({"op": "update", "id": 999_999, "changes": {"title": "x"}}, 404, "not-found", None),
+    ({"op": "delete", "id": "EXISTING", "if_version": 7}, 412, "precondition-failed", None),
+    ({"op": "share", "id": "EXISTING", "users": [{"username": "nobody_at_all", "role": "viewer"}]}, 422, "validation",
+     ["users", 0, "username"]),
+    ({"op": "create", "event": STANDUP}, 409, "scheduling-conflict", None),  # the slot of op 0
+    ({"op": "rename", "id": 1}, 422, "validation", None),
+]
+
+
+@pytest.mark.parametrize("position", range(5))
+@pytest.mark.parametrize("failure", FAILURES, ids=[f[2] + str(i) for i, f in enumerate(FAILURES)])
+async def test_a_failing_operation_anywhere_writes_nothing(client, database_url, position, failure):
+    (owner, oh), (friend, _) = await people(client, 2)
+    _, existing = await create(client, oh, title="Existing", start_time="2026-12-03T09:00:00+01:00",
+                               end_time="2026-12-03T10:00:00+01:00")
+    bad, status, slug, loc = failure
+    bad = {k: existing["id"] if v == "EXISTING" else v for k, v in bad.items()}
+    good = [
+        {"op": "create", "ref": "a", "event": STANDUP},
+        {"op": "update", "id": "$a", "changes": {"title": "Renamed"}},
+        {"op": "share", "id": existing["id"], "users": [{"user_id": friend["id"], "role": "viewer"}]},
+        {"op": "update", "id": existing["id"], "changes": {"location": "Room 9"}, "if_version": 1},
+        {"op": "create", "event": LATER},
+    ]
+    if slug == "scheduling-conflict" and position == 0:
+        bad = {"op": "create", "event": {**STANDUP, "start_time": "2026-12-03T09:30:00+01:00",
+                                         "end_time": "2026-12-03T10:30:00+01:00"}}  # the existing event's slot
+    if position == 0:  # what replaces the create keeps its ref, or nothing else refers to it
+        if bad["op"] == "create":
+            bad = {**bad, "ref": "a"}
+        else:
+            good[1] = {"op": "share", "id": existing["id"], "users": [{"user_id": friend["id"], "role": "editor"}]}
+    operations = good[:position] + [bad] + good[position + 1:]
+    before = await counts(database_url)
+    resp = await client.post("/api/transactions", headers=oh, json={"operations": operations})
+    problem = await assert_problem(resp, status, "transaction-operation")
+    assert problem["index"] == position and problem["status"] == status
+    assert problem["errors"][0]["loc"][:3] == ["body", "operations", position]
+    if loc is not None:
+        assert problem["errors"][0]["loc"][3:] == loc
+    if status != 422:  # a validation error keeps its own error types
+        assert problem["errors"][0]["type"] == slug
+    if status == 412:
+        # as the failing operation saw it: after the operations before it (all rolled back)
+        assert problem["current"]["id"] == existing["id"]
+        assert problem["current"]["version"] == (2 if position > 3 else 1)
+    assert await counts(database_url) == before
+
+
+async def test_bounds_and_references(client):
+    (owner, oh), = await people(client, 1)
+    ops = [{"op": "create", "event": {**STANDUP, "start_time": f"2026-12-{d:02}T09:00:00+01:00",
+                                      "end_time": f"2026-12-{d:02}T09:30:00+01:00"}} for d in range(1, 29)]
+    too_many = {"operations": (ops * 4)[:101]}
+    await assert_problem(await client.post("/api/transactions", headers=oh, json=too_many), 422, "validation")
+    await assert_problem(await client.post("/api/transactions", headers=oh, json={"operations": []}), 422, "validation")
+    twice = {"operations": [{"op": "create", "ref": "a", "event": STANDUP},
+                            {"op": "create", "ref": "a", "event": LATER}]}
+    problem = await assert_problem(await client.post("/api/transactions", headers=oh, json=twice),
+                                   422, "transaction-operation")
+    assert problem["index"] == 1 and problem["errors"][0]["loc"] == ["body", "operations", 1, "ref"]
+    forward = {"operations": [{"op": "delete", "id": "$b"}, {"op": "create", "ref": "b", "event": STANDUP}]}
+    problem = await assert_problem(await client.post("/api/transactions", headers=oh, json=forward),
+                                   422, "transaction-operation")
+    assert problem["index"] == 0
+
+
+async def test_roles_hold_inside_a_transaction(client, database_url):
+    (owner, oh), (viewer, vh) = await people(client, 2)
+    _, event = await create(client, oh)
+    await client.post(f"/api/events/{event['id']}/share", headers=oh, json={"user_id": viewer["id"], "role": "viewer"})
+    before = await counts(database_url)
+    resp = await client.post("/api/transactions", headers=vh, json={"operations": [
+        {"op": "create", "event": LATER}, {"op": "update", "id": event["id"], "changes": {"title": "mine now"}}]})
+    problem = await assert_problem(resp, 403, "transaction-operation")
+    assert problem["index"] == 1
+    assert await counts(database_url) == before
+
+
+async def test_a_transaction_is_idempotent_with_a_key(client, database_url):
+    (owner, oh), = await people(client, 1)
+    body = {"operations": [{"op": "create", "event": STANDUP}, {"op": "create", "event": LATER}]}
+    headers = {**oh, "Idempotency-Key": "tx-1"}
+    first = await client.post("/api/transactions", headers=headers, json=body)
+    before = await counts(database_url)
+    again = await client.post("/api/transactions", headers=headers, json=body)
+    assert first.status == again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert await again.json() == await first.json()
+    assert await counts(database_url) == before
