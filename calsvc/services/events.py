@@ -80,8 +80,9 @@ _TIMING = ("start_time", "end_time", "timezone", "rrule", "exdates", "rdates")
 
 def _timing(snap: dict[str, Any]) -> tuple[Any, ...]:
     """What decides when the occurrences are, from a snapshot."""
+    # exceptions that only rename (or re-describe) an occurrence leave it where it was
     moved = sorted((k, v.get("cancelled"), v.get("start_time"), v.get("end_time"))
-                   for k, v in snap["exceptions"].items())
+                   for k, v in snap["exceptions"].items() if v.get("cancelled") or "start_time" in v)
     return tuple(str(snap[k]) for k in _TIMING) + (str(moved),)
 
 

@@ -159,3 +159,16 @@ async def test_conflict_times_read_alike_in_a_409_and_under_allow(client):
     allowed = await (await client.post("/api/events?on_conflict=allow", headers=headers, json=body)).json()
     assert refused["conflicts"] == allowed["conflicts"]
     assert refused["conflicts"][0]["start_time"] == "2027-05-03T09:00:00Z"
+
+
+async def test_renaming_an_occurrence_is_not_refused_for_overlaps_it_already_had(client):
+    _, _, headers = await user_with_token(client)
+    series = await (await client.post("/api/events", headers=headers, json=berlin(
+        "2027-06-07T09:00:00+02:00", "2027-06-07T10:00:00+02:00", recurrence={"rrule": "FREQ=DAILY;COUNT=3"}))).json()
+    other = berlin("2027-06-08T09:30:00+02:00", "2027-06-08T10:30:00+02:00")
+    assert (await client.post("/api/events?on_conflict=allow", headers=headers, json=other)).status == 201
+    url = f"/api/events/{series['id']}/occurrences/2027-06-08T09:00:00%2B02:00"
+    assert (await client.put(url, headers=headers, json={"title": "renamed"})).status == 200
+    await assert_problem(await client.put(url, headers=headers, json={
+        "start_time": "2027-06-08T09:15:00+02:00", "end_time": "2027-06-08T10:15:00+02:00"}),
+        409, "scheduling-conflict")
