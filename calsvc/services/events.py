@@ -542,7 +542,8 @@ class LongEvents:
     A version's content never changes, so a check reads again only what changed since the
     last; most candidates of a check are the calendar's series, the same at every check. One
     per service, so per database (ids are a database's own); the least recently used go first
-    past `size`."""
+    past `size`. Only what places an event in time is to be read from them: `owner_id` can
+    change without a new version (a transfer) and `my_role` is empty."""
 
     def __init__(self, size: int = 32768) -> None:
         self.size = size
