@@ -137,6 +137,13 @@ async def owners_of(conn: asyncpg.Connection, event_ids: list[int], user_id: int
     return [r["owner_id"] for r in rows]
 
 
+async def visible_among(conn: asyncpg.Connection, user_id: int, event_ids: list[int]) -> set[int]:
+    """Those of `event_ids` that `user_id` can see."""
+    rows = await conn.fetch("SELECT event_id FROM event_permissions WHERE user_id = $1 AND live "
+                            "AND event_id = ANY($2::bigint[])", user_id, event_ids)
+    return {r["event_id"] for r in rows}
+
+
 async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:
     """Serialise conflict checks and writes on one owner's calendar until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", owner_id)
@@ -193,9 +200,13 @@ async def find_event(conn: asyncpg.Connection, event_id: int, user_id: int,
 async def lock_event(conn: asyncpg.Connection, event_id: int, user_id: int,
                      deleted_ok: bool = False) -> Event | None:
     """find_event, with the event's row locked until the transaction ends (writers of one
-    event queue here instead of racing)."""
-    row = await conn.fetchrow(_GET + "FOR UPDATE OF e", event_id, user_id, deleted_ok)
-    return None if row is None else Event.from_row(row)
+    event queue here instead of racing). The event is read again once the lock is held, by a
+    statement of its own: a row that waited for the lock is re-read by PostgreSQL, but not the
+    permission row joined to it, and every change of access takes this lock first, so only a
+    fresh read sees the role as the last of them left it."""
+    if await conn.fetchval("SELECT 1 FROM events WHERE id = $1 FOR UPDATE", event_id) is None:
+        return None
+    return await find_event(conn, event_id, user_id, deleted_ok)
 
 
 def _like(text: str) -> str:

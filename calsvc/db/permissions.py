@@ -40,8 +40,14 @@ ORDER BY w.user_id
 """
 
 _DEMOTE_OWNER = """
-UPDATE event_permissions SET role = 'editor', granted_by = $3, granted_at = now()
-WHERE event_id = $1 AND user_id = $2 AND role = 'owner'
+-- the old owner becomes an editor, logged as part of the transfer
+WITH p AS (
+    UPDATE event_permissions SET role = 'editor', granted_by = $3, granted_at = now()
+    WHERE event_id = $1 AND user_id = $2 AND role = 'owner'
+    RETURNING user_id
+)
+INSERT INTO event_access_changes (event_id, action, user_id, old_role, new_role, actor_id)
+SELECT $1, 'ownership_transferred', p.user_id, 'owner', 'editor', $3 FROM p
 """
 
 _PROMOTE = """
@@ -86,8 +92,10 @@ async def count_permissions(conn: asyncpg.Connection, event_id: int, adding: lis
 
 
 async def roles_of(conn: asyncpg.Connection, event_id: int, user_ids: list[int]) -> dict[int, str]:
-    rows = await conn.fetch("SELECT user_id, role FROM event_permissions WHERE event_id = $1 AND user_id = ANY($2)",
-                            event_id, user_ids)
+    """The roles of those of `user_ids` who have access (deleted users have none)."""
+    rows = await conn.fetch(
+        "SELECT p.user_id, p.role FROM event_permissions p JOIN users u ON u.id = p.user_id "
+        "WHERE p.event_id = $1 AND p.user_id = ANY($2) AND u.deleted_at IS NULL", event_id, user_ids)
     return {r["user_id"]: r["role"] for r in rows}
 
 

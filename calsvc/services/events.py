@@ -87,7 +87,7 @@ def _timing(snap: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [key for key in new if key != "owner_id" and old.get(key) != new[key]]
+    return [key for key in new if key != "owner_id" and not history.same(key, old.get(key), new[key])]
 
 
 def zone(name: str, loc: tuple[str, ...] = ("body", "timezone")) -> ZoneInfo:
@@ -414,6 +414,15 @@ def _replace_exception(event: Event, change: OccurrenceChange) -> tuple[Occurren
     return tuple(sorted((*others, change), key=lambda c: c.original))
 
 
+BUSY = "busy"  # the title of a conflict with an event the caller cannot see (its id shown as 0)
+
+
+async def _hidden_from(tx: Tx, user_id: int, event_ids: list[int]) -> set[int]:
+    """Those of `event_ids` that `user_id` cannot see: an editor changing someone else's event
+    learns that its owner is busy then, not what with (SPEC 1: never reveal that an event exists)."""
+    return set(event_ids) - await event_db.visible_among(tx.conn, user_id, event_ids)
+
+
 def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
     # times written as every answer writes them (msgspec: a zero offset is "Z")
     return [{"event_id": b.event_id, "title": b.title, "start_time": msgspec.to_builtins(b.start),
@@ -475,8 +484,9 @@ async def merged_fields(tx: Tx, event: Event, changes: dict[str, Any], base_vers
     mine_fields, theirs_fields = stored_fields(mine_draft), stored_fields(event)
     merged, clashes = {}, []
     for field in MERGED:
-        mine_changed, theirs_changed = mine[field] != base[field], theirs[field] != base[field]
-        if mine_changed and theirs_changed and mine[field] != theirs[field]:
+        mine_changed = not history.same(field, mine[field], base[field])
+        theirs_changed = not history.same(field, theirs[field], base[field])
+        if mine_changed and theirs_changed and not history.same(field, mine[field], theirs[field]):
             clashes.append(field)
             take_mine = prefer == "mine"
         else:
@@ -898,8 +908,18 @@ class EventService:
             # Same occurrences as before (a new title, say): an overlap it already had is
             # reported under `allow` but blocks nothing.
             strategy = "allow"
-        draft, found = await self._resolve(tx, event.owner_id, change.draft, strategy, exclude=event.id,
-                                           mine=change.check)
+        try:
+            draft, found = await self._resolve(tx, event.owner_id, change.draft, strategy, exclude=event.id,
+                                               mine=change.check)
+        except errors.SchedulingConflict as exc:
+            if event.owner_id != user_id and isinstance(exc.extra.get("conflicts"), list):
+                hidden = await _hidden_from(tx, user_id, [c["event_id"] for c in exc.extra["conflicts"]])
+                exc.extra["conflicts"] = [{**c, "event_id": 0, "title": BUSY} if c["event_id"] in hidden else c
+                                          for c in exc.extra["conflicts"]]
+            raise
+        if event.owner_id != user_id and found:
+            hidden = await _hidden_from(tx, user_id, [b.event_id for b in found])
+            found = [dataclasses.replace(b, event_id=0, title=BUSY) if b.event_id in hidden else b for b in found]
         if draft is not change.draft:  # moved by shift
             fields = changed_fields(old, snapshot(draft, event.owner_id))
         row = orjson.dumps(draft.row(event.owner_id)).decode()

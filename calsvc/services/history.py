@@ -40,6 +40,14 @@ def api_fields(stored_keys: list[str]) -> list[str]:
     return list(dict.fromkeys(names.get(k, k) for k in stored_keys if k != "owner_id"))
 
 
+def same(field: str, a: Any, b: Any) -> bool:
+    """Whether two values of a field are the same: times are the same instant, whatever the
+    offset they are written with (a new time zone rewrites them, it does not move them)."""
+    if field in ("start_time", "end_time") and isinstance(a, str) and isinstance(b, str):
+        return dt.datetime.fromisoformat(a) == dt.datetime.fromisoformat(b)
+    return a == b
+
+
 def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: bool = False,
                   new_deleted: bool = False) -> list[dict[str, Any]]:
     """[{field, old, new}] from one shown snapshot to another (`old` None: nothing before,
@@ -49,7 +57,7 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: 
         changes.append({"field": "deleted", "old": old_deleted, "new": new_deleted})
     for field in FIELDS:
         before = None if old is None else old[field]
-        if old is None or before != new[field]:
+        if old is None or not same(field, before, new[field]):
             changes.append({"field": field, "old": before, "new": new[field]})
     return changes
 

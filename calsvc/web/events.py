@@ -17,6 +17,7 @@ from calsvc.conflicts import Busy
 from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, schemas
+from calsvc.web.routing import path_int
 
 Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
 
@@ -90,7 +91,7 @@ def _strategy(query: Any, body: Any) -> str:
 
 
 def _event_id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    return path_int(request, "id")
 
 
 @contextlib.contextmanager

@@ -14,11 +14,12 @@ from aiohttp import web
 from calsvc import models
 from calsvc.services.history import FIELDS, Diff, Entry, Version
 from calsvc.web import codec, keys, schemas
+from calsvc.web.routing import path_int
 from calsvc.web.events import current_shown, event_response
 
 
 def _event_id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    return path_int(request, "id")
 
 
 def _after(cursor: str | None) -> int:
@@ -53,7 +54,7 @@ async def history(request: web.Request, user: models.User, query: schemas.PageQu
 
 
 async def version(request: web.Request, user: models.User) -> web.Response:
-    v = await request.app[keys.HISTORY].version(user.id, _event_id(request), int(request.match_info["version"]))
+    v = await request.app[keys.HISTORY].version(user.id, _event_id(request), path_int(request, "version"))
     body = schemas.VersionDetail(version=v.version, kind=v.kind, at=v.at, actor=_actor(v.actor_id, v.actor_username),
                                  changed_fields=v.changed_fields,
                                  snapshot=msgspec.convert(v.snapshot, schemas.Snapshot))
@@ -69,13 +70,12 @@ async def changelog(request: web.Request, user: models.User, query: schemas.Page
 
 
 async def diff(request: web.Request, user: models.User, query: schemas.DiffQuery) -> web.Response:
-    info = request.match_info
-    found = await request.app[keys.HISTORY].diff(user.id, _event_id(request), int(info["v1"]), int(info["v2"]))
+    found = await request.app[keys.HISTORY].diff(user.id, _event_id(request), path_int(request, "v1"), path_int(request, "v2"))
     wants_html = query.format == "html" or (query.format is None and request.get(keys.MEDIA) == codec.HTML)
     if wants_html:
         return web.Response(text=diff_page(_event_id(request), found), content_type=codec.HTML,
                             headers={"Content-Security-Policy": _PAGE_POLICY})
-    if request.get(keys.MEDIA) == codec.HTML:  # ?format=json with a browser's Accept
+    if query.format == "json" or request.get(keys.MEDIA) == codec.HTML:  # ?format=json: JSON, whatever Accept says
         request[keys.MEDIA] = codec.JSON
     body = schemas.DiffOut(from_version=found.from_version, to_version=found.to_version,
                            changes=[schemas.FieldChange(**c) for c in found.changes],
@@ -83,11 +83,12 @@ async def diff(request: web.Request, user: models.User, query: schemas.DiffQuery
     return codec.respond(request, body)
 
 
-async def rollback(request: web.Request, user: models.User, query: schemas.CreateQuery) -> web.Response:
-    strategy = query.on_conflict or "reject"
+async def rollback(request: web.Request, user: models.User, body: schemas.RollbackIn,
+                   query: schemas.CreateQuery) -> web.Response:
+    strategy = query.on_conflict or body.on_conflict or "reject"
     with current_shown():
         event, found = await request.app[keys.EVENTS].rollback(
-            user.id, _event_id(request), int(request.match_info["version"]),
+            user.id, _event_id(request), path_int(request, "version"),
             if_match=request.headers.get("If-Match"), strategy=strategy)
     return event_response(request, event, found=found if strategy == "allow" else None)
 

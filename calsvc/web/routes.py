@@ -122,7 +122,7 @@ ROUTES: list[Route] = [
           "history", {200: S.VersionDetail}, errors=(404,)),
     Route("POST", r"/api/events/{id:\d+}/rollback/{version:\d+}", history.rollback,
           "Make a version's content current again (editor or better)", "history", {200: S.Event},
-          query=S.CreateQuery, errors=(403, 404, 409, 412), headers=("If-Match",),
+          body=S.RollbackIn, query=S.CreateQuery, errors=(403, 404, 409, 412), headers=("If-Match",),
           description="A new version (`rolled_back`) with that snapshot's content, checked against the "
                       "owner's calendar like an update (`on_conflict`). Rolling back a deleted event "
                       "(its owner alone) restores it. Rolling back to what the event already is writes nothing."),

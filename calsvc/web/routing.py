@@ -100,3 +100,10 @@ def bind(route: Route) -> Handler:
     handle.__name__ = route.name
     handle.route = route  # type: ignore[attr-defined]
     return handle
+
+
+def path_int(request: web.Request, name: str) -> int:
+    """A numeric path parameter (`{name:\\d+}`); one too long to be an id or a version is
+    none (0, which names nothing), not Python's int-from-string limit (a 500)."""
+    text = request.match_info[name]
+    return int(text) if len(text) <= 20 else 0

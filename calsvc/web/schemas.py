@@ -486,7 +486,13 @@ class DiffOut(Struct, kw_only=True):
 
 
 class DiffQuery(Struct, kw_only=True):
-    format: Annotated[Literal["json", "html"], Meta(description="html: the side-by-side page, whatever Accept says")] | None = None
+    format: Annotated[Literal["json", "html"], Meta(
+        description="html: the side-by-side page, json: JSON, whichever Accept prefers (an Accept that "
+                    "allows none of the route's types is still a 406)")] | None = None
+
+
+class RollbackIn(Struct, kw_only=True):
+    on_conflict: Strategy | None = None
 
 
 # -- transactions -------------------------------------------------------------------------

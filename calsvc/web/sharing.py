@@ -9,11 +9,12 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.web import codec, keys, schemas
+from calsvc.web.routing import path_int
 
 
 def _ids(request: web.Request) -> tuple[int, int | None]:
     user = request.match_info.get("user_id")
-    return int(request.match_info["id"]), None if user is None else int(user)
+    return path_int(request, "id"), None if user is None else path_int(request, "user_id")
 
 
 def render_permissions(permissions: list[models.Permission], next_cursor: str | None = None) -> schemas.PermissionPage:

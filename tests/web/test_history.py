@@ -229,3 +229,44 @@ async def test_the_diff_page_escapes_user_content(client):
                             headers={**headers, "Accept": "text/html,*/*;q=0.8"})
     assert resp.headers["Content-Type"].startswith("application/json")
     assert (await client.get(f"/api/events/{eid}/diff/1/2", headers={**headers, "Accept": "image/png"})).status == 406
+
+
+async def test_a_new_time_zone_alone_is_no_change_of_times(client):
+    (owner, oh), (editor, eh) = await people(client, 2)
+    _, event = await create(client, oh, start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T09:15:00Z",
+                            timezone="UTC")
+    eid = event["id"]
+    await client.post(f"/api/events/{eid}/share", headers=oh, json={"user_id": editor["id"], "role": "editor"})
+    await edit(client, oh, eid, timezone="Europe/Berlin")
+    history = (await (await client.get(f"/api/events/{eid}/history", headers=oh)).json())["items"]
+    assert history[1]["changed_fields"] == ["timezone"]
+    diff = await (await client.get(f"/api/events/{eid}/diff/1/2", headers=oh)).json()
+    assert [c["field"] for c in diff["changes"]] == ["timezone"]
+    resp = await client.patch(f"/api/events/{eid}", headers=eh, params={"edit_strategy": "merge", "base_version": "1"},
+                              json={"start_time": "2026-12-01T09:30:00Z", "end_time": "2026-12-01T09:45:00Z"})
+    assert resp.status == 200, await resp.text()
+    merged = await resp.json()
+    assert (merged["timezone"], merged["start_time"]) == ("Europe/Berlin", "2026-12-01T10:30:00+01:00")
+
+
+async def test_rollback_takes_on_conflict_from_its_body_and_checks_the_body(client):
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers)
+    await edit(client, headers, event["id"], start_time="2026-12-01T14:00:00+01:00", end_time="2026-12-01T14:15:00+01:00")
+    await create(client, headers, title="Blocker")
+    url = f"/api/events/{event['id']}/rollback/1"
+    resp = await client.post(url, headers={**headers, "Content-Type": "application/json"}, data=b"{")
+    await assert_problem(resp, 400, "malformed")
+    resp = await client.post(url, headers={**headers, "Content-Type": "text/plain"}, data=b"hello")
+    await assert_problem(resp, 415, "unsupported-media-type")
+    resp = await client.post(url, headers=headers, json={"on_conflict": "allow"})
+    assert resp.status == 200 and (await resp.json())["conflicts"]
+
+
+async def test_format_json_forces_json(client):
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers)
+    resp = await client.get(f"/api/events/{event['id']}/diff/1/1", params={"format": "json"},
+                            headers={**headers, "Accept": "application/msgpack"})
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert (await resp.json())["changes"] == []

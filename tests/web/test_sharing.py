@@ -150,6 +150,8 @@ async def test_change_a_role_and_transfer_ownership(client, database_url):
     stranger, _ = (await people(client, 1))[0]
     await assert_problem(await client.put(f"/api/events/{eid}/permissions/{stranger['id']}", headers=oh,
                                           json={"role": "viewer"}), 404, "not-found")
+    await assert_problem(await client.put(f"/api/events/{eid}/permissions/{'9' * 5000}", headers=oh,
+                                          json={"role": "viewer"}), 404, "not-found")
     await assert_problem(await client.put(f"/api/events/{eid}/permissions/{owner['id']}", headers=oh,
                                           json={"role": "editor"}), 409, "conflict")
     assert (await client.put(f"/api/events/{eid}/permissions/{owner['id']}", headers=oh,
@@ -171,6 +173,7 @@ async def test_change_a_role_and_transfer_ownership(client, database_url):
     assert await access_log(database_url, eid) == [
         ("shared", a["id"], None, "viewer", owner["id"]), ("shared", b["id"], None, "viewer", owner["id"]),
         ("role_changed", a["id"], "viewer", "editor", owner["id"]),
+        ("ownership_transferred", owner["id"], "owner", "editor", owner["id"]),
         ("ownership_transferred", b["id"], "viewer", "owner", owner["id"])]
     assert (await client.delete(f"/api/events/{eid}", headers=bh)).status == 204
 
@@ -185,7 +188,9 @@ async def test_an_update_after_a_transfer_checks_the_new_owners_calendar(client)
     resp = await client.patch(f"/api/events/{event['id']}", headers=oh, json={
         "start_time": "2026-12-01T10:30:00+01:00", "end_time": "2026-12-01T10:45:00+01:00"})
     problem = await assert_problem(resp, 409, "scheduling-conflict")
-    assert [c["event_id"] for c in problem["conflicts"]] == [busy["id"]]
+    # the new owner's own event, which the old owner cannot see: busy, nothing more
+    assert [(c["event_id"], c["title"], c["start_time"]) for c in problem["conflicts"]] == [
+        (0, "busy", busy["start_time"])]
 
 
 async def test_revoke_and_leave(client, database_url):
@@ -228,3 +233,79 @@ async def test_a_shared_event_follows_its_changes_and_delete(client):
     assert (await client.delete(f"/api/events/{event['id']}", headers=oh)).status == 204
     listed = await (await client.get("/api/events", headers=ah)).json()
     assert listed["items"] == []
+
+
+async def _queued(client, database_url, event_id, first, second):
+    """Run request `first`, then `second`, both waiting on the event's row lock (held here
+    for a moment), so the second is decided after the first committed."""
+    import asyncio
+    conn = await asyncpg.connect(database_url)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("SELECT 1 FROM events WHERE id = $1 FOR UPDATE", event_id)
+        one = asyncio.ensure_future(first())
+        await asyncio.sleep(0.3)
+        two = asyncio.ensure_future(second())
+        await asyncio.sleep(0.3)
+        await tx.rollback()
+    finally:
+        await conn.close()
+    return await one, await two
+
+
+async def test_a_write_waiting_behind_a_change_of_access_sees_the_new_role(client, database_url):
+    (owner, oh), (editor, eh), (heir, hh) = await people(client, 3)
+    _, event = await create(client, oh)
+    url = f"/api/events/{event['id']}"
+    await client.post(f"{url}/share", headers=oh, json={"users": [
+        {"user_id": editor["id"], "role": "editor"}, {"user_id": heir["id"], "role": "viewer"}]})
+    revoke, patch = await _queued(client, database_url, event["id"],
+                                  lambda: client.delete(f"{url}/permissions/{editor['id']}", headers=oh),
+                                  lambda: client.patch(url, headers=eh, json={"title": "sneaky"}))
+    assert revoke.status == 204
+    await assert_problem(patch, 404, "not-found")
+    transfer, delete = await _queued(client, database_url, event["id"],
+                                     lambda: client.put(f"{url}/permissions/{heir['id']}", headers=oh,
+                                                        json={"role": "owner"}),
+                                     lambda: client.delete(url, headers=oh))
+    assert transfer.status == 200
+    await assert_problem(delete, 403, "forbidden")  # an editor now
+    assert (await (await client.get(url, headers=hh)).json())["title"] == "Standup"
+
+
+async def test_a_deleted_user_cannot_be_given_an_event(client, database_url):
+    (owner, oh), (gone, _) = await people(client, 2)
+    _, event = await create(client, oh)
+    url = f"/api/events/{event['id']}"
+    await client.post(f"{url}/share", headers=oh, json={"user_id": gone["id"], "role": "editor"})
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", gone["id"])
+    finally:
+        await conn.close()
+    await assert_problem(await client.put(f"{url}/permissions/{gone['id']}", headers=oh, json={"role": "owner"}),
+                         404, "not-found")
+    assert (await (await client.get(url, headers=oh)).json())["owner_id"] == owner["id"]
+
+
+async def test_an_editor_learns_the_owner_is_busy_not_with_what(client):
+    (owner, oh), (editor, eh) = await people(client, 2)
+    _, shared = await create(client, oh)
+    _, private = await create(client, oh, title="Doctor", start_time="2026-12-01T11:00:00+01:00",
+                              end_time="2026-12-01T12:00:00+01:00")
+    _, visible = await create(client, oh, title="Team lunch", start_time="2026-12-01T12:00:00+01:00",
+                              end_time="2026-12-01T13:00:00+01:00")
+    await client.post(f"/api/events/{shared['id']}/share", headers=oh, json={"user_id": editor["id"], "role": "editor"})
+    await client.post(f"/api/events/{visible['id']}/share", headers=oh, json={"user_id": editor["id"], "role": "viewer"})
+    move = {"start_time": "2026-12-01T11:30:00+01:00", "end_time": "2026-12-01T12:30:00+01:00"}
+    problem = await assert_problem(await client.patch(f"/api/events/{shared['id']}", headers=eh, json=move),
+                                   409, "scheduling-conflict")
+    assert [(c["event_id"], c["title"]) for c in problem["conflicts"]] == [(0, "busy"), (visible["id"], "Team lunch")]
+    assert problem["conflicts"][0]["start_time"] == "2026-12-01T11:00:00+01:00"
+    allowed = await (await client.patch(f"/api/events/{shared['id']}?on_conflict=allow", headers=eh, json=move)).json()
+    assert [(c["event_id"], c["title"]) for c in allowed["conflicts"]] == [(0, "busy"), (visible["id"], "Team lunch")]
+    # the owner sees everything
+    problem = await assert_problem(await client.patch(f"/api/events/{shared['id']}", headers=oh, json={
+        "start_time": "2026-12-01T11:15:00+01:00", "end_time": "2026-12-01T11:45:00+01:00"}), 409, "scheduling-conflict")
+    assert problem["conflicts"][0]["event_id"] == private["id"]
