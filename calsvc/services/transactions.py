@@ -51,22 +51,23 @@ class TransactionService:
 
     async def run(self, user_id: int, ops: list[Op | errors.Problem], strategy: str,
                   record: Recorder | None = None) -> list[Outcome]:
-        for index, op in enumerate(ops):  # an operation that did not even parse fails it all
-            if isinstance(op, errors.Problem):
-                raise errors.TransactionOperation.of(index, op)
-        checked_ops: list[Op] = [op for op in ops if isinstance(op, Op)]
-        _check_refs(checked_ops)
-        return await run_in_tx(self.db, "transaction", self._run, user_id, checked_ops, strategy, record)
+        """Each item is a checked operation or the problem of one that did not parse; that
+        problem is raised when its turn comes, so the answer names the first operation that
+        fails, in order."""
+        return await run_in_tx(self.db, "transaction", self._run, user_id, ops, strategy, record)
 
-    async def _run(self, tx: Tx, user_id: int, ops: list[Op], strategy: str,
+    async def _run(self, tx: Tx, user_id: int, ops: list[Op | errors.Problem], strategy: str,
                    record: Recorder | None) -> list[Outcome]:
         if record is not None:
             await record.claim(tx)
-        await self._lock_calendars(tx, user_id, ops)
+        await self._lock_calendars(tx, user_id, [op for op in ops if isinstance(op, Op)])
         created: dict[str, int] = {}
         outcomes = []
         for index, op in enumerate(ops):
             try:
+                if isinstance(op, errors.Problem):
+                    raise op
+                _check_refs(op, created)
                 outcomes.append(await self._one(tx, user_id, op, strategy, created))
             except errors.Problem as exc:
                 raise errors.TransactionOperation.of(index, exc) from None
@@ -117,15 +118,9 @@ class TransactionService:
         return Outcome(204)
 
 
-def _check_refs(ops: list[Op]) -> None:
-    """Each ref named once; each "$ref" names an earlier create. errors.TransactionOperation."""
-    seen: set[str] = set()
-    for index, op in enumerate(ops):
-        if isinstance(op.target, str) and op.target[1:] not in seen:
-            raise errors.TransactionOperation.of(index, errors.Validation.at(
-                ("body", "id"), f"{op.target} names no event created by an earlier operation"))
-        if op.ref is not None:
-            if op.ref in seen:
-                raise errors.TransactionOperation.of(index, errors.Validation.at(
-                    ("body", "ref"), f"ref {op.ref!r} is used twice"))
-            seen.add(op.ref)
+def _check_refs(op: Op, created: dict[str, int]) -> None:
+    """A "$ref" names an earlier create; a ref is used once. errors.Validation otherwise."""
+    if isinstance(op.target, str) and op.target[1:] not in created:
+        raise errors.Validation.at(("body", "id"), f"{op.target} names no event created by an earlier operation")
+    if op.ref is not None and op.ref in created:
+        raise errors.Validation.at(("body", "ref"), f"ref {op.ref!r} is used twice")

@@ -142,3 +142,16 @@ async def test_a_transaction_is_idempotent_with_a_key(client, database_url):
     assert first.status == again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert await again.json() == await first.json()
     assert await counts(database_url) == before
+
+
+async def test_the_first_failing_operation_is_named_even_when_a_later_one_is_malformed(client, database_url):
+    (owner, oh), = await people(client, 1)
+    before = await counts(database_url)
+    resp = await client.post("/api/transactions", headers=oh, json={"operations": [
+        {"op": "create", "event": STANDUP},
+        {"op": "create", "event": STANDUP},  # the same slot: 409
+        {"op": "frobnicate"},
+        {"op": "delete", "id": "$nowhere"}]})
+    problem = await assert_problem(resp, 409, "transaction-operation")
+    assert problem["index"] == 1
+    assert await counts(database_url) == before
