@@ -144,6 +144,17 @@ async def visible_among(conn: asyncpg.Connection, user_id: int, event_ids: list[
     return {r["event_id"] for r in rows}
 
 
+async def lock_visible_events(conn: asyncpg.Connection, event_ids: list[int], user_id: int) -> None:
+    """Lock the rows of those of `event_ids` that `user_id` can see, in id order."""
+    await conn.execute(
+        """
+        SELECT 1 FROM events e
+        WHERE e.id = ANY($1::bigint[]) AND e.deleted_at IS NULL
+          AND EXISTS (SELECT 1 FROM event_permissions p WHERE p.event_id = e.id AND p.user_id = $2)
+        ORDER BY e.id FOR UPDATE OF e
+        """, event_ids, user_id)
+
+
 async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:
     """Serialise conflict checks and writes on one owner's calendar until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", owner_id)

@@ -15,7 +15,7 @@ WHERE e.id = $1
 _VERSIONS = """
 SELECT v.version, v.kind, v.at, v.actor_id, u.username AS actor_username, v.changed_fields
 FROM event_versions v JOIN users u ON u.id = v.actor_id
-WHERE v.event_id = $1 AND v.version > $2
+WHERE v.event_id = $1 AND v.version > $2::bigint  -- a cursor is any 64-bit number
 ORDER BY v.version
 LIMIT $3
 """

@@ -583,9 +583,13 @@ class EventService:
         self.db = db
         self.long_events = LongEvents()
 
-    async def _calendar(self, conn, user_id: int, lower: dt.datetime, upper: dt.datetime) -> list[Event]:
+    async def _calendar(self, conn, user_id: int, lower: dt.datetime, upper: dt.datetime,
+                        tx: Tx | None = None) -> list[Event]:
         """The live events of `user_id`'s calendar whose envelope overlaps [lower, upper)
-        (see event_db.list_calendar), long ones from the cache when their version is known."""
+        (see event_db.list_calendar), long ones from the cache when their version is known.
+        Read inside `tx`, what was read is cached once it has committed: a version written
+        earlier in the same transaction (POST /api/transactions) is not for the cache if the
+        transaction rolls back, as its number would then be used again for other content."""
         events, long = await event_db.list_calendar(conn, user_id, lower, upper)
         missing = []
         for key in long:
@@ -595,9 +599,13 @@ class EventService:
             else:
                 events.append(event)
         if missing:
-            for event in await event_db.calendar_events(conn, missing):
-                self.long_events.put(event)
-                events.append(event)
+            fetched = await event_db.calendar_events(conn, missing)
+            events += fetched
+            if tx is None:
+                for event in fetched:
+                    self.long_events.put(event)
+            else:
+                tx.call_after(lambda: [self.long_events.put(event) for event in fetched])
         return events
 
     # -- create ---------------------------------------------------------------------------
@@ -624,13 +632,13 @@ class EventService:
             return draft, []
         else:
             lower, upper = min(s for s, _ in mine), max(e for _, e in mine)
-        candidates = await self._calendar(tx.conn, owner_id, lower, upper)
+        candidates = await self._calendar(tx.conn, owner_id, lower, upper, tx)
         found = conflicts.find_conflicts(mine, _busy(candidates, lower, upper, exclude))
         if not found or strategy == "allow":
             return draft, found
         if strategy == "shift":
             start, until = _shift_window(draft)
-            around = await self._calendar(tx.conn, owner_id, start, until)
+            around = await self._calendar(tx.conn, owner_id, start, until, tx)
             return _shift(draft, [(b.start, b.end) for b in _busy(around, start, until, exclude)], found), []
         raise _conflict(found)
 
@@ -694,7 +702,7 @@ class EventService:
             upper = max(r[1] for r in ranges)
             if strategy == "shift":
                 upper = max(upper, *(_shift_window(d)[1] for d in valid))
-            candidates = await self._calendar(tx.conn, user_id, lower, upper)
+            candidates = await self._calendar(tx.conn, user_id, lower, upper, tx)
             calendar = conflicts.Calendar(_busy(candidates, lower, upper, exclude=None))
             for index, draft in enumerate(drafts):
                 if not isinstance(draft, Draft):

@@ -19,7 +19,8 @@ MAX_SHARES = 100  # users in one share request
 async def locked_event(tx: Tx, user_id: int, event_id: int) -> Event:
     """The live event as `user_id` sees it, its row locked; errors.NotFound when they cannot."""
     event = None
-    if 1 <= event_id < 2**63:
+    # visible first: a stranger neither locks the event nor learns from a wait that it exists
+    if 1 <= event_id < 2**63 and await event_db.find_event(tx.conn, event_id, user_id) is not None:
         event = await event_db.lock_event(tx.conn, event_id, user_id)
     if event is None:
         raise errors.NotFound("no such event")

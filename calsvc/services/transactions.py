@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from calsvc import errors
+from calsvc.conflicts import Busy
 from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
@@ -41,6 +42,7 @@ class Op:
 class Outcome:
     status: int
     event: Event | None = None
+    conflicts: list[Busy] = dataclasses.field(default_factory=list)  # written with them (allow)
 
 
 class TransactionService:
@@ -76,22 +78,27 @@ class TransactionService:
         return outcomes
 
     async def _lock_calendars(self, tx: Tx, user_id: int, ops: list[Op]) -> None:
-        ids = sorted({op.target for op in ops if isinstance(op.target, int) and op.kind in ("update", "delete")})
-        owners = set(await event_db.owners_of(tx.conn, ids, user_id)) if ids else set()
+        """The calendars of the events named by id (and the caller's, for creates), then those
+        events' rows, each in id order, before any operation takes them in its own order."""
+        writes = sorted({op.target for op in ops if isinstance(op.target, int) and op.kind in ("update", "delete")})
+        owners = set(await event_db.owners_of(tx.conn, writes, user_id)) if writes else set()
         if any(op.kind == "create" for op in ops):
             owners.add(user_id)
         for owner in sorted(owners):
             await event_db.lock_calendar(tx.conn, owner)
+        named = sorted({op.target for op in ops if isinstance(op.target, int)})
+        if named:
+            await event_db.lock_visible_events(tx.conn, named, user_id)
 
     async def _one(self, tx: Tx, user_id: int, op: Op, strategy: str, created: dict[str, int]) -> Outcome:
         if op.kind == "create":
             assert op.fields is not None
             draft = await checked(op.fields)
             _check_strategy(draft, strategy, ("body", "on_conflict"))
-            event, _ = await self.events._insert(tx, user_id, draft, strategy, None)
+            event, found = await self.events._insert(tx, user_id, draft, strategy, None)
             if op.ref is not None:
                 created[op.ref] = event.id
-            return Outcome(201, event)
+            return Outcome(201, event, found)
         event_id = created[op.target[1:]] if isinstance(op.target, str) else op.target
         assert isinstance(event_id, int)
         if_match = None if op.if_version is None else f'"{op.if_version}"'
@@ -105,8 +112,9 @@ class TransactionService:
                 _check_strategy(draft, strategy, ("body", "on_conflict"))
                 return Change(draft, "updated")
 
-            event, _ = await self.events._change_tx(tx, user_id, event_id, EDITOR_ROLES, if_match, build, strategy)
-            return Outcome(200, event)
+            event, found = await self.events._change_tx(tx, user_id, event_id, EDITOR_ROLES, if_match, build,
+                                                        strategy)
+            return Outcome(200, event, found)
         if op.kind == "delete":
             await self.events._delete(tx, user_id, event_id, if_match)
             return Outcome(204)

@@ -41,7 +41,7 @@ async def run_transaction(request: web.Request, user: models.User, body: schemas
         for index, outcome in enumerate(outcomes):
             result = schemas.OperationResult(index=index, status=outcome.status)
             if outcome.event is not None:
-                result.event = rendered(outcome.event)
+                result.event = rendered(outcome.event, outcome.conflicts if strategy == "allow" else None)
             results.append(result)
         return 200, schemas.TransactionResults(results=results), {}
 

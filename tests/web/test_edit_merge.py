@@ -78,13 +78,15 @@ async def test_the_same_change_on_both_sides_is_no_conflict(client):
     _, _, headers = await user_with_token(client)
     _, event = await create(client, headers)
     url = f"/api/events/{event['id']}"
-    await client.patch(url, headers=headers, json={"start_time": "2026-12-01T08:00:00Z", "end_time": "2026-12-01T08:15:00Z"})
+    theirs = await client.patch(url, headers=headers, json={"start_time": "2026-12-01T10:00:00+01:00",
+                                                            "end_time": "2026-12-01T10:15:00+01:00"})
+    assert (await theirs.json())["version"] == 2
     resp = await client.patch(url, headers=headers, params={"edit_strategy": "merge", "base_version": "1"},
-                              json={"start_time": "2026-12-01T09:00:00+01:00", "end_time": "2026-12-01T09:15:00+01:00",
+                              json={"start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T09:15:00Z",
                                     "title": "Renamed"})
-    assert resp.status == 200, await resp.text()  # the same instants, written another way
+    assert resp.status == 200, await resp.text()  # the same instants as theirs, written another way
     body = await resp.json()
-    assert (body["title"], body["start_time"]) == ("Renamed", "2026-12-01T09:00:00+01:00")
+    assert (body["title"], body["start_time"], body["version"]) == ("Renamed", "2026-12-01T10:00:00+01:00", 3)
 
 
 async def test_bad_merges_are_422(client):

@@ -270,3 +270,12 @@ async def test_format_json_forces_json(client):
                             headers={**headers, "Accept": "application/msgpack"})
     assert resp.headers["Content-Type"].startswith("application/json")
     assert (await resp.json())["changes"] == []
+
+
+async def test_a_history_cursor_past_any_version_is_an_empty_page(client):
+    import base64
+    _, _, headers = await user_with_token(client)
+    _, event = await create(client, headers)
+    cursor = base64.urlsafe_b64encode(b"[3000000000]").decode().rstrip("=")
+    resp = await client.get(f"/api/events/{event['id']}/history", headers=headers, params={"cursor": cursor})
+    assert resp.status == 200 and (await resp.json())["items"] == []

@@ -155,3 +155,35 @@ async def test_the_first_failing_operation_is_named_even_when_a_later_one_is_mal
     problem = await assert_problem(resp, 409, "transaction-operation")
     assert problem["index"] == 1
     assert await counts(database_url) == before
+
+
+async def test_a_rolled_back_transaction_leaves_nothing_in_the_conflict_cache(client):
+    (owner, oh), = await people(client, 1)
+    series = await (await client.post("/api/events", headers=oh, json={
+        "title": "Daily", "start_time": "2030-01-01T09:00:00Z", "end_time": "2030-01-01T10:00:00Z",
+        "timezone": "UTC", "recurrence": {"rrule": "FREQ=DAILY"}})).json()
+    _, other = await create(client, oh, title="Other", start_time="2030-02-01T15:00:00Z",
+                            end_time="2030-02-01T16:00:00Z", timezone="UTC")
+    resp = await client.post("/api/transactions", headers=oh, json={"operations": [
+        {"op": "update", "id": series["id"], "changes": {"start_time": "2030-01-01T12:00:00Z",
+                                                         "end_time": "2030-01-01T13:00:00Z"}},  # version 2, then gone
+        {"op": "create", "event": {"title": "probe", "start_time": "2030-01-05T09:30:00Z",
+                                   "end_time": "2030-01-05T09:45:00Z", "timezone": "UTC"}},
+        {"op": "delete", "id": other["id"], "if_version": 9}]})
+    await assert_problem(resp, 412, "transaction-operation")
+    # version 2 is written again, with other content: the series stays at 09:00
+    assert (await client.patch(f"/api/events/{series['id']}", headers=oh, json={"title": "Daily!"})).status == 200
+    resp = await client.post("/api/events", headers=oh, json={
+        "title": "clash", "start_time": "2030-01-10T09:30:00Z", "end_time": "2030-01-10T09:45:00Z", "timezone": "UTC"})
+    problem = await assert_problem(resp, 409, "scheduling-conflict")
+    assert [c["event_id"] for c in problem["conflicts"]] == [series["id"]]
+
+
+async def test_allow_lists_the_conflicts_of_each_operation(client):
+    (owner, oh), = await people(client, 1)
+    _, busy = await create(client, oh)
+    resp = await client.post("/api/transactions?on_conflict=allow", headers=oh, json={"operations": [
+        {"op": "create", "event": STANDUP}]})
+    assert resp.status == 200
+    [result] = (await resp.json())["results"]
+    assert [c["event_id"] for c in result["event"]["conflicts"]] == [busy["id"]]
