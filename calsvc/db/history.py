@@ -29,7 +29,9 @@ WHERE v.event_id = $1 AND v.version = ANY($2::int[])
 _CHANGELOG = """
 -- content versions (each with the snapshot before it) and access changes, in the order
 -- they were written
-SELECT * FROM (
+SELECT seq, version, action, at, actor_id, actor_username, snapshot, previous, previous_kind,
+       user_id, username, old_role, new_role
+FROM (
     SELECT v.seq, v.version, v.kind AS action, v.at, v.actor_id, a.username AS actor_username,
            v.snapshot::text AS snapshot, prev.snapshot::text AS previous, prev.kind AS previous_kind,
            NULL::bigint AS user_id, NULL::text AS username, NULL::text AS old_role, NULL::text AS new_role

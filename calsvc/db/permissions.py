@@ -21,7 +21,7 @@ _GRANT = """
 -- give users ($2) roles ($3) on event $1, or change the role they have; each actual change
 -- logged with its actor ($4). New rows copy the event's start, envelope, version and liveness.
 WITH input AS (
-    SELECT * FROM unnest($2::bigint[], $3::text[]) AS i(user_id, role)
+    SELECT i.user_id, i.role FROM unnest($2::bigint[], $3::text[]) AS i(user_id, role)
 ), old AS (
     SELECT p.user_id, p.role FROM event_permissions p JOIN input USING (user_id) WHERE p.event_id = $1
 ), written AS (
