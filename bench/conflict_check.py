@@ -45,6 +45,8 @@ from calsvc.db import migrate
 from calsvc.db.pool import Database
 from calsvc.db.tx import run_in_tx
 from calsvc.services import events as event_service
+from calsvc.notify.broker import Broker
+from calsvc.services.notifications import Notifications
 from calsvc.services.events import EventService, check_event
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -674,7 +676,8 @@ async def main() -> None:
     settings = Settings().replace(database={"url": DB_URL, "pool_min_size": 1, "pool_max_size": 2,
                                             "command_timeout": 60})
     db = await Database.connect(DB_URL, settings.database)
-    service = EventService(db)
+    # creates announce nothing: a broker that wakes nobody is enough here
+    service = EventService(db, Notifications(db, Broker(None)))  # type: ignore[arg-type]
     try:
         async with db.acquire() as conn:
             stats = await conn.fetchrow("""

@@ -13,11 +13,15 @@ from calsvc.config import Settings
 from calsvc.db import migrate
 from calsvc.db.pool import Database
 from calsvc.passwords import Hasher
-from calsvc.ratelimit import MemoryLimiter
+from calsvc.db import tokens as token_db
+from calsvc.notify.broker import Broker, PgBroker, RedisBroker
+from calsvc.notify.hub import Hub, Stream
+from calsvc.ratelimit import MemoryLimiter, RedisLimiter
 from calsvc.services.auth import AuthService
 from calsvc.services.events import EventService
 from calsvc.services.history import HistoryService
 from calsvc.services.idempotency import Idempotency
+from calsvc.services.notifications import Notifications
 from calsvc.services.sharing import SharingService
 from calsvc.services.transactions import TransactionService
 from calsvc.tokens import TokenCodec
@@ -25,11 +29,13 @@ from calsvc.web import keys, openapi
 from calsvc.web.docs import add_docs
 from calsvc.web.metrics import Metrics
 from calsvc.web.middlewares import api_middleware, edge_middleware, on_response_prepare
+from calsvc.web.notifications import item_json
 from calsvc.web.routes import ROUTES, add_routes
 
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = 600.0
+REDIS_TIMEOUT = 0.5  # seconds: a Redis that does not answer in time counts as down
 CORS_EXPOSE = ("ETag", "Location", "X-Request-ID", "Retry-After", "RateLimit-Limit",
                "RateLimit-Remaining", "RateLimit-Reset", "WWW-Authenticate")
 CORS_ALLOW = ("Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
@@ -42,14 +48,47 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.DB] = db
     hasher = Hasher(settings.auth.bcrypt_rounds)
     await hasher.warm_up()  # so the first unknown-user login costs what the others do
-    app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher)
-    app[keys.EVENTS] = EventService(db)
-    app[keys.SHARING] = SharingService(db)
+
+    async def still_valid(streams: list[Stream]) -> set:
+        async with db.acquire() as conn:
+            return await token_db.valid_access_tokens(conn, [(s.user_id, s.jti, s.family_id) for s in streams])
+
+    hub = Hub(lambda cursors, per_user: notifications.after(cursors, per_user), still_valid, item_json)
+    broker: Broker
+    if app.get(keys.REDIS) is not None:
+        broker = RedisBroker(hub, app[keys.REDIS], settings.redis.prefix)
+    else:
+        broker = PgBroker(hub, str(settings.database.url), settings.database.connect_timeout)
+    notifications = Notifications(db, broker)
+    app[keys.HUB] = hub
+    app[keys.NOTIFICATIONS] = notifications
+    app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher, broker)
+    app[keys.EVENTS] = EventService(db, notifications)
+    app[keys.SHARING] = SharingService(db, notifications)
     app[keys.HISTORY] = HistoryService(db)
     app[keys.TRANSACTIONS] = TransactionService(db, app[keys.EVENTS], app[keys.SHARING])
     app[keys.IDEMPOTENCY] = Idempotency(db)
+    broker.start()
+    hub.start()
     yield
+    await hub.stop()
+    await broker.stop()
     await db.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    yield
+    client = app.get(keys.REDIS)
+    if client is not None:
+        await client.aclose()
+
+
+async def _close_streams(app: web.Application) -> None:
+    """On shutdown, end every event stream (cleanly: the clients see the end of the
+    response and reconnect elsewhere with Last-Event-ID)."""
+    hub = app.get(keys.HUB)
+    if hub is not None:
+        hub.close_all("the server is shutting down")
 
 
 async def _purge_expired_tokens(app: web.Application) -> AsyncIterator[None]:
@@ -81,12 +120,25 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.TOKENS] = TokenCodec(settings.auth)
-    app[keys.AUTH_LIMITER] = MemoryLimiter(settings.rate_limit.auth_per_minute)
-    app[keys.USER_LIMITER] = MemoryLimiter(settings.rate_limit.user_per_minute)
+    if settings.redis.url:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(
+            str(settings.redis.url), socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
+            health_check_interval=10)
+        app[keys.REDIS] = client
+        prefix = settings.redis.prefix
+        app[keys.AUTH_LIMITER] = RedisLimiter(client, settings.rate_limit.auth_per_minute, f"{prefix}:ratelimit:auth:")
+        app[keys.USER_LIMITER] = RedisLimiter(client, settings.rate_limit.user_per_minute, f"{prefix}:ratelimit:user:")
+    else:
+        app[keys.AUTH_LIMITER] = MemoryLimiter(settings.rate_limit.auth_per_minute)
+        app[keys.USER_LIMITER] = MemoryLimiter(settings.rate_limit.user_per_minute)
     app[keys.MIGRATIONS] = migrate.all_ids()
     app[keys.METRICS] = Metrics(lambda: _pool_sizes(app))
     app[keys.OPENAPI] = openapi.build(ROUTES)
+    app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
+    app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(_purge_expired_tokens)
     app.on_response_prepare.append(on_response_prepare)
     add_routes(app)

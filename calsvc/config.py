@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -37,6 +38,7 @@ class ServerSettings:
     max_bulk_body_bytes: int = 8 * 1024 * 1024
     redoc_script_url: str = "https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"
     shutdown_timeout: float = 5.0
+    sse_heartbeat: float = 15.0  # seconds between the event stream's heartbeat comments
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class DatabaseSettings:
 @dataclasses.dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: Secret = Secret("")
+    prefix: str = "calsvc"  # of the pub/sub channel and the keys (deployments sharing one Redis differ here)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -221,6 +224,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("auth token lifetimes must be positive")
     if s.server.workers < 1:
         raise ConfigError("server.workers must be at least 1")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", s.redis.prefix):
+        raise ConfigError("redis.prefix must be 1-64 of A-Z a-z 0-9 _ . : -")
+    if not 0.1 <= s.server.sse_heartbeat <= 300:
+        raise ConfigError("server.sse_heartbeat must be between 0.1 and 300 seconds")
     if not 0 <= s.server.port <= 65535:
         raise ConfigError("server.port must be between 0 and 65535")
     if s.rate_limit.auth_per_minute < 0 or s.rate_limit.user_per_minute < 0:

@@ -147,3 +147,23 @@ class StoredAnswer:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "StoredAnswer":
         return cls(row["route"], bytes(row["request_hash"]), row["status"], bytes(row["body"]), row["location"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notification:
+    """A change someone else made to an event the user has (or had) access to."""
+
+    id: int
+    user_id: int
+    kind: str
+    event_id: int
+    actor_id: int
+    actor_username: str
+    summary: str
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Notification":
+        return cls(row["id"], row["user_id"], row["kind"], row["event_id"], row["actor_id"],
+                   row["actor_username"], row["summary"], row["created_at"], row["read_at"])

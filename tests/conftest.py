@@ -80,9 +80,10 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client, settings: Settings) -> MakeClient:
+def make_client(settings: Settings, aiohttp_client) -> MakeClient:
     """`await make_client(rate_limit={...})`: a client of a real app over a real socket,
-    with some settings sections changed."""
+    with some settings sections changed. (`settings` first: its database then outlives the
+    apps, which close their connections before it is dropped.)"""
 
     async def make(**sections: dict[str, Any]) -> TestClient:
         return await aiohttp_client(create_app(settings.replace(**sections) if sections else settings))

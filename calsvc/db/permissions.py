@@ -37,6 +37,7 @@ INSERT INTO event_access_changes (event_id, action, user_id, old_role, new_role,
 SELECT $1, CASE WHEN old.role IS NULL THEN 'shared' ELSE 'role_changed' END, w.user_id, old.role, w.role, $4
 FROM written w LEFT JOIN old USING (user_id)
 ORDER BY w.user_id
+RETURNING user_id, action, new_role
 """
 
 _DEMOTE_OWNER = """
@@ -72,6 +73,7 @@ WITH gone AS (
 )
 INSERT INTO event_access_changes (event_id, action, user_id, old_role, new_role, actor_id)
 SELECT $1, $4, $2, gone.role, NULL, $3 FROM gone
+RETURNING (SELECT username FROM users WHERE id = $2)
 """
 
 
@@ -99,9 +101,12 @@ async def roles_of(conn: asyncpg.Connection, event_id: int, user_ids: list[int])
     return {r["user_id"]: r["role"] for r in rows}
 
 
-async def grant(conn: asyncpg.Connection, event_id: int, grants: list[tuple[int, str]], actor_id: int) -> None:
-    """Give each (user id, role) that role (editor or viewer), logging every actual change."""
-    await conn.execute(_GRANT, event_id, [u for u, _ in grants], [r for _, r in grants], actor_id)
+async def grant(conn: asyncpg.Connection, event_id: int, grants: list[tuple[int, str]],
+                actor_id: int) -> list[tuple[int, str, str]]:
+    """Give each (user id, role) that role (editor or viewer), logging every actual change;
+    the changes: (user id, 'shared' or 'role_changed', role), by user id."""
+    rows = await conn.fetch(_GRANT, event_id, [u for u, _ in grants], [r for _, r in grants], actor_id)
+    return [(r["user_id"], r["action"], r["new_role"]) for r in rows]
 
 
 async def transfer(conn: asyncpg.Connection, event_id: int, old_owner: int, new_owner: int, actor_id: int) -> None:
@@ -111,9 +116,10 @@ async def transfer(conn: asyncpg.Connection, event_id: int, old_owner: int, new_
     await conn.execute(_PROMOTE, event_id, new_owner, actor_id)
 
 
-async def revoke(conn: asyncpg.Connection, event_id: int, user_id: int, actor_id: int, action: str) -> bool:
-    """Take away the access of `user_id` (never the owner's); whether they had any."""
-    return await conn.execute(_REVOKE, event_id, user_id, actor_id, action) == "INSERT 0 1"
+async def revoke(conn: asyncpg.Connection, event_id: int, user_id: int, actor_id: int, action: str) -> str | None:
+    """Take away the access of `user_id` (never the owner's); their username, None when they
+    had none."""
+    return await conn.fetchval(_REVOKE, event_id, user_id, actor_id, action)
 
 
 async def find_users(conn: asyncpg.Connection, ids: list[int], usernames: list[str],

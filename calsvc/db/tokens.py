@@ -95,3 +95,19 @@ async def delete_expired(conn: asyncpg.Connection) -> int:
         "DELETE FROM token_families WHERE expires_at < now() - interval '1 day'",
     )
     return sum([int((await conn.execute(sql)).split()[-1]) for sql in statements])
+
+
+async def valid_access_tokens(conn: asyncpg.Connection, tokens: list[tuple[int, uuid.UUID, uuid.UUID]]) -> set[uuid.UUID]:
+    """Those of the (user id, jti, family id) access tokens that are still good (their user
+    live, neither they nor their family revoked); expiry is the caller's to check."""
+    rows = await conn.fetch(
+        """
+        SELECT c.jti
+        FROM unnest($1::bigint[], $2::uuid[], $3::uuid[]) AS c(user_id, jti, family_id)
+        JOIN users u ON u.id = c.user_id AND u.deleted_at IS NULL
+        JOIN token_families f ON f.id = c.family_id AND f.user_id = u.id AND f.revoked_at IS NULL
+        WHERE NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = c.jti)
+        """,
+        [t[0] for t in tokens], [t[1] for t in tokens], [t[2] for t in tokens],
+    )
+    return {r["jti"] for r in rows}

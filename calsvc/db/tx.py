@@ -18,14 +18,21 @@ RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 
 class Tx:
-    """A connection inside a transaction, plus the callbacks to run once it has committed."""
+    """A connection inside a transaction, plus the callbacks to run just before it commits
+    and once it has committed."""
 
-    __slots__ = ("conn", "name", "_after_commit")
+    __slots__ = ("conn", "name", "notes", "_before_commit", "_after_commit")
 
     def __init__(self, conn: asyncpg.Connection, name: str) -> None:
         self.conn = conn
         self.name = name
+        self.notes: list[Any] = []  # notifications of this transaction's changes (services.notifications)
+        self._before_commit: list[Callable[[], Awaitable[Any]]] = []
         self._after_commit: list[Callable[[], Any]] = []
+
+    def call_before_commit(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Await `fn()` inside the transaction once its body has succeeded, as its last writes."""
+        self._before_commit.append(fn)
 
     def call_after(self, fn: Callable[[], Any]) -> None:
         """Run `fn()` (sync or async) after a successful commit; never on rollback."""
@@ -49,6 +56,8 @@ async def run_in_tx(
             try:
                 async with conn.transaction(isolation=isolation):
                     result = await fn(tx, *args)
+                    for before in tx._before_commit:
+                        await before()
             except RETRYABLE as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from typing import TYPE_CHECKING
 
 from calsvc import errors
 from calsvc.db import tokens as token_db
@@ -13,6 +14,9 @@ from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import User
 from calsvc.passwords import Hasher
 from calsvc.tokens import ACCESS, REFRESH, Claims, TokenCodec
+
+if TYPE_CHECKING:
+    from calsvc.notify.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +31,11 @@ class TokenPair:
 
 
 class AuthService:
-    def __init__(self, db: Database, codec: TokenCodec, hasher: Hasher) -> None:
+    def __init__(self, db: Database, codec: TokenCodec, hasher: Hasher, broker: "Broker") -> None:
         self.db = db
         self.codec = codec
         self.hasher = hasher
+        self.broker = broker  # tells every process's event streams of a revocation
 
     async def register(self, username: str, email: str, password: str, full_name: str | None) -> User:
         """Raises errors.Duplicate when the username or email is taken (ignoring case)."""
@@ -75,6 +80,7 @@ class AuthService:
         if stored.rotated_at is not None:
             # Returned rather than raised, so the revocation commits.
             await token_db.revoke_family(tx.conn, stored.family_id, "reuse")
+            await self.broker.revoked(tx, stored.user_id)
             log.warning("refresh token reuse detected for user %s; family revoked", stored.user_id)
             return errors.Unauthorized("refresh token reused; all sessions of this login are revoked")
         await token_db.mark_rotated(tx.conn, stored.jti)
@@ -100,6 +106,7 @@ class AuthService:
         await token_db.revoke_access_token(tx.conn, access.jti, access.expires_at)
         for family in families:
             await token_db.revoke_family(tx.conn, family, "logout", access.user_id)
+        await self.broker.revoked(tx, access.user_id)
 
     async def authenticate(self, claims: Claims) -> User:
         """The user behind valid access-token claims; errors.Unauthorized when the token was

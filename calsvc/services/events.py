@@ -19,6 +19,7 @@ from calsvc.db.pool import Database
 from calsvc.services import history
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.services.idempotency import Recorder
+from calsvc.services.notifications import ACTOR, Notifications, quoted
 from calsvc.models import Event, OccurrenceChange, exceptions_from_json, exceptions_json
 
 MAX_DURATION = dt.timedelta(days=366)
@@ -545,6 +546,7 @@ class Change:
     draft: Draft
     kind: str
     check: list[tuple[dt.datetime, dt.datetime]] | None = None
+    summary: str | None = None  # what the others read (services.notifications); None: the fields changed
 
 
 class LongEvents:
@@ -579,8 +581,9 @@ class LongEvents:
 
 
 class EventService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, notifications: Notifications) -> None:
         self.db = db
+        self.notifications = notifications
         self.long_events = LongEvents()
 
     async def _calendar(self, conn, user_id: int, lower: dt.datetime, upper: dt.datetime,
@@ -796,7 +799,8 @@ class EventService:
                 kept.update(start_time=start, end_time=end)
             change = OccurrenceChange(first, False, kept)
             draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})
-            return Change(draft, "occurrence_changed", [(start, end)])
+            return Change(draft, "occurrence_changed", [(start, end)],
+                          f"{ACTOR} changed the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}")
 
         if strategy == "shift":
             raise errors.Validation.at(("query", "on_conflict"), "shift applies to single events only")
@@ -812,7 +816,8 @@ class EventService:
                 return None
             change = OccurrenceChange(current.original_start.astimezone(dt.timezone.utc), True)
             draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})
-            return Change(draft, "occurrence_cancelled", [])
+            return Change(draft, "occurrence_cancelled", [],
+                          f"{ACTOR} cancelled the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}")
 
         event, _ = await self._change(user_id, event_id, EDITOR_ROLES, if_match, build, "allow")
         return event
@@ -851,7 +856,9 @@ class EventService:
                 raise errors.NotFound("the event has no such version")
             draft = await checked(snapshot_fields(orjson.loads(found[number]["snapshot"])))
             _check_strategy(draft, strategy)
-            return Change(draft, "rolled_back")
+            if event.deleted:
+                return Change(draft, "rolled_back", summary=f"{ACTOR} restored {quoted(draft.title)} (version {number})")
+            return Change(draft, "rolled_back", summary=f"{ACTOR} rolled {quoted(draft.title)} back to version {number}")
 
         return await self._change(user_id, event_id, EDITOR_ROLES, if_match, build, strategy, deleted_ok=True)
 
@@ -866,6 +873,7 @@ class EventService:
         body = orjson.dumps(snapshot(event, event.owner_id)).decode()
         if not await event_db.delete_event(tx.conn, event.id, event.version, user_id, body):
             raise AssertionError("a locked event changed")
+        self.notifications.note(tx, "event.deleted", event.id, user_id, f"{ACTOR} deleted {quoted(event.title)}")
 
     async def _locked(self, tx: Tx, user_id: int, event_id: int, lock_calendar: bool = True,
                       deleted_ok: bool = False) -> Event:
@@ -935,6 +943,10 @@ class EventService:
                                               change.kind, fields, event.my_role, restore=event.deleted)
         if updated is None:
             raise AssertionError("a locked event changed")
+        summary = change.summary or (
+            f"{ACTOR} updated {quoted(updated.title)} ({', '.join(history.api_fields(fields))})")
+        self.notifications.note(tx, "event.restored" if event.deleted else "event.updated", event.id, user_id,
+                                summary)
         return updated, found
 
     # -- read -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from calsvc.db import permissions as permission_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import Event, Permission
+from calsvc.services.notifications import ACTOR, Notifications, listing, literal, quoted
 
 GRANTABLE = ("editor", "viewer")
 MAX_SHARES = 100  # users in one share request
@@ -27,14 +28,19 @@ async def locked_event(tx: Tx, user_id: int, event_id: int) -> Event:
     return event
 
 
+def _as(role: str) -> str:
+    return {"owner": "the owner", "editor": "an editor", "viewer": "a viewer"}[role]
+
+
 def _owner_only(event: Event, what: str) -> None:
     if event.my_role != "owner":
         raise errors.Forbidden(f"only the owner may {what}; you are a {event.my_role}")
 
 
 class SharingService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, notifications: Notifications) -> None:
         self.db = db
+        self.notifications = notifications
 
     async def permissions(self, user_id: int, event_id: int, after_user: int, limit: int) -> list[Permission]:
         """A page of the event's permissions (owner included), by user id; anyone with access."""
@@ -53,17 +59,35 @@ class SharingService:
                        loc: tuple[str | int, ...]) -> list[Permission]:
         event = await locked_event(tx, user_id, event_id)
         _owner_only(event, "share the event")
-        grants = await self._resolve(tx, event, users, loc)
+        grants, names = await self._resolve(tx, event, users, loc)
         if await permission_db.count_permissions(tx.conn, event.id, [u for u, _ in grants]) > permission_db.MAX_PERMISSIONS:
             raise errors.Validation.at(loc, f"an event is shared with at most {permission_db.MAX_PERMISSIONS} people")
-        await permission_db.grant(tx.conn, event.id, grants, user_id)
+        changes = await permission_db.grant(tx.conn, event.id, grants, user_id)
+        title = quoted(event.title)
+        shared = [(u, role) for u, action, role in changes if action == "shared"]
+        if shared:
+            self.notifications.note(
+                tx, "event.shared", event.id, user_id,
+                f"{ACTOR} shared {title} with {listing([f'{names[u]} ({role})' for u, role in shared])}",
+                {u: f"{ACTOR} shared {title} with you as {role}" for u, role in shared})
+        changed = [(u, role) for u, action, role in changes if action == "role_changed"]
+        if changed:
+            self._role_changed(tx, event, user_id, [(u, names[u], role) for u, role in changed])
         return await permission_db.list_permissions(tx.conn, event.id)
+
+    def _role_changed(self, tx: Tx, event: Event, actor_id: int, changes: list[tuple[int, str, str]]) -> None:
+        """Announce new roles: (user id, username, role)."""
+        title = quoted(event.title)
+        self.notifications.note(
+            tx, "permission.changed", event.id, actor_id,
+            f"{ACTOR} made {listing([f'{name} {_as(role)}' for _, name, role in changes])} of {title}",
+            {u: f"{ACTOR} made you {_as(role)} of {title}" for u, _, role in changes})
 
     @staticmethod
     async def _resolve(tx: Tx, event: Event, users: list[dict[str, Any]],
-                       loc: tuple[str | int, ...]) -> list[tuple[int, str]]:
-        """(user id, role) for each entry; errors.Validation at the entry naming an unknown
-        user, the owner, a user named twice or a role that cannot be granted."""
+                       loc: tuple[str | int, ...]) -> tuple[list[tuple[int, str]], dict[int, str]]:
+        """(user id, role) for each entry, and the usernames; errors.Validation at the entry
+        naming an unknown user, the owner, a user named twice or a role that cannot be granted."""
         if not users:
             raise errors.Validation.at(loc, "name at least one user")
         if len(users) > MAX_SHARES:
@@ -95,7 +119,7 @@ class SharingService:
                 raise errors.Validation.at((*loc, index, key), "that user is named twice")
             seen.add(target)
             grants.append((target, entry["role"]))
-        return grants
+        return grants, {u[0]: u[1] for u in found}
 
     async def set_role(self, user_id: int, event_id: int, target: int, role: str) -> list[Permission]:
         """Change the role of someone who has access; `owner` transfers ownership (the old
@@ -115,7 +139,11 @@ class SharingService:
                 await permission_db.transfer(tx.conn, event.id, event.owner_id, target, user_id)
             elif role != current:
                 await permission_db.grant(tx.conn, event.id, [(target, role)], user_id)
-            return await permission_db.list_permissions(tx.conn, event.id)
+            permissions = await permission_db.list_permissions(tx.conn, event.id)
+            if role != current:
+                name = next(p.username for p in permissions if p.user_id == target)
+                self._role_changed(tx, event, user_id, [(target, name, role)])
+            return permissions
 
         return await run_in_tx(self.db, "set_role", change)
 
@@ -130,6 +158,16 @@ class SharingService:
             _owner_only(event, "revoke other people's access")
         if target == event.owner_id:
             raise errors.Conflict("the owner cannot be removed; transfer ownership first")
-        if not 1 <= target < 2**63 or not await permission_db.revoke(
-                tx.conn, event.id, target, user_id, "left" if target == user_id else "unshared"):
+        name = None
+        if 1 <= target < 2**63:
+            name = await permission_db.revoke(tx.conn, event.id, target, user_id,
+                                              "left" if target == user_id else "unshared")
+        if name is None:
             raise errors.NotFound("that user has no access to the event")
+        title = quoted(event.title)
+        if target == user_id:
+            self.notifications.note(tx, "permission.revoked", event.id, user_id, f"{ACTOR} left {title}")
+        else:
+            self.notifications.note(tx, "permission.revoked", event.id, user_id,
+                                    f"{ACTOR} removed {literal(name)} from {title}",
+                                    {target: f"{ACTOR} removed you from {title}"})

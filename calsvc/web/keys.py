@@ -8,7 +8,9 @@ from aiohttp import web
 if TYPE_CHECKING:
     from calsvc.config import Settings
     from calsvc.db.pool import Database
-    from calsvc.ratelimit import MemoryLimiter
+    from calsvc.notify.hub import Hub
+    from calsvc.ratelimit import MemoryLimiter, RedisLimiter
+    from calsvc.services.notifications import Notifications
     from calsvc.services.auth import AuthService
     from calsvc.services.events import EventService
     from calsvc.services.history import HistoryService
@@ -27,8 +29,11 @@ HISTORY: web.AppKey["HistoryService"] = web.AppKey("history")
 TRANSACTIONS: web.AppKey["TransactionService"] = web.AppKey("transactions")
 IDEMPOTENCY: web.AppKey["Idempotency"] = web.AppKey("idempotency")
 TOKENS: web.AppKey["TokenCodec"] = web.AppKey("tokens")
-AUTH_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("auth_limiter")
-USER_LIMITER: web.AppKey["MemoryLimiter"] = web.AppKey("user_limiter")
+AUTH_LIMITER: web.AppKey["MemoryLimiter | RedisLimiter"] = web.AppKey("auth_limiter")
+USER_LIMITER: web.AppKey["MemoryLimiter | RedisLimiter"] = web.AppKey("user_limiter")
+NOTIFICATIONS: web.AppKey["Notifications"] = web.AppKey("notifications")
+HUB: web.AppKey["Hub"] = web.AppKey("hub")
+REDIS: web.AppKey[Any] = web.AppKey("redis")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 MIGRATIONS: web.AppKey[list[str]] = web.AppKey("migrations")

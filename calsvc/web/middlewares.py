@@ -100,13 +100,13 @@ async def api_middleware(request: web.Request, handler) -> web.StreamResponse:
         request[keys.MEDIA] = media
     app = request.app
     if request.path.startswith("/api/auth/"):
-        verdict = app[keys.AUTH_LIMITER].hit(f"ip:{request.remote}")
+        verdict = await app[keys.AUTH_LIMITER].count(f"ip:{request.remote}")
     else:
         try:
             key = f"user:{access_claims(request).user_id}"
         except errors.Unauthorized:
             key = f"ip:{request.remote}"
-        verdict = app[keys.USER_LIMITER].hit(key)
+        verdict = await app[keys.USER_LIMITER].count(key)
     if verdict is not None:
         request[keys.RATELIMIT] = verdict
         if not verdict.allowed:

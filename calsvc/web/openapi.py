@@ -65,6 +65,7 @@ def _query_parameters(kind: type) -> list[dict[str, Any]]:
 _HEADER_TEXT = {
     "If-Match": 'The ETag (`"<version>"`) the change is based on; 412 with `current` when the event has moved on.',
     "If-None-Match": "An ETag the client holds; 304 when it is still current.",
+    "Last-Event-ID": "The id of the last notification received: the stream replays what came after it.",
     "Idempotency-Key": "1-255 printable ASCII characters: a retry with the same key and request (per user, "
                        "24 h) answers the first answer (`Idempotent-Replayed: true`) instead of writing again; "
                        "the same key with another request is a 422.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from calsvc.web import auth, codec, events, history, ops, schemas, sharing, transactions, users
+from calsvc.web import auth, codec, events, history, notifications, ops, schemas, sharing, transactions, users
 from calsvc.web.routing import Route, bind
 
 S = schemas
@@ -150,6 +150,26 @@ ROUTES: list[Route] = [
                       "update), or the problem of the first failing operation as "
                       "`/problems/transaction-operation` with its status, `index` and `errors[].loc` under "
                       "`[\"body\", \"operations\", i]`. `on_conflict` (query or body) applies to each."),
+    # -- notifications ---------------------------------------------------------------------
+    Route("GET", "/api/notifications", notifications.list_notifications,
+          "The caller's notifications, newest first", "notifications", {200: S.NotificationPage},
+          query=S.NotificationsQuery,
+          description="Changes other people made to events the caller has (or had) access to. "
+                      "`unread=true` lists unread ones only; `unread_count` counts all unread ones."),
+    Route("POST", "/api/notifications/read", notifications.mark_all_read, "Mark every notification read",
+          "notifications", {200: S.ReadAll}),
+    Route("POST", r"/api/notifications/{id:\d+}/read", notifications.mark_read, "Mark one notification read",
+          "notifications", {200: S.NotificationItem}, errors=(404,)),
+    Route("GET", "/api/notifications/stream", notifications.stream,
+          "Notifications as they happen (server-sent events)", "notifications", {200: "text/event-stream"},
+          query=S.StreamQuery, query_token=True, offers=(), headers=("Last-Event-ID",), errors=(429,),
+          description="`id:` is the notification id, `event:` its kind, `data:` the item as "
+                      "`GET /api/notifications` lists it. Without `Last-Event-ID` (header, or the "
+                      "`last_event_id` parameter) it is live only; with it, what came after that id is "
+                      "replayed first, then it goes live, with no gap and no duplicate. A comment line "
+                      "every 15 s keeps it open. EventSource may pass the token as `access_token`. It ends "
+                      "when the token expires or is revoked, when the client falls 1,000 messages behind, "
+                      "and when the server shuts down: reconnect with `Last-Event-ID`."),
     # -- operations ------------------------------------------------------------------------
     Route("GET", "/healthz", ops.healthz, "The process is up", "operations", {200: S.Health}, auth=False,
           offers=(codec.JSON,)),

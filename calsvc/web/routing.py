@@ -27,6 +27,7 @@ class Route:
     form: type | None = None           # alternative form-encoded body (OAuth2 login)
     query: type | None = None          # validated query string, passed as `query=`
     auth: bool = True                  # needs a bearer token; passes `user=`
+    query_token: bool = False          # the token may come as ?access_token= (EventSource)
     bulk: bool = False                 # body limit is max_bulk_body_bytes
     offers: tuple[str, ...] = codec.OFFERS  # response media types ((), for routes serving their own)
     errors: tuple[int, ...] = ()       # further problem statuses the route can answer
@@ -40,11 +41,17 @@ class Route:
 
 
 def bearer_token(request: web.Request) -> str | None:
+    """The token of the Authorization header; on routes that allow it (the event stream:
+    browsers' EventSource cannot send headers), else that of ?access_token=."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
+        return None
+    route = getattr(request.match_info.handler, "route", None)
+    if route is not None and route.query_token:
+        return request.query.get("access_token") or None
     return None
 
 

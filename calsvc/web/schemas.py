@@ -551,6 +551,49 @@ class OperationResult(Struct, kw_only=True):
 class TransactionResults(Struct, kw_only=True):
     results: list[OperationResult]
 
+# -- notifications --------------------------------------------------------------------------
+
+NotificationKind = Literal["event.updated", "event.deleted", "event.restored", "event.shared",
+                           "permission.changed", "permission.revoked"]
+
+
+class NotificationItem(Struct, kw_only=True):
+    id: int
+    kind: NotificationKind
+    event_id: int
+    actor: Actor
+    summary: str
+    created_at: UtcTime
+    read_at: UtcTime | None
+
+
+class NotificationPage(Struct, kw_only=True):
+    items: list[NotificationItem]
+    next_cursor: str | None
+    unread_count: int
+
+
+class NotificationsQuery(Struct, kw_only=True):
+    unread: Annotated[bool, Meta(description="true: unread ones only")] = False
+    limit: Limit = 50
+    cursor: Cursor | None = None
+
+
+class ReadAll(Struct, kw_only=True):
+    updated: int
+
+
+EventId = Annotated[str, Meta(max_length=19, pattern=r"^[0-9]+$(?!\n)",
+                              description="a notification id: replay what came after it")]
+
+
+class StreamQuery(Struct, kw_only=True):
+    last_event_id: EventId | None = None
+    access_token: Annotated[str, Meta(min_length=1, max_length=4096, description=(
+        "the access token, for clients that cannot send headers (EventSource); "
+        "the Authorization header wins"))] | None = None
+
+
 # Schemas named only inside extra_json_schema (the items of `list[Any]` bodies): the OpenAPI
 # document must define them too.
 REFERENCED = (EventIn, CreateOp, UpdateOp, DeleteOp, ShareOp, UnshareOp)

@@ -1,0 +1,109 @@
+"""Handlers of notifications (SPEC 8): the list, marking read, and the event stream."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+
+import msgspec
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from calsvc import errors, models
+from calsvc.notify.hub import Stream
+from calsvc.web import codec, keys, schemas
+from calsvc.web.routing import access_claims, path_int
+
+MAX_STREAMS_PER_USER = 20  # open streams of one user in one process
+SEND_TIMEOUT = 30.0        # seconds a write may wait for a client that does not read
+RETRY_MS = 2000            # what EventSource waits before reconnecting
+
+_encoder = msgspec.json.Encoder()
+
+
+def render(n: models.Notification) -> schemas.NotificationItem:
+    return schemas.NotificationItem(id=n.id, kind=n.kind, event_id=n.event_id,  # type: ignore[arg-type]
+                                    actor=schemas.Actor(id=n.actor_id, username=n.actor_username),
+                                    summary=n.summary, created_at=n.created_at, read_at=n.read_at)
+
+
+def item_json(n: models.Notification) -> str:
+    """The `data:` of a stream message: the item as the list shows it."""
+    return _encoder.encode(render(n)).decode()
+
+
+async def list_notifications(request: web.Request, user: models.User,
+                             query: schemas.NotificationsQuery) -> web.Response:
+    before = codec.decode_cursor(query.cursor, (int,))[0] if query.cursor else None
+    found, unread = await request.app[keys.NOTIFICATIONS].list(user.id, before, query.unread, query.limit + 1)
+    cursor = codec.encode_cursor([found[query.limit - 1].id]) if len(found) > query.limit else None
+    page = schemas.NotificationPage(items=[render(n) for n in found[: query.limit]], next_cursor=cursor,
+                                    unread_count=unread)
+    return codec.respond(request, page)
+
+
+async def mark_all_read(request: web.Request, user: models.User) -> web.Response:
+    updated = await request.app[keys.NOTIFICATIONS].mark_all_read(user.id)
+    return codec.respond(request, schemas.ReadAll(updated=updated))
+
+
+async def mark_read(request: web.Request, user: models.User) -> web.Response:
+    found = await request.app[keys.NOTIFICATIONS].mark_read(user.id, path_int(request, "id"))
+    return codec.respond(request, render(found))
+
+
+def _last_event_id(request: web.Request, query: schemas.StreamQuery) -> int | None:
+    header = request.headers.get("Last-Event-ID")
+    if header is None:
+        return None if query.last_event_id is None else int(query.last_event_id)
+    header = header.strip()
+    if not header.isascii() or not header.isdigit() or len(header) > 19:
+        raise errors.Validation.at(("header", "Last-Event-ID"), "must be the id of a notification")
+    return int(header)
+
+
+async def stream(request: web.Request, user: models.User, query: schemas.StreamQuery) -> web.StreamResponse:
+    """Live notifications as server-sent events; with Last-Event-ID (header or query), what
+    came after that id first. Ends when the token expires or is revoked, when the client is
+    too far behind, and when the server shuts down."""
+    claims = access_claims(request)
+    last = _last_event_id(request, query)
+    app = request.app
+    hub = app[keys.HUB]
+    if hub.closing:
+        raise errors.Unavailable("the server is shutting down")
+    if hub.count(user.id) >= MAX_STREAMS_PER_USER:
+        raise errors.RateLimited(f"at most {MAX_STREAMS_PER_USER} open streams per user",
+                                 headers={"Retry-After": "5"})
+    stream = Stream(user.id, claims.jti, claims.family_id, claims.expires_at)
+    hub.add(stream)  # before the cursor is read: nothing committed after that read is missed
+    watcher = None
+    try:
+        stream.cursor = last if last is not None else await app[keys.NOTIFICATIONS].latest_id(user.id)
+        hub.wake([user.id])
+        response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat,
+                                       send_timeout=SEND_TIMEOUT)
+        await response.prepare(request)
+        # the heartbeat task ends when a write fails: the client has gone
+        watcher = asyncio.create_task(response.wait())
+        watcher.add_done_callback(lambda _: stream.close("the client went away"))
+        await response.write(f"retry: {RETRY_MS}\r\n\r\n".encode())
+        async with response:
+            while True:
+                left = (stream.expires_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
+                if left <= 0:
+                    break
+                batch = await stream.next_batch(left)
+                if batch is None:
+                    break
+                for notification_id, kind, data in batch:
+                    await response.send(data, id=str(notification_id), event=kind)
+    except (ConnectionResetError, asyncio.TimeoutError):
+        pass  # the client left, or stopped reading
+    finally:
+        hub.discard(stream)
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    return response

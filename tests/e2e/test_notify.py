@@ -1,0 +1,298 @@
+"""Notifications across worker processes (SPEC 8, 9): a real `calsvc serve --workers 2`,
+subscribers held by each worker, changes made through either; the LISTEN/NOTIFY path, the
+Redis path, Redis stopped and started again in the middle, and a clean shutdown."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import aiohttp
+import psutil
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import free_port
+from tests.sse import Reader
+
+pytestmark = pytest.mark.e2e
+
+EVENT = {"title": "Standup", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T09:15:00Z"}
+
+
+async def user(base: str, name: str) -> tuple[int, str]:
+    """(id, access token) of a new user."""
+    async with aiohttp.ClientSession(base) as http:
+        body = {"username": name, "email": f"{name}@example.com", "password": PASSWORD}
+        async with http.post("/api/auth/register", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            user_id = (await resp.json())["id"]
+        async with http.post("/api/auth/login", json={"username": name, "password": PASSWORD}) as resp:
+            assert resp.status == 200
+            return user_id, (await resp.json())["access_token"]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(base: str, method: str, path: str, token: str, status: int = 200, **kwargs) -> dict | None:
+    """One request on a connection of its own (so the kernel may hand it to either worker)."""
+    async with aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(force_close=True)) as http:
+        async with http.request(method, path, headers=auth(token), **kwargs) as resp:
+            assert resp.status == status, await resp.text()
+            return await resp.json() if resp.content_type == "application/json" else None
+
+
+async def shared_event(base: str) -> tuple[str, str, int, dict]:
+    """(owner token, listener token, listener id, event): an event shared with the listener."""
+    tag = uuid.uuid4().hex[:6]
+    _, owner = await user(base, f"owner_{tag}")
+    listener_id, listener = await user(base, f"listener_{tag}")
+    event = await call(base, "POST", "/api/events", owner, 201, json=EVENT)
+    await call(base, "POST", f"/api/events/{event['id']}/share", owner,
+               json={"user_id": listener_id, "role": "viewer"})
+    return owner, listener, listener_id, event
+
+
+def holder(server, client_port: int) -> int | None:
+    """The pid of the worker holding the connection from `client_port`."""
+    for worker in psutil.Process(server.process.pid).children():
+        for conn in worker.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == server.port and conn.raddr and conn.raddr.port == client_port:
+                return worker.pid
+    return None
+
+
+class Subscriber:
+    def __init__(self, session: aiohttp.ClientSession, resp: aiohttp.ClientResponse, pid: int | None) -> None:
+        self.session, self.resp, self.pid = session, resp, pid
+        self.reader = Reader(resp)
+
+    async def close(self) -> None:
+        self.resp.close()
+        await self.session.close()
+
+
+async def subscribe(server, token: str, last_event_id: int | None = None) -> Subscriber:
+    session = aiohttp.ClientSession(server.base)
+    headers = auth(token) if last_event_id is None else {**auth(token), "Last-Event-ID": str(last_event_id)}
+    resp = await session.get("/api/notifications/stream", headers=headers)
+    assert resp.status == 200, await resp.text()
+    port = resp.connection.transport.get_extra_info("sockname")[1]
+    pid = None
+    for _ in range(50):
+        pid = holder(server, port)
+        if pid is not None:
+            break
+        await asyncio.sleep(0.02)
+    return Subscriber(session, resp, pid)
+
+
+async def on_both_workers(server, token: str) -> list[Subscriber]:
+    """Streams of one user until both workers hold at least one."""
+    subs: list[Subscriber] = []
+    while len({s.pid for s in subs}) < 2:
+        assert len(subs) < 40, "every stream went to one worker"
+        subs.append(await subscribe(server, token))
+    return subs
+
+
+async def changes_reach_every_worker(server) -> None:
+    owner, listener, _, event = await shared_event(server.base)
+    subs = await on_both_workers(server, listener)
+    try:
+        for i in range(5):
+            await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": f"v{i}"})
+            started = time.monotonic()
+            for sub in subs:
+                message = await sub.reader.next(timeout=5)
+                assert message is not None and message.event == "event.updated"
+                assert message.item["summary"].endswith(f'"v{i}" (title)')
+            # a wake-up, not the 5 s heal
+            assert time.monotonic() - started < 1.5, f"change {i} took {time.monotonic() - started:.2f} s"
+        for sub in subs:
+            await sub.reader.silent(0.2)
+    finally:
+        for sub in subs:
+            await sub.close()
+
+
+async def replay_after_reconnect(server) -> None:
+    owner, listener, _, event = await shared_event(server.base)
+    first = await subscribe(server, listener)
+    await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": "seen"})
+    seen = await first.reader.next()
+    await first.close()
+    for i in range(3):  # missed while away
+        await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": f"missed {i}"})
+    again = await subscribe(server, listener, last_event_id=int(seen.id))
+    try:
+        replayed = await again.reader.take(3)
+        assert [m.item["summary"] for m in replayed] == [
+            f'{m.item["actor"]["username"]} updated "missed {i}" (title)' for i, m in enumerate(replayed)]
+        ids = [int(m.id) for m in replayed]
+        assert ids == sorted(ids) and ids[0] > int(seen.id)
+        await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": "live again"})
+        live = await again.reader.next()
+        assert live.item["summary"].endswith('"live again" (title)') and int(live.id) > ids[-1]
+        await again.reader.silent(0.3)
+    finally:
+        await again.close()
+
+
+async def test_listen_notify_across_two_workers(start_server, server_env):
+    server = start_server("--workers", "2", **server_env)
+    server.wait_ready()
+    await changes_reach_every_worker(server)
+    await replay_after_reconnect(server)
+    assert "Traceback" not in server.log()
+
+
+async def test_redis_pubsub_across_two_workers(start_server, server_env):
+    prefix = f"calsvc-test-{uuid.uuid4().hex[:8]}"
+    server = start_server("--workers", "2", CALSVC_REDIS_URL="redis://127.0.0.1:6379/0",
+                          CALSVC_REDIS_PREFIX=prefix, **server_env)
+    server.wait_ready()
+    await changes_reach_every_worker(server)
+    await replay_after_reconnect(server)
+    assert "RedisBroker: listening for wake-ups" in server.log()
+    assert "Traceback" not in server.log()
+
+
+# -- Redis stopped in the middle --------------------------------------------------------------
+
+class RedisServer:
+    """A redis-server of this test's own (stopping the shared one would hurt everything else)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis():
+    redis = RedisServer()
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+LIMIT = 10
+
+
+async def burst(server, token: str, n: int) -> tuple[int, set[str]]:
+    """`n` requests on fresh connections: how many were allowed, and which workers answered."""
+    ids = [uuid.uuid4().hex for _ in range(n)]
+
+    async def one(request_id: str) -> int:
+        async with aiohttp.ClientSession(server.base, connector=aiohttp.TCPConnector(force_close=True)) as http:
+            async with http.get("/api/notifications", headers={**auth(token), "X-Request-ID": request_id}) as resp:
+                return resp.status
+
+    statuses = [await one(r) for r in ids]
+    assert set(statuses) <= {200, 429}, statuses
+    await asyncio.sleep(0.3)  # the access log lines
+    log = server.log()
+    pids = {m.group(1) for r in ids for m in re.finditer(rf"\[(\d+)\] {r} ", log)}
+    return statuses.count(200), pids
+
+
+async def until_a_fresh_window() -> None:
+    """Not within 8 s of the end of a rate-limit minute (windows follow the wall clock)."""
+    left = 60 - time.time() % 60
+    if left < 8:
+        await asyncio.sleep(left + 0.2)
+
+
+async def test_redis_stopped_in_the_middle(start_server, server_env, own_redis):
+    server = start_server("--workers", "2", CALSVC_REDIS_URL=f"redis://127.0.0.1:{own_redis.port}/0",
+                          CALSVC_RATE_LIMIT_USER_PER_MINUTE=str(LIMIT), **server_env)
+    server.wait_ready()
+    owner, listener, _, event = await shared_event(server.base)
+    _, limited = await user(server.base, f"limited_{uuid.uuid4().hex[:6]}")
+
+    # Redis up: one limit for both workers
+    await until_a_fresh_window()
+    allowed, pids = await burst(server, limited, 3 * LIMIT)
+    assert len(pids) == 2, "the burst did not reach both workers"
+    assert allowed == LIMIT
+
+    subs = await on_both_workers(server, listener)
+    try:
+        own_redis.stop()
+        # still serving: limits per process, wake-ups healed from the database
+        _, other = await user(server.base, f"other_{uuid.uuid4().hex[:6]}")
+        allowed, pids = await burst(server, other, 3 * LIMIT)
+        assert len(pids) == 2 and allowed > LIMIT  # each process counts alone
+        await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": "while down"})
+        for sub in subs:
+            message = await sub.reader.next(timeout=12)
+            assert message is not None and message.item["summary"].endswith('"while down" (title)')
+        log = server.log()
+        assert "Redis unreachable" in log
+
+        own_redis.start()
+        deadline = time.monotonic() + 15  # the listeners reconnect (backing off up to 5 s)
+        while server.log().count("RedisBroker: listening for wake-ups") < 4:
+            assert time.monotonic() < deadline, server.log()
+            await asyncio.sleep(0.2)
+        await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": "back"})
+        started = time.monotonic()
+        for sub in subs:
+            message = await sub.reader.next(timeout=5)
+            assert message.item["summary"].endswith('"back" (title)')
+        assert time.monotonic() - started < 1.5  # by pub/sub again, not by the heal
+        # each process's limiter tries Redis again within 2 s of its last failure
+        deadline = time.monotonic() + 10
+        while len(set(re.findall(r"\[(\d+)\] Redis is back", server.log()))) < 2:
+            assert time.monotonic() < deadline, server.log()
+            await burst(server, other, 1)  # answered 200 or 429: either way the limiter ran
+            await asyncio.sleep(0.1)
+        await until_a_fresh_window()
+        _, third = await user(server.base, f"third_{uuid.uuid4().hex[:6]}")
+        allowed, pids = await burst(server, third, 3 * LIMIT)
+        assert len(pids) == 2 and allowed == LIMIT
+        assert "Redis is back" in server.log()
+    finally:
+        for sub in subs:
+            await sub.close()
+    assert "Traceback" not in server.log()
+
+
+async def test_shutdown_ends_streams_cleanly(start_server, server_env):
+    server = start_server("--workers", "2", **server_env)
+    server.wait_ready()
+    owner, listener, _, event = await shared_event(server.base)
+    subs = await on_both_workers(server, listener)
+    try:
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        for sub in subs:
+            assert await sub.reader.next(timeout=10) is None  # the end of the response, not an error
+        assert server.process.wait(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.close()
