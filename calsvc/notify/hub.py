@@ -178,8 +178,11 @@ class Hub:
             for row in rows:
                 counts[row.user_id] = counts.get(row.user_id, 0) + 1
                 message = (row.id, row.kind, self._render(row))
+                read_after = chunk[row.user_id]
                 for stream in self._streams.get(row.user_id, ()):
-                    if stream.cursor is not None and row.id > stream.cursor:
+                    # only streams this read covers: one that joined meanwhile further back
+                    # (a replay) waits for its own read, or it would skip what lies between
+                    if stream.cursor is not None and read_after <= stream.cursor < row.id:
                         stream.push(message)
                         stream.cursor = row.id
             more = [u for u, n in counts.items() if n >= PER_USER]

@@ -147,11 +147,29 @@ async def replay_after_reconnect(server) -> None:
 
 
 async def test_listen_notify_across_two_workers(start_server, server_env):
-    server = start_server("--workers", "2", **server_env)
+    # a quick heartbeat: a stream whose client left ends (and is logged) at the next one
+    server = start_server("--workers", "2", CALSVC_SERVER_SSE_HEARTBEAT="0.2", **server_env)
     server.wait_ready()
     await changes_reach_every_worker(server)
     await replay_after_reconnect(server)
-    assert "Traceback" not in server.log()
+    # EventSource's way in: the token in the query, which the log must not show
+    owner, listener, _, event = await shared_event(server.base)
+    async with aiohttp.ClientSession(server.base) as http:
+        async with http.get("/api/notifications/stream", params={"access_token": listener}) as resp:
+            assert resp.status == 200
+            await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": "query"})
+            reader = Reader(resp)
+            assert (await reader.next()).event == "event.updated"
+            # ended by the server (a logout revokes the token), the stream is logged as it ends
+            await call(server.base, "POST", "/api/auth/logout", listener, 204, json={})
+            assert await reader.next(timeout=5) is None
+    deadline = time.monotonic() + 5
+    while "access_token=[redacted]" not in server.log():
+        assert time.monotonic() < deadline, "the stream's access log line never came"
+        await asyncio.sleep(0.1)
+    log = server.log()
+    assert "access_token=[redacted]" in log and listener not in log and owner not in log
+    assert "Traceback" not in log
 
 
 async def test_redis_pubsub_across_two_workers(start_server, server_env):
