@@ -32,10 +32,10 @@ _INSERT = """
 -- whose %1$s is the actor's username. Ids follow the notes' order. With a channel ($3), the
 -- recipients are announced by NOTIFY, which PostgreSQL delivers when the transaction commits.
 WITH note AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb)
+    SELECT n.ord, n.kind, n.event_id, n.actor_id, n.summary FROM jsonb_to_recordset($1::jsonb)
         AS n(ord int, kind text, event_id bigint, actor_id bigint, summary text)
 ), personal AS (
-    SELECT * FROM jsonb_to_recordset($2::jsonb) AS p(ord int, user_id bigint, summary text)
+    SELECT p.ord, p.user_id, p.summary FROM jsonb_to_recordset($2::jsonb) AS p(ord int, user_id bigint, summary text)
 ), recipient AS (
     SELECT n.ord, p.user_id FROM note n JOIN event_permissions p ON p.event_id = n.event_id
     UNION
@@ -74,7 +74,8 @@ _AFTER = """
 SELECT """ + _COLUMNS + """
 FROM unnest($1::bigint[], $2::bigint[]) AS c(user_id, after)
 CROSS JOIN LATERAL (
-    SELECT * FROM notifications n WHERE n.user_id = c.user_id AND n.id > c.after ORDER BY n.id LIMIT $3
+    SELECT id, user_id, kind, event_id, actor_id, summary, created_at, read_at FROM notifications n
+    WHERE n.user_id = c.user_id AND n.id > c.after ORDER BY n.id LIMIT $3
 ) n
 JOIN users a ON a.id = n.actor_id
 ORDER BY n.user_id, n.id
@@ -85,7 +86,7 @@ _READ_ONE = """
 WITH n AS (
     UPDATE notifications SET read_at = coalesce(read_at, now())
     WHERE id = $1 AND user_id = $2
-    RETURNING *
+    RETURNING id, user_id, kind, event_id, actor_id, summary, created_at, read_at
 )
 SELECT """ + _COLUMNS + """ FROM n JOIN users a ON a.id = n.actor_id
 """
