@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from calsvc.db.tx import Tx
-from calsvc.notify.hub import Hub
+from calsvc.notify.hub import HEAL_EVERY, Hub
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class RedisBroker(Broker):
         except Exception as exc:
             if not self._publish_failing:
                 log.warning("RedisBroker: cannot publish (%s: %s); other processes heal from the "
-                            "database within %.0f s", type(exc).__name__, exc, 5.0)
+                            "database within %.0f s", type(exc).__name__, exc, HEAL_EVERY)
             self._publish_failing = True
             # this process's own streams need not wait for the heal
             if users is not None:

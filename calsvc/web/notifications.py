@@ -76,13 +76,13 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
         raise errors.RateLimited(f"at most {MAX_STREAMS_PER_USER} open streams per user",
                                  headers={"Retry-After": "5"})
     stream = Stream(user.id, claims.jti, claims.family_id, claims.expires_at)
+    response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat,
+                                   send_timeout=SEND_TIMEOUT)
     hub.add(stream)  # before the cursor is read: nothing committed after that read is missed
     watcher = None
     try:
         stream.cursor = last if last is not None else await app[keys.NOTIFICATIONS].latest_id(user.id)
         hub.wake([user.id])
-        response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat,
-                                       send_timeout=SEND_TIMEOUT)
         await response.prepare(request)
         # the heartbeat task ends when a write fails: the client has gone
         watcher = asyncio.create_task(response.wait())
