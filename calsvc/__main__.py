@@ -70,6 +70,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+REQUEST_LINE_LIMIT = 32768  # bytes of a request line or one header line
+
+
 def run_worker(settings: Settings, sock: socket.socket) -> None:
     """Serve on `sock` in this process until SIGINT or SIGTERM."""
     from aiohttp import web
@@ -93,6 +96,11 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
         shutdown_timeout=settings.server.shutdown_timeout,
         print=None,
         handle_signals=True,
+        # aiohttp answers a request line or header over these itself, in plain text, before the
+        # app sees it: room enough for every query within its documented bounds (a 512-character
+        # cursor and a 254-character q, percent-encoded), which the app checks with a 422
+        max_line_size=REQUEST_LINE_LIMIT,
+        max_field_size=REQUEST_LINE_LIMIT,
     )
 
 

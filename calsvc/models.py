@@ -83,6 +83,11 @@ def exceptions_from_json(text: str | None) -> tuple[OccurrenceChange, ...]:
                         key=lambda c: c.original))
 
 
+def with_article(role: str) -> str:
+    """'the owner', 'an editor', 'a viewer': a role in a sentence."""
+    return {"owner": "the owner", "editor": "an editor", "viewer": "a viewer"}[role]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """An event as stored, with the caller's role on it."""

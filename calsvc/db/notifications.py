@@ -31,6 +31,8 @@ _INSERT = """
 -- was shared with, promoted, revoked), never the actor. A summary is a format() template
 -- whose %1$s is the actor's username. Ids follow the notes' order. With a channel ($3), the
 -- recipients are announced by NOTIFY, which PostgreSQL delivers when the transaction commits.
+-- created_at is the time of writing, under the recipients' locks (not the transaction's start):
+-- it grows with the ids of each user's notifications, as a list in id order expects.
 WITH note AS (
     SELECT n.ord, n.kind, n.event_id, n.actor_id, n.summary FROM jsonb_to_recordset($1::jsonb)
         AS n(ord int, kind text, event_id bigint, actor_id bigint, summary text)
@@ -41,8 +43,9 @@ WITH note AS (
     UNION
     SELECT ord, user_id FROM personal
 ), written AS (
-    INSERT INTO notifications (user_id, kind, event_id, actor_id, summary)
-    SELECT r.user_id, n.kind, n.event_id, n.actor_id, format(coalesce(x.summary, n.summary), a.username)
+    INSERT INTO notifications (user_id, kind, event_id, actor_id, summary, created_at)
+    SELECT r.user_id, n.kind, n.event_id, n.actor_id, format(coalesce(x.summary, n.summary), a.username),
+           clock_timestamp()
     FROM recipient r
     JOIN note n ON n.ord = r.ord
     JOIN users a ON a.id = n.actor_id

@@ -20,7 +20,7 @@ from calsvc.services import history
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.services.idempotency import Recorder
 from calsvc.services.notifications import ACTOR, Notifications, quoted
-from calsvc.models import Event, OccurrenceChange, exceptions_from_json, exceptions_json
+from calsvc.models import Event, OccurrenceChange, with_article, exceptions_from_json, exceptions_json
 
 MAX_DURATION = dt.timedelta(days=366)
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
@@ -380,7 +380,7 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
 def _require(event: Event, roles: tuple[str, ...]) -> None:
     if event.my_role not in roles:
         need = "the owner" if roles == ("owner",) else "an editor or the owner"
-        raise errors.Forbidden(f"only {need} may do this; you are a {event.my_role}")
+        raise errors.Forbidden(f"only {need} may do this; you are {with_article(event.my_role)}")
 
 
 def _require_match(event: Event, if_match: str | None) -> None:

@@ -46,10 +46,12 @@ def quoted(title: str) -> str:
 
 
 def listing(names: list[str], most: int = 3) -> str:
-    """'a', 'a and b', 'a, b and c', 'a, b, c and 4 others' (names are user content)."""
+    """'a', 'a and b', 'a, b and c', 'a, b, c and 1 other', 'a, b, c and 4 others' (names are
+    user content)."""
     names = [literal(n) for n in names]
     if len(names) > most:
-        return f"{', '.join(names[:most])} and {len(names) - most} others"
+        rest = len(names) - most
+        return f"{', '.join(names[:most])} and {rest} other{'s' if rest > 1 else ''}"
     if len(names) > 1:
         return f"{', '.join(names[:-1])} and {names[-1]}"
     return names[0]

@@ -10,7 +10,7 @@ from calsvc.db import events as event_db
 from calsvc.db import permissions as permission_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
-from calsvc.models import Event, Permission
+from calsvc.models import Event, Permission, with_article
 from calsvc.services.notifications import ACTOR, Notifications, listing, literal, quoted
 
 GRANTABLE = ("editor", "viewer")
@@ -28,13 +28,9 @@ async def locked_event(tx: Tx, user_id: int, event_id: int) -> Event:
     return event
 
 
-def _as(role: str) -> str:
-    return {"owner": "the owner", "editor": "an editor", "viewer": "a viewer"}[role]
-
-
 def _owner_only(event: Event, what: str) -> None:
     if event.my_role != "owner":
-        raise errors.Forbidden(f"only the owner may {what}; you are a {event.my_role}")
+        raise errors.Forbidden(f"only the owner may {what}; you are {with_article(event.my_role)}")
 
 
 class SharingService:
@@ -80,8 +76,8 @@ class SharingService:
         title = quoted(event.title)
         self.notifications.note(
             tx, "permission.changed", event.id, actor_id,
-            f"{ACTOR} made {listing([f'{name} {_as(role)}' for _, name, role in changes])} of {title}",
-            {u: f"{ACTOR} made you {_as(role)} of {title}" for u, _, role in changes})
+            f"{ACTOR} made {listing([f'{name} {with_article(role)}' for _, name, role in changes])} of {title}",
+            {u: f"{ACTOR} made you {with_article(role)} of {title}" for u, _, role in changes})
 
     @staticmethod
     async def _resolve(tx: Tx, event: Event, users: list[dict[str, Any]],

@@ -8,7 +8,7 @@ import msgspec
 
 from calsvc import __version__
 from calsvc.web import codec, schemas
-from calsvc.web.routing import Route
+from calsvc.web.routing import BODILESS, Route
 
 REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]*))?}")  # name, pattern
@@ -40,9 +40,10 @@ def _struct_types(routes: Iterable[Route]) -> list[type]:
 
 
 def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:
-    """`kind` is a Struct, or a tuple of Structs (the answer is one of them)."""
+    """`kind` is a Struct, or a tuple of Structs (the answer is one of them; anyOf, since an
+    empty page fits either)."""
     if isinstance(kind, tuple):
-        schema: dict[str, Any] = {"oneOf": [{"$ref": REF.format(name=k.__name__)} for k in kind]}
+        schema: dict[str, Any] = {"anyOf": [{"$ref": REF.format(name=k.__name__)} for k in kind]}
     else:
         schema = {"$ref": REF.format(name=kind.__name__)}
     # a page (the diff's text/html) is a string whatever the JSON resource is
@@ -72,6 +73,10 @@ _HEADER_TEXT = {
 }
 
 
+_STRING = {"type": "string", "maxLength": 1024}
+_HEADER_SCHEMA = {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}}
+
+
 def _error_statuses(route: Route) -> list[int]:
     statuses = set(route.errors) | {500}
     if route.path.startswith("/api/"):
@@ -80,7 +85,7 @@ def _error_statuses(route: Route) -> list[int]:
             statuses.add(406)
     if route.auth:
         statuses.add(401)
-    if route.body is not None:
+    if route.body is not None or route.method not in BODILESS:  # a body where none is taken is checked too
         statuses |= {400, 413, 415, 422}
     if route.query is not None:
         statuses.add(422)
@@ -102,7 +107,7 @@ def _operation(route: Route) -> dict[str, Any]:
     ]
     if route.query is not None:
         params += _query_parameters(route.query)
-    params += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+    params += [{"name": name, "in": "header", "required": False, "schema": _HEADER_SCHEMA.get(name, _STRING),
                 "description": _HEADER_TEXT[name]} for name in route.headers]
     if params:
         op["parameters"] = params

@@ -6,6 +6,7 @@ import dataclasses
 from urllib.parse import parse_qsl
 from typing import Any, Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 
 from calsvc import errors
@@ -73,6 +74,14 @@ def access_claims(request: web.Request) -> Claims:
     return claims
 
 
+BODILESS = ("GET", "HEAD")  # a body there has no meaning (RFC 9110 9.3.1): it is not read
+
+
+class NoBody(msgspec.Struct):
+    """A route that takes no body still refuses one it could not have read (415, 400, 413,
+    a 422 when it is not an object) rather than ignore it and go on changing things."""
+
+
 async def _parse_body(request: web.Request, route: Route) -> Any:
     settings = request.app[keys.SETTINGS].server
     limit = settings.max_bulk_body_bytes if route.bulk else settings.max_body_bytes
@@ -102,6 +111,8 @@ def bind(route: Route) -> Handler:
             kwargs["query"] = codec.convert_query(request.query, route.query)
         if route.body is not None:
             kwargs["body"] = await _parse_body(request, route)
+        elif route.method not in BODILESS and request.body_exists:
+            await _parse_body(request, dataclasses.replace(route, body=NoBody))
         return await route.handler(request, **kwargs)
 
     handle.__name__ = route.name

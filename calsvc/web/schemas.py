@@ -21,7 +21,8 @@ LoginPassword = Annotated[str, Meta(min_length=1, max_length=1024)]
 TokenText = Annotated[str, Meta(min_length=1, max_length=4096)]
 UtcTime = Annotated[dt.datetime, Meta(tz=True)]
 Limit = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500")]
-Cursor = Annotated[str, Meta(max_length=512, description="opaque; next_cursor of the previous page")]
+Cursor = Annotated[str, Meta(max_length=512, pattern="^[A-Za-z0-9_-]*$",
+                              description="opaque; next_cursor of the previous page")]
 
 
 # -- auth -------------------------------------------------------------------------------

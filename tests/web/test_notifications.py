@@ -3,6 +3,7 @@ list with its unread filter, count and pages; marking read."""
 from __future__ import annotations
 
 import asyncio
+import io
 from urllib.parse import quote
 
 import asyncpg
@@ -270,3 +271,45 @@ async def test_concurrent_writers_give_each_user_ids_in_commit_order(client, dat
         await conn.close()
     assert len(final) == 5 + 30
     assert seen + rest == final  # a reader following "after id N" missed nothing
+    items = (await inbox(client, everyone[0][1], limit=500))["items"]
+    times = [n["created_at"] for n in items]  # newest first: times never grow down the list
+    assert times == sorted(times, reverse=True), list(zip([n["id"] for n in items], times))
+
+
+async def test_a_share_with_four_names_three_and_one_other(client):
+    (owner, oh), [(a, ah)], event = await shared_event(client, 1)
+    new = await people(client, 4)
+    resp = await client.post(f"/api/events/{event['id']}/share", headers=oh,
+                             json={"users": [{"user_id": u["id"], "role": "viewer"} for u, _ in new]})
+    assert resp.status == 200
+    names = ", ".join(f"{u['username']} (viewer)" for u, _ in new[:3])
+    assert (await kinds(client, ah))[-1][2] == f'{owner["username"]} shared "Standup" with {names} and 1 other'
+
+
+async def test_a_body_where_none_is_taken_is_checked_before_anything_changes(client):
+    (owner, oh), [(a, ah)], event = await shared_event(client, 1)
+    assert (await client.patch(f"/api/events/{event['id']}", headers=oh, json={"title": "Retro"})).status == 200
+    read_all = "/api/notifications/read"
+    for body, content_type, status, slug in [
+        (b"hello", "text/plain", 415, "unsupported-media-type"),
+        (b"{}", "application/vnd.api+json", 415, "unsupported-media-type"),
+        (b"{not json", "application/json", 400, "malformed"),
+        (b"\xc1", "application/msgpack", 400, "malformed"),
+        (b"[1]", "application/json", 422, "validation"),
+        (b" " * (1024 * 1024 + 1), "application/json", 413, "payload-too-large"),
+    ]:
+        resp = await client.post(read_all, headers=ah | {"Content-Type": content_type}, data=io.BytesIO(body))
+        await assert_problem(resp, status, slug)
+    one = (await inbox(client, ah))["items"][0]["id"]
+    resp = await client.post(f"/api/notifications/{one}/read", headers=ah | {"Content-Type": "application/xml"},
+                             data=b"<read/>")
+    await assert_problem(resp, 415, "unsupported-media-type")
+    resp = await client.delete(f"/api/events/{event['id']}", headers=oh | {"Content-Type": "text/plain"}, data=b"x")
+    await assert_problem(resp, 415, "unsupported-media-type")
+    assert (await inbox(client, ah))["unread_count"] == 2  # nothing was marked read or deleted
+    assert (await client.get(f"/api/events/{event['id']}", headers=oh)).status == 200
+    # an object is fine (and ignored); so is a GET's body, which is never read
+    resp = await client.post(read_all, headers=ah, json={"anything": 1})
+    assert resp.status == 200 and await resp.json() == {"updated": 2}
+    resp = await client.get("/api/notifications", headers=ah | {"Content-Type": "text/plain"}, data=b"hello")
+    assert resp.status == 200
