@@ -160,8 +160,10 @@ def create_app(settings: Settings) -> web.Application:
             health_check_interval=10)
         app[keys.REDIS] = client
         prefix = settings.redis.prefix
-        app[keys.AUTH_LIMITER] = RedisLimiter(client, settings.rate_limit.auth_per_minute, f"{prefix}:ratelimit:auth:")
-        app[keys.USER_LIMITER] = RedisLimiter(client, settings.rate_limit.user_per_minute, f"{prefix}:ratelimit:user:")
+        app[keys.AUTH_LIMITER] = RedisLimiter(client, settings.rate_limit.auth_per_minute,
+                                              f"{prefix}:ratelimit:auth:", name="per-IP (auth)")
+        app[keys.USER_LIMITER] = RedisLimiter(client, settings.rate_limit.user_per_minute,
+                                              f"{prefix}:ratelimit:user:", name="per-user")
     else:
         app[keys.AUTH_LIMITER] = MemoryLimiter(settings.rate_limit.auth_per_minute)
         app[keys.USER_LIMITER] = MemoryLimiter(settings.rate_limit.user_per_minute)

@@ -65,8 +65,10 @@ class RedisLimiter:
 
     RETRY_EVERY = 2.0  # seconds between attempts while Redis is unreachable
 
-    def __init__(self, redis: Any, limit: int, prefix: str, window: int = 60, clock=time.time) -> None:
+    def __init__(self, redis: Any, limit: int, prefix: str, window: int = 60, clock=time.time,
+                 name: str = "") -> None:
         self.redis = redis
+        self.name = name or prefix
         self.limit = limit
         self.window = window
         self.prefix = prefix
@@ -89,13 +91,13 @@ class RedisLimiter:
                     count, _ = await pipe.execute()
             except Exception as exc:  # redis.RedisError, OSError, timeouts
                 if not self.down:
-                    log.warning("Redis unreachable (%s: %s): rate limits are counted per process "
-                                "until it is back", type(exc).__name__, exc)
+                    log.warning("Redis unreachable (%s: %s): the %s rate limit is counted per process "
+                                "until it is back", type(exc).__name__, exc, self.name)
                 self.down = True
                 self._down_until = time.monotonic() + self.RETRY_EVERY
             else:
                 if self.down:
-                    log.warning("Redis is back: rate limits are shared again")
+                    log.warning("Redis is back: the %s rate limit is shared again", self.name)
                 self.down = False
                 reset = max(1, int((index + 1) * self.window - now + 0.999))
                 return Verdict(count <= self.limit, self.limit, max(0, self.limit - count), reset)

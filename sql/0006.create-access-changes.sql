@@ -9,7 +9,10 @@ ALTER TABLE event_versions ADD COLUMN seq bigint;
 UPDATE event_versions v SET seq = o.n
 FROM (SELECT event_id, version, row_number() OVER (ORDER BY at, event_id, version) AS n FROM event_versions) o
 WHERE o.event_id = v.event_id AND o.version = v.version;
-SELECT setval('event_changes_seq', coalesce((SELECT max(seq) FROM event_versions), 0) + 1, false);
+-- (in a DO block: yoyo prints the rows of a SELECT to stdout, at every service start that migrates)
+DO $$ BEGIN
+    PERFORM setval('event_changes_seq', coalesce((SELECT max(seq) FROM event_versions), 0) + 1, false);
+END $$;
 ALTER TABLE event_versions
     ALTER COLUMN seq SET DEFAULT nextval('event_changes_seq'),
     ALTER COLUMN seq SET NOT NULL;

@@ -77,6 +77,8 @@ class Broker:
                 if self.connected or backoff >= MAX_BACKOFF:
                     log.warning("%s: listening failed (%s: %s); reconnecting", type(self).__name__,
                                 type(exc).__name__, exc)
+            if self.connected:
+                backoff = 0.1  # it was listening: a new outage starts from the shortest wait
             self.connected = False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
@@ -91,6 +93,9 @@ class Broker:
         self.hub.wake_all()  # whatever was announced while nobody here listened
 
 
+LISTENER_NAME = "calsvc-listener"  # its application_name in pg_stat_activity
+
+
 class PgBroker(Broker):
     pg_channel = CHANNEL
 
@@ -103,7 +108,8 @@ class PgBroker(Broker):
         await tx.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"r:{user_id}")
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        conn = await asyncpg.connect(self._dsn, timeout=self._timeout,
+                                     server_settings={"application_name": LISTENER_NAME})
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _: lost.set())

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 PER_USER = 200        # rows per user per read; more are read in the next round
 USERS_PER_READ = 1000  # users per query
 MAX_BACKLOG = 1000    # messages waiting for one stream; past this the stream is closed
+SWEEP_EVERY = 1.0     # seconds: streams whose client has gone are closed (their slot freed)
 HEAL_EVERY = 5.0      # seconds: every stream's user is read again (a lost wake-up heals)
 RECHECK_EVERY = 15.0  # seconds: every stream's token is checked again (revoked: closed)
 
@@ -41,6 +42,7 @@ class Stream:
     expires_at: dt.datetime
     cursor: int | None = None       # None until the stream knows where it starts
     closed: str | None = None       # why it ended
+    gone: Callable[[], bool] = lambda: False  # whether its client has disconnected
     _queue: list[Message] = dataclasses.field(default_factory=list)
     _ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -199,13 +201,26 @@ class Hub:
             if stream.jti not in valid:
                 stream.close("the token was revoked")
 
+    def sweep(self) -> None:
+        """Close the streams whose client has disconnected. aiohttp does not cancel a handler
+        when its client leaves, and a stream with nothing to send would only notice at its
+        next write (the heartbeat): until then it would hold one of its user's slots."""
+        for streams in list(self._streams.values()):
+            for stream in list(streams):
+                if stream.gone():
+                    stream.close("the client went away")
+
     async def _tick(self) -> None:
-        """Heal lost wake-ups; check tokens again now and then."""
-        since_check = 0.0
+        """Close streams whose client left; heal lost wake-ups; check tokens again now and then."""
+        since_heal = since_check = 0.0
         while True:
-            await asyncio.sleep(HEAL_EVERY)
-            self.wake_all()
-            since_check += HEAL_EVERY
+            await asyncio.sleep(SWEEP_EVERY)
+            self.sweep()
+            since_heal += SWEEP_EVERY
+            since_check += SWEEP_EVERY
+            if since_heal >= HEAL_EVERY:
+                since_heal = 0.0
+                self.wake_all()
             if since_check >= RECHECK_EVERY:
                 since_check = 0.0
                 self.check_tokens()

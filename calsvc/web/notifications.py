@@ -52,14 +52,25 @@ async def mark_read(request: web.Request, user: models.User) -> web.Response:
     return codec.respond(request, render(found))
 
 
+MAX_ID = 2**63 - 1  # ids are bigint
+
+
 def _last_event_id(request: web.Request, query: schemas.StreamQuery) -> int | None:
     header = request.headers.get("Last-Event-ID")
     if header is None:
-        return None if query.last_event_id is None else int(query.last_event_id)
-    header = header.strip()
-    if not header.isascii() or not header.isdigit() or len(header) > 19:
-        raise errors.Validation.at(("header", "Last-Event-ID"), "must be the id of a notification")
-    return int(header)
+        if query.last_event_id is None:
+            return None
+        text, loc = query.last_event_id, ("query", "last_event_id")
+    else:
+        text, loc = header.strip(), ("header", "Last-Event-ID")
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_ID:
+        raise errors.Validation.at(loc, "must be the id of a notification")
+    return int(text)
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def stream(request: web.Request, user: models.User, query: schemas.StreamQuery) -> web.StreamResponse:
@@ -75,13 +86,20 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
     if hub.count(user.id) >= MAX_STREAMS_PER_USER:
         raise errors.RateLimited(f"at most {MAX_STREAMS_PER_USER} open streams per user",
                                  headers={"Retry-After": "5"})
-    stream = Stream(user.id, claims.jti, claims.family_id, claims.expires_at)
+    if request.method == "HEAD":  # what a GET would start with; aiohttp-sse serves GET only
+        return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    stream = Stream(user.id, claims.jti, claims.family_id, claims.expires_at, gone=lambda: _gone(request))
     response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat,
                                    send_timeout=SEND_TIMEOUT)
+    response.headers["Cache-Control"] = "no-store"  # as every answer under /api (aiohttp-sse: no-cache)
     hub.add(stream)  # before the cursor is read: nothing committed after that read is missed
     watcher = None
     try:
-        stream.cursor = last if last is not None else await app[keys.NOTIFICATIONS].latest_id(user.id)
+        # An id past the user's newest (another database's, or made up) means "nothing
+        # missed": the stream starts from the newest, or it would wait for ids that lie
+        # below it forever. Ids reach each user in commit order, so none can come in below.
+        newest = await app[keys.NOTIFICATIONS].latest_id(user.id)
+        stream.cursor = newest if last is None else min(last, newest)
         hub.wake([user.id])
         await response.prepare(request)
         # the heartbeat task ends when a write fails: the client has gone

@@ -13,9 +13,11 @@ import time
 import uuid
 
 import aiohttp
+import asyncpg
 import psutil
 import pytest
 
+from calsvc.notify.broker import LISTENER_NAME
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import free_port
 from tests.sse import Reader
@@ -79,14 +81,14 @@ class Subscriber:
         await self.session.close()
 
 
-async def subscribe(server, token: str, last_event_id: int | None = None) -> Subscriber:
+async def subscribe(server, token: str, last_event_id: int | None = None, find_worker: bool = True) -> Subscriber:
     session = aiohttp.ClientSession(server.base)
     headers = auth(token) if last_event_id is None else {**auth(token), "Last-Event-ID": str(last_event_id)}
     resp = await session.get("/api/notifications/stream", headers=headers)
     assert resp.status == 200, await resp.text()
     port = resp.connection.transport.get_extra_info("sockname")[1]
     pid = None
-    for _ in range(50):
+    for _ in range(50 if find_worker else 0):
         pid = holder(server, port)
         if pid is not None:
             break
@@ -314,3 +316,53 @@ async def test_shutdown_ends_streams_cleanly(start_server, server_env):
         for sub in subs:
             with contextlib.suppress(Exception):
                 await sub.close()
+
+
+async def test_a_closed_stream_frees_its_slot_within_seconds(start_server, server_env):
+    """In a real server aiohttp does not cancel the handler of a client that left; without the
+    hub's sweep such a stream held its slot until its next heartbeat (15 s), so a client
+    reconnecting 20 streams was refused meanwhile."""
+    server = start_server(**server_env)  # one worker: every stream in the same process
+    server.wait_ready()
+    _, token = await user(server.base, f"slots_{uuid.uuid4().hex[:6]}")
+    for _ in range(2):
+        subs = [await subscribe(server, token, find_worker=False) for _ in range(20)]
+        for sub in subs:
+            await sub.close()
+        deadline = time.monotonic() + 3
+        async with aiohttp.ClientSession(server.base) as http:
+            while True:
+                async with http.get("/api/notifications/stream", headers=auth(token)) as resp:
+                    if resp.status == 200:
+                        break
+                    assert resp.status == 429 and time.monotonic() < deadline, "the slots were not freed"
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)  # and this last one's slot, before the next round
+
+
+async def test_the_listener_reconnects_at_once_after_each_loss(start_server, server_env):
+    """The listening connection killed again and again (each time after it came back): it
+    reconnects within a second every time, and changes keep arriving by wake-up. (Its backoff
+    once only grew: 0.1, 0.2, ... 5 s.)"""
+    server = start_server(**server_env)
+    server.wait_ready()
+    owner, listener, _, event = await shared_event(server.base)
+    sub = await subscribe(server, listener, find_worker=False)
+    conn = await asyncpg.connect(server_env["CALSVC_DATABASE_URL"])
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()"
+    try:
+        for i in range(7):
+            [old] = [r["pid"] for r in await conn.fetch(query, LISTENER_NAME)]
+            await conn.execute("SELECT pg_terminate_backend($1)", old)
+            started = time.monotonic()
+            while [r["pid"] for r in await conn.fetch(query, LISTENER_NAME)] in ([], [old]):
+                assert time.monotonic() - started < 1.5, f"loss {i}: no listener after 1.5 s"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # let it LISTEN
+            await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": f"after loss {i}"})
+            message = await sub.reader.next(timeout=5)
+            assert message.item["summary"].endswith(f'"after loss {i}" (title)')
+            assert time.monotonic() - started < 2.5
+    finally:
+        await conn.close()
+        await sub.close()

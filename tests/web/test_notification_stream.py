@@ -35,7 +35,7 @@ async def test_live_messages_are_the_list_items(client):
     resp = await client.get(STREAM, headers=ah)
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/event-stream"
-    assert resp.headers["Cache-Control"] == "no-cache"
+    assert resp.headers["Cache-Control"] == "no-store"
     reader = Reader(resp)
     try:
         await rename(client, oh, event, "Live")
@@ -91,7 +91,8 @@ async def test_access_token_parameter_and_refusals(client):
         assert (await reader.next()).event == "event.updated"
     await assert_problem(await client.get(STREAM), 401, "unauthorized")
     await assert_problem(await client.get(STREAM, params={"access_token": "x.y.z"}), 401, "unauthorized")
-    for bad in ("abc", "-1", "1.5", "99999999999999999999"):
+    # 19 digits but past bigint: one such cursor once broke every stream of its process
+    for bad in ("abc", "-1", "1.5", "99999999999999999999", "9223372036854775808", "9999999999999999999"):
         await assert_problem(await client.get(STREAM, headers={**ah, "Last-Event-ID": bad}), 422, "validation")
         await assert_problem(await client.get(STREAM, headers=ah, params={"last_event_id": bad}), 422, "validation")
 
@@ -133,3 +134,24 @@ async def test_at_most_twenty_streams_per_user(client):
         resp = await client.get(STREAM, headers=headers)
         await assert_problem(resp, 429, "rate-limited")
         assert resp.headers["Retry-After"] == "5"
+
+
+async def test_an_id_past_the_newest_starts_from_the_newest(client):
+    """A Last-Event-ID no notification of the user has reached yet (another database's, made
+    up, the largest bigint) means nothing was missed: the stream goes live, it does not wait
+    for ids above it."""
+    (owner, oh), [(a, ah)], event = await shared_event(client, 1)
+    for far in ("1000000000000", str(2**63 - 1)):
+        async with subscribe(client, headers={**ah, "Last-Event-ID": far}) as reader:
+            await rename(client, oh, event, f"After {far}")
+            message = await reader.next()
+            assert message.item["summary"].endswith(f'"After {far}" (title)')
+            await reader.silent(0.2)
+
+
+async def test_head_answers_as_a_get_would_begin(client):
+    _, _, headers = await user_with_token(client)
+    resp = await client.head(STREAM, headers=headers)
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+    assert (await client.head(STREAM)).status == 401
+
