@@ -6,7 +6,8 @@ periodic heal), never a notification, and a repeated one costs nothing.
 
 Each process keeps one listening connection of its own (never a pooled one: returning it to
 the pool would UNLISTEN), in a loop that reconnects by itself; after every (re)connect all
-local streams are read again, which heals whatever was sent while it was not listening."""
+local streams are read again and their tokens checked, which heals whatever was sent while
+it was not listening."""
 from __future__ import annotations
 
 import asyncio
@@ -90,7 +91,9 @@ class Broker:
         if not self.connected:
             log.info("%s: listening for wake-ups", type(self).__name__)
         self.connected = True
-        self.hub.wake_all()  # whatever was announced while nobody here listened
+        # whatever was announced while nobody here listened: notifications, and revocations
+        self.hub.wake_all()
+        self.hub.check_tokens()
 
 
 LISTENER_NAME = "calsvc-listener"  # its application_name in pg_stat_activity
