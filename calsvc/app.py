@@ -61,7 +61,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if app.get(keys.REDIS) is not None:
         broker = RedisBroker(hub, app[keys.REDIS], settings.redis.prefix)
     else:
-        broker = PgBroker(hub, str(settings.database.url), settings.database.connect_timeout)
+        listen = settings.database.listen_url or settings.database.url  # LISTEN needs a direct connection
+        broker = PgBroker(hub, str(listen), settings.database.connect_timeout)
     notifications = Notifications(db, broker)
     app[keys.HUB] = hub
     app[keys.NOTIFICATIONS] = notifications

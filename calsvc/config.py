@@ -50,6 +50,7 @@ class DatabaseSettings:
     acquire_timeout: float = 2.0
     command_timeout: float = 5.0
     auto_migrate: bool = True
+    listen_url: Secret = Secret("")  # the LISTEN connection's, when `url` is a pooler (PgBouncer); empty: url
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -366,3 +366,20 @@ async def test_the_listener_reconnects_at_once_after_each_loss(start_server, ser
     finally:
         await conn.close()
         await sub.close()
+
+
+async def test_the_listener_uses_database_listen_url(start_server, server_env):
+    """`database.listen_url` is the LISTEN connection's (a direct one, when `url` is a pooler):
+    pointed at a port where nothing listens, requests still work through `url`, the listener
+    keeps failing, and streams get their notifications by the periodic heal (about 5 s)."""
+    server = start_server(**server_env, CALSVC_DATABASE_LISTEN_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    server.wait_ready()
+    owner, listener, _, event = await shared_event(server.base)
+    sub = await subscribe(server, listener, find_worker=False)
+    try:
+        await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": "healed"})
+        message = await sub.reader.next(timeout=8)
+        assert message is not None and message.item["summary"].endswith('"healed" (title)')
+    finally:
+        await sub.close()
+    assert "listening for wake-ups" not in server.log()  # it never got through (it would have on `url`)
