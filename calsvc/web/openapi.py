@@ -101,7 +101,7 @@ def _operation(route: Route) -> dict[str, Any]:
     op["security"] = [{"bearerAuth": []}] if route.auth else []
     params = [
         {"name": name, "in": "path", "required": True,
-         "schema": {"type": "integer", "minimum": 1} if pattern == r"\d+"
+         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1} if pattern == r"\d+"
          else {"type": "string", "format": "date-time"} if name.endswith("_start") else {"type": "string"}}
         for name, pattern in _PATH_PARAM.findall(route.path)
     ]

@@ -46,9 +46,9 @@ class LoginForm(Struct, kw_only=True):
     grant_type: Literal["password"] | None = None
     username: LoginName
     password: LoginPassword
-    scope: str = ""
-    client_id: str | None = None
-    client_secret: str | None = None
+    scope: Annotated[str, Meta(max_length=1024)] = ""
+    client_id: Annotated[str, Meta(max_length=1024)] | None = None
+    client_secret: Annotated[str, Meta(max_length=1024)] | None = None
 
 
 class RefreshRequest(Struct, kw_only=True):
@@ -276,7 +276,7 @@ class ConflictPage(Struct, kw_only=True):
 class FreeBusyQuery(Struct, kw_only=True):
     start: UtcTime
     end: UtcTime
-    users: Annotated[str, Meta(pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,49}$",
+    users: Annotated[str, Meta(max_length=50 * 20 - 1, pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,49}$",
                                description="comma-separated user ids (at most 50); default: the caller")] | None = None
 
 
@@ -501,7 +501,7 @@ class RollbackIn(Struct, kw_only=True):
 Ref = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$(?!\n)",
                           description="names the created event for later operations (as \"$ref\")")]
 EventRef = Annotated[int, Meta(ge=1, le=2**63 - 1)] | Annotated[str, Meta(
-    pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$ref\": the event created by an earlier operation")]
+    max_length=65, pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$ref\": the event created by an earlier operation")]
 IfVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="412 unless the event is at this version")]
 
 
