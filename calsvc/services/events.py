@@ -386,7 +386,8 @@ def _require(event: Event, roles: tuple[str, ...]) -> None:
 def _require_match(event: Event, if_match: str | None) -> None:
     if not matches(if_match, event):
         raise errors.PreconditionFailed(
-            f"the event is at version {event.version}, not the one If-Match names", current=event)
+            f"the event is at version {event.version}, not the one the change is based on "
+            "(If-Match, or if_version in a transaction)", current=event)
 
 
 def _check_times(start: dt.datetime, end: dt.datetime) -> None:

@@ -87,7 +87,8 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
         raise errors.RateLimited(f"at most {MAX_STREAMS_PER_USER} open streams per user",
                                  headers={"Retry-After": "5"})
     if request.method == "HEAD":  # what a GET would start with; aiohttp-sse serves GET only
-        return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return web.Response(content_type="text/event-stream",
+                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     stream = Stream(user.id, claims.jti, claims.family_id, claims.expires_at, gone=lambda: _gone(request))
     response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat,
                                    send_timeout=SEND_TIMEOUT)

@@ -153,5 +153,6 @@ async def test_head_answers_as_a_get_would_begin(client):
     _, _, headers = await user_with_token(client)
     resp = await client.head(STREAM, headers=headers)
     assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+    assert resp.headers["Cache-Control"] == "no-store" and resp.headers["X-Accel-Buffering"] == "no"
     assert (await client.head(STREAM)).status == 401
 
