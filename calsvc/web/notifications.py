@@ -117,8 +117,10 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
                     break
                 for notification_id, kind, data in batch:
                     await response.send(data, id=str(notification_id), event=kind)
-    except (ConnectionResetError, asyncio.TimeoutError):
-        pass  # the client left, or stopped reading
+    except (ConnectionError, asyncio.TimeoutError):
+        # the client left (a reset, or the kernel gave up on a client that stopped reading:
+        # aiohttp-sse sets TCP_USER_TIMEOUT to the send timeout), or the send timed out
+        pass
     finally:
         hub.discard(stream)
         if watcher is not None:
