@@ -120,9 +120,9 @@ def test_the_image_commands_build_and_run_the_service(server_env):
         port = free_port()
         env.update(server_env, CALSVC_SERVER_PORT=str(port), CALSVC_SERVER_HOST="127.0.0.1",
                    CALSVC_AUTH_SECRET=SECRET, CALSVC_AUTH_BCRYPT_ROUNDS="4")
-        log = open(root / "server.log", "wb")
-        server = subprocess.Popen(entry, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  **({"user": uid, "group": gid, "extra_groups": []} if as_image_user else {}))
+        with open(root / "server.log", "wb") as log:  # the child keeps its own descriptor
+            server = subprocess.Popen(entry, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      **({"user": uid, "group": gid, "extra_groups": []} if as_image_user else {}))
         deadline = time.monotonic() + 60
         while True:
             assert server.poll() is None, (root / "server.log").read_text()
