@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import uuid
 
 import jwt
@@ -13,6 +14,7 @@ from calsvc.config import AuthSettings
 
 ACCESS = "access"
 REFRESH = "refresh"
+VERIFIED_CACHE = 10_000  # verified access tokens kept per process (then the cache starts over)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class TokenCodec:
         self._algorithm = settings.algorithm
         self.access_ttl = dt.timedelta(minutes=settings.access_token_minutes)
         self.refresh_ttl = dt.timedelta(days=settings.refresh_token_days)
+        self._verified: dict[str, tuple[Claims, float]] = {}  # access token -> claims, expiry
 
     def issue(self, typ: str, user_id: int, family_id: uuid.UUID, now: dt.datetime | None = None) -> Issued:
         now = now or dt.datetime.now(dt.timezone.utc)
@@ -50,7 +53,24 @@ class TokenCodec:
         return Issued(token, Claims(user_id, jti, family_id, typ, expires))
 
     def decode(self, token: str, typ: str) -> Claims:
-        """The claims of a valid token of kind `typ`; errors.Unauthorized for anything else."""
+        """The claims of a valid token of kind `typ`; errors.Unauthorized for anything else.
+
+        A client sends the same access token with every request until it expires: its claims
+        are kept once verified (they cannot change for the same text), and each use checks
+        only the expiry again. Revocation is not the codec's concern (AuthService checks it
+        on every request)."""
+        if typ == ACCESS:
+            known = self._verified.get(token)
+            if known is not None and time.time() < known[1]:
+                return known[0]
+        claims = self._decode(token, typ)
+        if typ == ACCESS:
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[token] = (claims, claims.expires_at.timestamp())
+        return claims
+
+    def _decode(self, token: str, typ: str) -> Claims:
         try:
             payload = jwt.decode(
                 token, self._secret, algorithms=[self._algorithm],

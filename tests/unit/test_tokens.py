@@ -183,3 +183,20 @@ def test_tampered_payload_is_refused(codec):
     ).decode()
     assert forged_body != body
     assert_refused(codec, f"{head}.{forged_body}.{sig}")
+
+
+def test_a_verified_access_token_still_expires(codec):
+    """Verified access tokens are remembered (a client sends the same one with every request);
+    the expiry is checked at every use all the same."""
+    user = uuid.uuid4()
+    soon = dt.datetime.now(dt.timezone.utc) - codec.access_ttl + dt.timedelta(seconds=1.2)
+    issued = codec.issue(ACCESS, 7, user, now=soon)
+    assert codec.decode(issued.token, ACCESS) == issued.claims
+    assert codec.decode(issued.token, ACCESS) == issued.claims  # remembered
+    import time
+    time.sleep(max(0.0, issued.claims.expires_at.timestamp() - time.time()) + 0.05)
+    with pytest.raises(errors.Unauthorized, match="expired"):
+        codec.decode(issued.token, ACCESS)
+    # what is remembered is what was verified: the same text as a refresh token is still refused
+    with pytest.raises(errors.Unauthorized):
+        codec.decode(codec.issue(ACCESS, 7, user).token, REFRESH)
