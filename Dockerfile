@@ -11,7 +11,8 @@ RUN python -m venv /opt/calsvc && /opt/calsvc/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
 RUN groupadd --system --gid 10001 calsvc \
-    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /var/lib/calsvc calsvc
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /var/lib/calsvc calsvc \
+    && install --directory --owner 10001 --group 10001 /var/lib/calsvc/data
 COPY --from=build /opt/calsvc /opt/calsvc
 COPY config.toml /etc/calsvc/config.toml
 ENV PATH=/opt/calsvc/bin:$PATH \

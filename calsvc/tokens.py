@@ -15,6 +15,7 @@ from calsvc.config import AuthSettings
 ACCESS = "access"
 REFRESH = "refresh"
 VERIFIED_CACHE = 10_000  # verified access tokens kept per process (then the cache starts over)
+MAX_CACHED_TOKEN = 1024  # longer texts are verified every time (a bound on the cache's memory)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class TokenCodec:
             if known is not None and time.time() < known[1]:
                 return known[0]
         claims = self._decode(token, typ)
-        if typ == ACCESS:
+        if typ == ACCESS and len(token) <= MAX_CACHED_TOKEN:  # ours are about 280 characters
             if len(self._verified) >= VERIFIED_CACHE:
                 self._verified.clear()
             self._verified[token] = (claims, claims.expires_at.timestamp())

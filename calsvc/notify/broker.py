@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "calsvc"
 PING_EVERY = 10.0   # seconds between liveness checks of the listening connection
+STEADY = 1.0        # seconds a connection must have lasted for the backoff to start over
+                    # (a server that drops every connection at once is not hammered)
 MAX_BACKOFF = 5.0
 
 
@@ -35,6 +38,7 @@ class Broker:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.connected = False
+        self._since = 0.0  # when the listener last connected (monotonic)
         self._task: asyncio.Task[None] | None = None
 
     def handle(self, message: str) -> None:
@@ -70,16 +74,15 @@ class Broker:
         backoff = 0.1
         while True:
             try:
-                await self._listen()
-                backoff = 0.1
+                await self._listen()  # returns only by raising
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self.connected or backoff >= MAX_BACKOFF:
                     log.warning("%s: listening failed (%s: %s); reconnecting", type(self).__name__,
                                 type(exc).__name__, exc)
-            if self.connected:
-                backoff = 0.1  # it was listening: a new outage starts from the shortest wait
+            if self.connected and time.monotonic() - self._since >= STEADY:
+                backoff = 0.1  # it listened a while: a new outage starts from the shortest wait
             self.connected = False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
@@ -91,6 +94,7 @@ class Broker:
         if not self.connected:
             log.info("%s: listening for wake-ups", type(self).__name__)
         self.connected = True
+        self._since = time.monotonic()
         # whatever was announced while nobody here listened: notifications, and revocations
         self.hub.wake_all()
         self.hub.check_tokens()

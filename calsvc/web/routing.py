@@ -102,6 +102,8 @@ async def _parse_body(request: web.Request, route: Route) -> Any:
 def bind(route: Route) -> Handler:
     """The aiohttp handler for `route`: authenticate, parse query and body, call."""
 
+    refusing = dataclasses.replace(route, body=NoBody)  # what checks a body sent where none is taken
+
     async def handle(request: web.Request) -> web.StreamResponse:
         kwargs: dict[str, Any] = {}
         if route.auth:
@@ -112,7 +114,7 @@ def bind(route: Route) -> Handler:
         if route.body is not None:
             kwargs["body"] = await _parse_body(request, route)
         elif route.method not in BODILESS and request.body_exists:
-            await _parse_body(request, dataclasses.replace(route, body=NoBody))
+            await _parse_body(request, refusing)
         return await route.handler(request, **kwargs)
 
     handle.__name__ = route.name
