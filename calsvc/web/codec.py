@@ -96,6 +96,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             chunk = await request.content.read(65536)
         except (PayloadEncodingError, RequestPayloadError):
             raise errors.Malformed("the body's Content-Encoding or framing is broken") from None
+        except ConnectionError:
+            # the client went away mid-body (nobody reads this answer; the log shows a 400, not
+            # an unhandled error)
+            raise errors.Malformed("the connection closed before the whole body arrived") from None
         if not chunk:
             break
         size += len(chunk)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 
 import aiohttp
@@ -120,3 +121,22 @@ def test_a_port_in_use_is_refused_at_once(tmp_path, server_env, workers):
         )
     assert result.returncode == 1
     assert "cannot listen on" in result.stderr
+
+
+def test_a_client_leaving_mid_body_is_not_a_server_error(start_server, server_env):
+    """A client that closes its connection halfway through a body (a load tool stopping) is
+    answered as a bad request, not logged as an unhandled error with a traceback."""
+    import socket
+
+    server = start_server(**server_env)
+    server.wait_ready()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"POST /api/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"username\": ")
+            time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while server.log().count("POST /api/auth/register 400") < 3:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    assert "unhandled error" not in server.log() and "Traceback" not in server.log(), server.log()
