@@ -36,7 +36,7 @@ from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from seed import FIRST_DAY, WEEKDAYS, WEEKS, seed, seeded, verify
+from seed import FIRST_DAY, WEEKDAYS, WEEKS, code_version, seed, seeded, verify
 
 from calsvc import conflicts, errors
 from calsvc.config import Settings
@@ -279,21 +279,6 @@ async def run_loop(label: str, n: int, warmup: int, step: Callable[[int], Awaita
     for i in range(warmup + n):
         await step(i - warmup)  # negative: warm-up, not recorded
     print(f"  {label}: {warmup} warm-up + {n} timed in {time.perf_counter() - began:.1f} s", flush=True)
-
-
-def code_version() -> str:
-    """The commit of the checkout measured, and whether calsvc/ had uncommitted changes."""
-    import subprocess
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "calsvc"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + uncommitted changes in calsvc/" if dirty else "")
 
 
 def profile_report(profile: cProfile.Profile, limit: int = 22) -> str:

@@ -85,7 +85,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import psutil
-from seed import PASSWORD, owner_name, seed, seeded, verify
+from seed import PASSWORD, code_version, owner_name, seed, seeded, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -711,16 +711,6 @@ def floor_endpoints(token: str, ids: list[int]) -> dict[str, Endpoint]:
 
 
 # -- the run ----------------------------------------------------------------------------------
-
-def code_version() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "calsvc"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + uncommitted changes in calsvc/" if dirty else "")
 
 
 class Bench:

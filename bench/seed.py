@@ -12,15 +12,17 @@ and the rest single events generated in SQL; every event with its owner's permis
 version 1, as the service writes them. `extra(conn, owner_ids)` may add rows before the
 secondary indexes are built. A marker table (bench_seed) records what was seeded, so
 `seeded` can tell whether a later run may reuse it. `verify` rebuilds a sample of rows with
-the service's own code and compares them.
+the service's own code and compares them. `code_version` names the checkout a run measured.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import random
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -412,3 +414,16 @@ async def verify(conn: asyncpg.Connection, sample: int = 300) -> None:
         print(f"  event {event_id}: {'; '.join(problems)}")
 
 
+
+
+def code_version() -> str:
+    """The commit of the checkout measured, and whether calsvc/ had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "calsvc"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in calsvc/" if dirty else "")
