@@ -300,12 +300,12 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
     raise SystemExit(f"{what} did not become ready; see {log}")
 
 
-def start_calsvc(port: int, log: Path) -> subprocess.Popen:
+def start_calsvc(port: int, log: Path, workers: int = 1) -> subprocess.Popen:
     env = dict(os.environ, CALSVC_DATABASE_URL=DB_URL, CALSVC_AUTH_SECRET=secrets.token_hex(32),
                CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0", CALSVC_RATE_LIMIT_USER_PER_MINUTE="0",
                CALSVC_SERVER_LOG_LEVEL="WARNING", CALSVC_AUTH_ACCESS_TOKEN_MINUTES="600")
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", "1"],
+        proc = subprocess.Popen([sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", str(workers)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log, "calsvc")
     return proc
@@ -330,6 +330,24 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.wait(10)
 
 
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and its children (`calsvc serve --workers N`: a supervisor and N workers)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in tree(proc):
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 class RssSampler(threading.Thread):
     """Peak RSS of each process, every 50 ms: since the last reset() and over the whole run."""
 
@@ -347,7 +365,7 @@ class RssSampler(threading.Thread):
         while not self.done.is_set():
             for name, proc in self.procs.items():
                 try:
-                    rss = proc.memory_info().rss
+                    rss = sum(p.memory_info().rss for p in tree(proc))  # of all workers
                 except psutil.Error:
                     continue
                 self.window[name] = max(self.window[name], rss)
@@ -369,15 +387,15 @@ class CpuMeter:
         return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "steal", 0.0)
 
     @staticmethod
-    def _postgres() -> float:
-        total = 0.0
+    def _postgres() -> dict[int, float]:
+        times = {}
         for proc in psutil.process_iter(["name", "cpu_times"]):
             if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
-                total += proc.info["cpu_times"].user + proc.info["cpu_times"].system
-        return total
+                times[proc.pid] = proc.info["cpu_times"].user + proc.info["cpu_times"].system
+        return times
 
-    def _snapshot(self) -> tuple[float, ...]:
-        own = [sum(p.cpu_times()[:2]) for p in self.procs]
+    def _snapshot(self) -> tuple:
+        own = [tree_cpu(p) for p in self.procs]
         me = resource.getrusage(resource.RUSAGE_SELF)
         wrk = resource.getrusage(resource.RUSAGE_CHILDREN)   # wrk, once it has been waited for
         return (time.monotonic(), self._busy(), self._postgres(), me.ru_utime + me.ru_stime,
@@ -388,8 +406,10 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         end = self._snapshot()
-        d = [b - a for a, b in zip(self.began, end)]
-        wall, busy, pg, me, wrk, server, *rest = d
+        # backends that ended in between took their time with them: count those present at the end
+        pg = sum(t - self.began[2].get(pid, 0.0) for pid, t in end[2].items())
+        d = [b - a for a, b in zip(self.began[:2] + self.began[3:], end[:2] + end[3:])]
+        wall, busy, me, wrk, server, *rest = d
         other = busy - pg - me - wrk - server - sum(rest)
         return {k: 100 * v / wall for k, v in (("server", server), ("postgres", pg), ("wrk", wrk),
                                                 ("other", max(0.0, other)))}
@@ -399,10 +419,12 @@ def settle(pid: int, limit: float = 180.0) -> float:
     """Wait until the process has used under 5% of a core for 0.5 s (writes still queued when wrk
     stopped are being finished); the seconds waited."""
     proc, began, quiet = psutil.Process(pid), time.monotonic(), 0
-    proc.cpu_percent(None)
+    used = tree_cpu(proc)
     while time.monotonic() - began < limit:
         time.sleep(0.25)
-        quiet = quiet + 1 if proc.cpu_percent(None) < 5 else 0
+        now = tree_cpu(proc)
+        quiet = quiet + 1 if (now - used) / 0.25 < 0.05 else 0
+        used = now
         if quiet >= 2:
             break
     return time.monotonic() - began
@@ -790,7 +812,7 @@ def run(args: argparse.Namespace) -> int:
     results: list[tuple[Endpoint, Run, Run | None]] = []
     began = time.time()
     try:
-        server = start_calsvc(args.port, workdir / "calsvc.log")
+        server = start_calsvc(args.port, workdir / "calsvc.log", args.workers)
         floor = start_floor(args.floor_app, args.port + 1, workdir / "floor.log")
         sampler = RssSampler({"calsvc": server.pid, "floor": floor.pid})
         sampler.start()
@@ -815,7 +837,8 @@ def run(args: argparse.Namespace) -> int:
 
         floors = floor_endpoints(floor_token, asyncio.run(floor_ids()))
         floor_runs: dict[str, Run] = {}
-        header = (f"code {code_version()}; {os.cpu_count()} cores; wrk -t1 -c{args.connections} "
+        header = (f"code {code_version()}; {os.cpu_count()} cores; calsvc --workers {args.workers}; "
+                  f"wrk -t1 -c{args.connections} "
                   f"-d{args.duration:g}s after a {args.warmup:g} s warm-up; load average "
                   f"{os.getloadavg()[0]:.2f} at the start")
         print(header, flush=True)
@@ -898,6 +921,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=19000, help="calsvc's; the floor gets the next one")
     parser.add_argument("--floor-app", type=Path, default=FLOOR_APP)
     parser.add_argument("--markdown", help="also write the results to this file")
+    parser.add_argument("--workers", type=int, default=1, help="calsvc's worker processes (the floor has one)")
+    parser.add_argument("--database", default=DB_NAME, help="a database of its own per seed size")
     parser.add_argument("--verbose", action="store_true", help="a line per wrk run")
     args = parser.parse_args()
     if args.users < 1 or args.events < args.users:
@@ -909,6 +934,8 @@ def main() -> int:
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt   # SIGTERM stops the servers as Ctrl-C does
     signal.signal(signal.SIGTERM, interrupted)
+    global DB_NAME, DB_URL
+    DB_NAME, DB_URL = args.database, f"{PG}/{args.database}"
     print(f"database {DB_NAME}: {args.events:,} events, {args.users:,} owners, {args.series:,} series", flush=True)
     try:
         return run(args)

@@ -49,6 +49,16 @@ WHERE (p.starts_at, p.during, p.version, p.live) IS DISTINCT FROM
       (e.start_time, e.during, e.version, e.deleted_at IS NULL)
 """
 
+# Each user's count of unread notifications is kept by triggers (migration 0009); after each
+# test it must equal the count of their unread rows (where the migration is applied).
+_WRONG_COUNTS = """
+SELECT u.id, coalesce(c.unread, 0) AS kept, n.unread
+FROM users u
+LEFT JOIN notification_counts c ON c.user_id = u.id
+CROSS JOIN LATERAL (SELECT count(*) AS unread FROM notifications WHERE user_id = u.id AND read_at IS NULL) n
+WHERE coalesce(c.unread, 0) <> n.unread
+"""
+
 
 @pytest.fixture
 def database_url(template_db: str) -> str:
@@ -60,7 +70,10 @@ def database_url(template_db: str) -> str:
     try:
         with psycopg.connect(db_url(name)) as conn:
             stale = conn.execute(_STALE_COPIES).fetchall()
+            counted = conn.execute("SELECT to_regclass('notification_counts') IS NOT NULL").fetchone()[0]
+            wrong = conn.execute(_WRONG_COUNTS).fetchall() if counted else []
         assert not stale, f"permission rows (event, user) out of step with their event: {stale}"
+        assert not wrong, f"unread counts (user, kept, actual) out of step with the notifications: {wrong}"
     finally:
         admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

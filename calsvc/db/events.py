@@ -5,7 +5,7 @@ import datetime as dt
 
 import asyncpg
 
-from calsvc.models import Event
+from calsvc.models import ROW_COLUMNS, Event
 
 _EVENT_COLUMNS = (
     "e.id, e.owner_id, e.title, e.description, e.location, e.start_time, e.end_time, e.timezone, "
@@ -18,6 +18,14 @@ _EVENT_COLUMNS = (
 _CALENDAR_COLUMNS = _EVENT_COLUMNS.replace(
     "e.description, e.location,", "''::text AS description, NULL::text AS location,") + ", ''::text AS role"
 assert _CALENDAR_COLUMNS.count("''") == 2
+
+
+def _names(columns: str) -> tuple[str, ...]:
+    return tuple(c.strip().split(" AS ")[-1].split("::")[0].split(".")[-1] for c in columns.split(","))
+
+
+# Event.from_row reads by position: every query below selects these, then the role.
+assert _names(_EVENT_COLUMNS) + ("role",) == ROW_COLUMNS == _names(_CALENDAR_COLUMNS)
 
 _INSERT = """
 -- new events (one per element of $2, in order), each with its owner's permission row and
@@ -188,7 +196,7 @@ async def list_calendar(conn: asyncpg.Connection, user_id: int, lower: dt.dateti
         if row["id"] is None:
             long.append((row["candidate_id"], row["candidate_version"]))
         else:
-            short.append(Event.from_row(row))
+            short.append(Event.from_row(row, 2))  # after candidate_id, candidate_version
     return short, long
 
 
@@ -230,33 +238,52 @@ async def list_visible(conn: asyncpg.Connection, user_id: int, *, role: str | No
     """Live events `user_id` can see, by (start_time, id), after the keyset `after`, filtered
     by role, by envelope overlap with `window` (either bound may be None) and by `q` in the
     title or description; at most `limit`. Series still need the exact occurrence check."""
-    where = ["p.user_id = $1", "p.live"]
     args: list[object] = [user_id]
 
-    def add(condition: str, *values: object) -> None:
-        # Each value takes the next placeholder, so numbering cannot drift.
-        for value in values:
-            args.append(value)
-            condition = condition.replace("?", f"${len(args)}", 1)
-        where.append(condition)
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
 
+    where = ["p.user_id = $1", "p.live"]
     if role is not None:
-        add("p.role = ?", role)
-    if window is not None:
-        add("p.during && tstzrange(?, ?)", window[0], window[1])
+        where.append(f"p.role = {arg(role)}")
     if q is not None:
-        add("(e.title ILIKE ? OR e.description ILIKE ?)", _like(q), _like(q))
+        pattern = arg(_like(q))
+        where.append(f"(e.title ILIKE {pattern} OR e.description ILIKE {pattern})")
     if after is not None:
-        add("(p.starts_at, p.event_id) > (?, ?)", after[0], after[1])
-    args.append(limit)
-    sql = (
-        "-- the caller's events in start order, from the (user_id, starts_at, event_id) index\n"
-        "SELECT " + _EVENT_COLUMNS + ", p.role "
-        "FROM event_permissions p JOIN events e ON e.id = p.event_id "
-        "WHERE " + " AND ".join(where) + " "
-        f"ORDER BY p.starts_at, p.event_id LIMIT ${len(args)}"
-    )
+        where.append(f"(p.starts_at, p.event_id) > ({arg(after[0])}, {arg(after[1])})")
+    most = arg(limit)
+    order = f"ORDER BY p.starts_at, p.event_id LIMIT {most}"
+
+    def part(conditions: list[str]) -> str:
+        return ("SELECT " + _EVENT_COLUMNS + ", p.role FROM event_permissions p JOIN events e ON e.id = p.event_id "
+                "WHERE " + " AND ".join(conditions) + " " + order)
+
+    if window is None or window[0] is None:
+        if window is not None:
+            where.append(f"p.during && tstzrange(NULL, {arg(window[1])})")
+        sql = "-- the caller's events in start order, from the (user_id, starts_at, event_id) index\n" + part(where)
+    else:
+        # A regular row (an envelope of at most 24 hours, from the event's start) overlaps
+        # [W, U) when it starts in [W - 24 h, U) and ends after W: its walk of the (user_id,
+        # starts_at) index starts a day before the window (conditions the GiST index cannot
+        # take, so that a prepared statement's generic plan walks it too). The irregular rows
+        # come from their own small GiST index (migration 0008).
+        start, end = arg(window[0]), arg(window[1])
+        regular = where + [f"NOT p.irregular AND p.starts_at >= {arg(window[0] - _REGULAR_SPAN)} "
+                           f"AND upper(p.during) > {start}"]
+        if window[1] is not None:
+            regular.append(f"p.starts_at < {end}")
+        irregular = where + [f"p.irregular AND p.during && tstzrange({start}, {end})"]
+        sql = (
+            "-- the caller's events in a window, in start order: the regular rows from the (user_id,\n"
+            "-- starts_at, event_id) index from a day before it, the irregular ones from their GiST index\n"
+            f"({part(regular)}) UNION ALL ({part(irregular)}) ORDER BY start_time, id LIMIT {most}"
+        )
     return [Event.from_row(r) for r in await conn.fetch(sql, *args)]
+
+
+_REGULAR_SPAN = dt.timedelta(hours=24)  # the most a regular row's envelope lasts (migration 0008)
 
 
 async def users_sharing_with(conn: asyncpg.Connection, user_id: int, others: list[int]) -> set[int]:

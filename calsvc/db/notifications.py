@@ -114,8 +114,9 @@ async def list_notifications(conn: asyncpg.Connection, user_id: int, before: int
 
 
 async def count_unread(conn: asyncpg.Connection, user_id: int) -> int:
+    """Kept by the database as notifications come and go (migration 0009)."""
     return await conn.fetchval(
-        "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id)
+        "SELECT coalesce((SELECT unread FROM notification_counts WHERE user_id = $1), 0)", user_id)
 
 
 async def notifications_after(conn: asyncpg.Connection, cursors: dict[int, int], per_user: int) -> list[Notification]:

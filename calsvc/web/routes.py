@@ -162,7 +162,7 @@ ROUTES: list[Route] = [
           "notifications", {200: S.NotificationItem}, errors=(404,)),
     Route("GET", "/api/notifications/stream", notifications.stream,
           "Notifications as they happen (server-sent events)", "notifications", {200: "text/event-stream"},
-          query=S.StreamQuery, query_token=True, offers=(), headers=("Last-Event-ID",), errors=(429,),
+          query=S.StreamQuery, query_token=True, one_connection=False, offers=(), headers=("Last-Event-ID",), errors=(429,),
           description="`id:` is the notification id, `event:` its kind, `data:` the item as "
                       "`GET /api/notifications` lists it. Without `Last-Event-ID` (header, or the "
                       "`last_event_id` parameter) it is live only; with it, what came after that id is "

@@ -29,6 +29,9 @@ class Route:
     query: type | None = None          # validated query string, passed as `query=`
     auth: bool = True                  # needs a bearer token; passes `user=`
     query_token: bool = False          # the token may come as ?access_token= (EventSource)
+    one_connection: bool = True        # with auth: token check and queries on one connection
+                                       # (Database.lease); False where the handler outlives its
+                                       # queries (the stream)
     bulk: bool = False                 # body limit is max_bulk_body_bytes
     offers: tuple[str, ...] = codec.OFFERS  # response media types ((), for routes serving their own)
     errors: tuple[int, ...] = ()       # further problem statuses the route can answer
@@ -82,11 +85,13 @@ class NoBody(msgspec.Struct):
     a 422 when it is not an object) rather than ignore it and go on changing things."""
 
 
-async def _parse_body(request: web.Request, route: Route) -> Any:
+async def _read_body(request: web.Request, route: Route) -> bytes:
     settings = request.app[keys.SETTINGS].server
-    limit = settings.max_bulk_body_bytes if route.bulk else settings.max_body_bytes
+    return await codec.read_body(request, settings.max_bulk_body_bytes if route.bulk else settings.max_body_bytes)
+
+
+def _convert_body(request: web.Request, route: Route, raw: bytes) -> Any:
     media = codec.body_media_type(request)
-    raw = await codec.read_body(request, limit)
     if route.form is not None and media == codec.FORM:
         try:
             fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
@@ -100,22 +105,37 @@ async def _parse_body(request: web.Request, route: Route) -> Any:
 
 
 def bind(route: Route) -> Handler:
-    """The aiohttp handler for `route`: authenticate, parse query and body, call."""
+    """The aiohttp handler for `route`: authenticate, parse query and body, call.
+
+    The body is read before the database is asked about the token, so a slow upload holds
+    no pooled connection; then the token check, the parsing and the handler share one
+    connection (Database.lease) unless the route says otherwise. A token that does not
+    verify is refused (401) before anything is read."""
 
     refusing = dataclasses.replace(route, body=NoBody)  # what checks a body sent where none is taken
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    async def parse(request: web.Request, raw: bytes | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         if route.auth:
-            claims = access_claims(request)
-            kwargs["user"] = await request.app[keys.AUTH].authenticate(claims)
+            kwargs["user"] = await request.app[keys.AUTH].authenticate(access_claims(request))
         if route.query is not None:
             kwargs["query"] = codec.convert_query(request.query, route.query)
         if route.body is not None:
-            kwargs["body"] = await _parse_body(request, route)
-        elif route.method not in BODILESS and request.body_exists:
-            await _parse_body(request, refusing)
-        return await route.handler(request, **kwargs)
+            kwargs["body"] = _convert_body(request, route, raw or b"")
+        elif raw is not None:
+            _convert_body(request, refusing, raw)
+        return kwargs
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if route.auth:
+            access_claims(request)
+        raw = None
+        if route.body is not None or (route.method not in BODILESS and request.body_exists):
+            raw = await _read_body(request, route)
+        if not (route.auth and route.one_connection):
+            return await route.handler(request, **await parse(request, raw))
+        async with request.app[keys.DB].lease():
+            return await route.handler(request, **await parse(request, raw))
 
     handle.__name__ = route.name
     handle.route = route  # type: ignore[attr-defined]

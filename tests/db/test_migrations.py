@@ -105,3 +105,36 @@ def test_migrate_refuses_when_only_some_are_pending(empty_db):
     assert migrate.pending(empty_db) == [ids[-1]]
     with pytest.raises(ConfigError, match=ids[-1]):
         _migrate(Settings().replace(database={"url": empty_db, "auto_migrate": False}))
+
+
+def test_notification_counts_start_from_the_unread_notifications_already_there(empty_db):
+    """Migration 0009 counts what an existing database holds, then its triggers keep up."""
+    backend, migrations = migrate._backend_and_migrations(empty_db)
+    try:
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0009")))
+    finally:
+        backend.connection.close()
+    with psycopg.connect(empty_db) as conn:
+        users = [conn.execute(
+            "INSERT INTO users (username, email, password_hash) VALUES (%s, %s, 'x') RETURNING id",
+            (name, f"{name}@example.com")).fetchone()[0] for name in ("ann", "bob", "cat")]
+        event = conn.execute(
+            "INSERT INTO events (owner_id, title, start_time, end_time, during, updated_by) "
+            "VALUES (%s, 't', '2026-01-01Z', '2026-01-01 01:00Z', '[2026-01-01Z, 2026-01-01 01:00Z)', %s) "
+            "RETURNING id", (users[0], users[0])).fetchone()[0]
+        for user, read in ((users[0], None), (users[0], None), (users[0], "now()"), (users[1], None), (users[2], "now()")):
+            conn.execute(
+                "INSERT INTO notifications (user_id, kind, event_id, actor_id, summary, read_at) "
+                f"VALUES (%s, 'event.updated', %s, %s, 's', {read or 'NULL'})", (user, event, users[0]))
+    migrate.apply_all(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        def counts() -> dict[int, int]:
+            return dict(conn.execute("SELECT user_id, unread FROM notification_counts").fetchall())
+
+        assert counts() == {users[0]: 2, users[1]: 1}
+        conn.execute("UPDATE notifications SET read_at = now() WHERE user_id = %s AND read_at IS NULL", (users[0],))
+        conn.execute("UPDATE notifications SET read_at = NULL WHERE user_id = %s", (users[2],))
+        assert counts() == {users[0]: 0, users[1]: 1, users[2]: 1}
+        conn.execute("DELETE FROM notifications WHERE user_id = %s", (users[1],))
+        assert counts() == {users[0]: 0, users[1]: 0, users[2]: 1}

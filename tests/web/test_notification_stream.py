@@ -156,3 +156,17 @@ async def test_head_answers_as_a_get_would_begin(client):
     assert resp.headers["Cache-Control"] == "no-store" and resp.headers["X-Accel-Buffering"] == "no"
     assert (await client.head(STREAM)).status == 401
 
+
+
+async def test_open_streams_hold_no_pooled_connection(make_client):
+    """Requests check their token and run their first queries on one connection
+    (Database.lease); a stream, which outlives its queries, must not keep it."""
+    client = await make_client(database={"pool_min_size": 1, "pool_max_size": 2})
+    _, _, headers = await user_with_token(client)
+    for last_event_id in (None, "0", None):  # live only, and with a replay first
+        params = {} if last_event_id is None else {"last_event_id": last_event_id}
+        resp = await client.get(STREAM, headers=headers, params=params)
+        assert resp.status == 200
+    async with asyncio.timeout(2):  # not the 2 s acquire timeout's 503
+        resp = await client.get("/api/auth/me", headers=headers)
+        assert resp.status == 200, await resp.text()

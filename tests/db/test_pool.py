@@ -1,0 +1,93 @@
+"""Database.lease (a request's token check and first queries on one connection) and the
+first-come-first-served order of acquires, against the real PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from calsvc.config import DatabaseSettings
+from calsvc.db.pool import Database
+
+
+@pytest.fixture
+async def make_db(database_url):
+    made = []
+
+    async def make(size: int = 4) -> Database:
+        settings = dataclasses.replace(DatabaseSettings(), pool_min_size=0, pool_max_size=size)
+        db = await Database.connect(database_url, settings)
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        await db.close()
+
+
+async def backend(db: Database) -> int:
+    async with db.acquire() as conn:
+        return await conn.fetchval("SELECT pg_backend_pid()")
+
+
+async def test_a_lease_shares_one_connection_for_its_first_acquires_then_gives_it_back(make_db):
+    db = await make_db()
+    async with db.lease():
+        first = await backend(db)
+        assert db.in_use() == 1  # kept between the two
+        assert await backend(db) == first
+        assert db.in_use() == 0  # back in the pool after the second, before the lease ends
+        await backend(db)  # later acquires take from the pool as without a lease
+        assert db.in_use() == 0
+    async with db.lease():
+        await backend(db)
+    assert db.in_use() == 0  # one use only: given back when the lease ends
+
+
+async def test_nested_acquires_and_other_tasks_get_connections_of_their_own(make_db):
+    db = await make_db()
+    async with db.lease():
+        async with db.acquire() as conn:
+            mine = await conn.fetchval("SELECT pg_backend_pid()")
+            assert await backend(db) != mine  # nested: its own
+        # other tasks (gather copies the context, lease included) never get the lease's
+        # connection, even while it is not in use
+        others = await asyncio.gather(backend(db), backend(db))
+        assert mine not in others
+        assert await backend(db) == mine
+
+
+async def test_a_connection_left_in_a_transaction_is_not_kept(make_db):
+    db = await make_db()
+    async with db.lease(uses=3):
+        async with db.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()  # and never finished
+            first = await conn.fetchval("SELECT pg_backend_pid()")
+        assert db.in_use() == 0  # released (and reset) at once
+        async with db.acquire() as conn:
+            assert not conn.is_in_transaction()
+            await conn.fetchval("SELECT 1")
+    assert db.in_use() == 0
+    assert first
+
+
+async def test_waiters_are_served_in_the_order_they_came(make_db):
+    db = await make_db(size=1)
+    order: list[str] = []
+
+    async def use(name: str) -> None:
+        async with db.acquire():
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async with db.acquire():
+        waiters = []
+        for name in ("w1", "w2", "w3"):
+            waiters.append(asyncio.create_task(use(name)))
+            await asyncio.sleep(0.01)
+    # released: a newcomer arriving now queues behind the three who waited
+    late = [asyncio.create_task(use(f"n{k}")) for k in range(3)]
+    await asyncio.gather(*waiters, *late)
+    assert order == ["w1", "w2", "w3", "n0", "n1", "n2"]
