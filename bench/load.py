@@ -905,6 +905,11 @@ async def check_seed() -> None:
         await conn.close()
 
 
+def set_database(name: str) -> None:
+    global DB_NAME, DB_URL
+    DB_NAME, DB_URL = name, f"{PG}/{name}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -922,7 +927,7 @@ def main() -> int:
     parser.add_argument("--floor-app", type=Path, default=FLOOR_APP)
     parser.add_argument("--markdown", help="also write the results to this file")
     parser.add_argument("--workers", type=int, default=1, help="calsvc's worker processes (the floor has one)")
-    parser.add_argument("--database", default=DB_NAME, help="a database of its own per seed size")
+    parser.add_argument("--database", default="calsvc_bench_load", help="a database of its own per seed size")
     parser.add_argument("--verbose", action="store_true", help="a line per wrk run")
     args = parser.parse_args()
     if args.users < 1 or args.events < args.users:
@@ -934,8 +939,7 @@ def main() -> int:
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt   # SIGTERM stops the servers as Ctrl-C does
     signal.signal(signal.SIGTERM, interrupted)
-    global DB_NAME, DB_URL
-    DB_NAME, DB_URL = args.database, f"{PG}/{args.database}"
+    set_database(args.database)
     print(f"database {DB_NAME}: {args.events:,} events, {args.users:,} owners, {args.series:,} series", flush=True)
     try:
         return run(args)
