@@ -6,6 +6,11 @@
 -- writers and readers add up under READ COMMITTED (writers to the same user already queue on
 -- that user's notification lock, migration 0007; a reader marking read queues on the count row).
 -- depends: 0008.list-window-index
+
+-- No notification may be written or read between the count below and the triggers (an
+-- older release may be serving while this runs): held until this migration commits.
+LOCK TABLE notifications IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE notification_counts (
     user_id bigint CONSTRAINT notification_counts_pkey PRIMARY KEY
         CONSTRAINT notification_counts_user_id_fkey REFERENCES users (id) ON DELETE CASCADE,

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import asyncpg
 
@@ -56,9 +56,10 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 
 class _Lease:
-    __slots__ = ("task", "conn", "busy", "left")
+    __slots__ = ("db", "task", "conn", "busy", "left")
 
-    def __init__(self, task: asyncio.Task | None, uses: int) -> None:
+    def __init__(self, db: "Database", task: asyncio.Task | None, uses: int) -> None:
+        self.db = db
         self.task = task
         self.conn: asyncpg.Connection | None = None
         self.busy = False
@@ -66,6 +67,20 @@ class _Lease:
 
 
 _LEASE: contextvars.ContextVar[_Lease | None] = contextvars.ContextVar("calsvc_db_lease", default=None)
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a thread (CPU work: checking a recurrence, a batch), with the current
+    task's leased connection given back first when nothing is using it: it would sit idle in
+    the meantime, and a few batches at once would hold the pool (Database.lease). Later
+    acquires of the task take connections from the pool as without a lease."""
+    lease = _LEASE.get()
+    if lease is not None and lease.task is asyncio.current_task() and not lease.busy:
+        conn, lease.conn, lease.left = lease.conn, None, 0
+        if conn is not None:
+            await lease.db._release(conn)
+    return await asyncio.to_thread(fn, *args)
 
 
 class Database:
@@ -122,7 +137,7 @@ class Database:
         -c32: the worker idle 23% of the time). Other tasks (asyncio.gather, tasks started
         inside) and nested acquires get connections of their own, as without a lease. A
         connection left in a transaction or broken is not kept for the next acquire."""
-        lease = _Lease(asyncio.current_task(), uses)
+        lease = _Lease(self, asyncio.current_task(), uses)
         token = _LEASE.set(lease)
         try:
             yield

@@ -2,7 +2,6 @@
 each change checked against the owner's calendar and written as a new version."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import functools
@@ -15,7 +14,7 @@ import orjson
 from calsvc import conflicts, errors, recurrence
 from calsvc.db import events as event_db
 from calsvc.db import history as history_db
-from calsvc.db.pool import Database
+from calsvc.db.pool import Database, off_loop
 from calsvc.services import history
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.services.idempotency import Recorder
@@ -527,7 +526,7 @@ def stored_fields(event: Event | Draft) -> dict[str, Any]:
 async def checked(fields: dict[str, Any]) -> Draft:
     """check_event, in a thread when a recurrence makes it CPU work."""
     if fields.get("recurrence") is not None:
-        return await asyncio.to_thread(check_event, fields)
+        return await off_loop(check_event, fields)
     return check_event(fields)
 
 
@@ -665,7 +664,7 @@ class EventService:
         before it, all written by one statement in one transaction. Each result is the event
         and its conflicts, or the problem of that item. When `atomic`, the first problem is
         raised as errors.BatchItem instead and nothing is written."""
-        drafts = await asyncio.to_thread(self._check_items, items, strategy)
+        drafts = await off_loop(self._check_items, items, strategy)
         if atomic:
             self._raise_first(drafts)
         return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, strategy,

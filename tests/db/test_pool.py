@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from calsvc.config import DatabaseSettings
-from calsvc.db.pool import Database
+from calsvc.db.pool import Database, off_loop
 
 
 @pytest.fixture
@@ -91,3 +91,22 @@ async def test_waiters_are_served_in_the_order_they_came(make_db):
     late = [asyncio.create_task(use(f"n{k}")) for k in range(3)]
     await asyncio.gather(*waiters, *late)
     assert order == ["w1", "w2", "w3", "n0", "n1", "n2"]
+
+
+async def test_work_off_the_loop_holds_no_leased_connection(make_db):
+    db = await make_db()
+    seen: list[int] = []
+    async with db.lease():
+        await backend(db)  # the token check: the lease keeps its connection for the next
+        assert db.in_use() == 1
+        await off_loop(lambda: seen.append(db.in_use()))
+        assert seen == [0]  # given back while the thread worked
+        await backend(db)
+        assert db.in_use() == 0
+    async with db.lease():
+        async with db.acquire() as conn:  # the leased connection in use (a transaction): kept
+            await off_loop(lambda: seen.append(db.in_use()))
+            assert await conn.fetchval("SELECT 1") == 1
+        assert seen == [0, 1]
+        assert db.in_use() == 1  # and still the lease's for its second use
+    assert db.in_use() == 0
