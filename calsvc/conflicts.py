@@ -84,6 +84,23 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     return merged
 
 
+class Cover:
+    """The union of some intervals, asked whether an occurrence overlaps it in O(log n): a
+    check of a draft with many occurrences (a series over two years) keeps only what meets
+    one of them before deciding, instead of every occurrence of its calendar in those years."""
+
+    def __init__(self, intervals: Iterable[Interval]) -> None:
+        self.pieces = merge_intervals(intervals)
+        self.starts = [start for start, _ in self.pieces]
+
+    def meets(self, start: dt.datetime, end: dt.datetime) -> bool:
+        # Disjoint and sorted: of the pieces starting before `end`, the last ends last. The
+        # pieces are in UTC, so each comparison is between instants (two times of one zone
+        # compare as wall-clock times: 02:45 CEST is after 02:00 CET, an hour earlier).
+        i = bisect.bisect_left(self.starts, end) - 1
+        return i >= 0 and self.pieces[i][1] > start
+
+
 def find_conflicts(candidate: Iterable[Interval], busy: Iterable[Busy]) -> list[Busy]:
     """The busy occurrences that overlap any occurrence of the candidate, each (event_id,
     start instant) once, ordered by (start, event_id); unchanged, so their times keep the
