@@ -37,6 +37,7 @@ counted) against each endpoint; wrk's Lua `done()` prints the exact percentiles:
 | list50_window_heavy | the same as bench_heavy | |
 | expand_month | `GET /api/events?start&end&expand=true`, March 2027, typical owner | |
 | create | `POST /api/events` (conflict check `reject`), the typical owner, each at a free slot | `POST /create` |
+| create_owners | the same for 32 owners in turn (creates of one owner queue on its calendar lock) | |
 | batch500 | `POST /api/events/batch`, 500 events at free slots, atomic | |
 | batch500_serial | the same with one connection: the time of one batch without queueing | |
 | rollback | `POST /api/events/{id}/rollback/{v}`, 1,000 of the owner's events with two versions | |
@@ -106,6 +107,8 @@ SLOT_SECONDS = 1800
 SLOTS_PER_WEEKEND = 58
 CREATE_FIRST_SLOT = 0                               # weekends from 2030
 BATCH_FIRST_SLOT = SLOTS_PER_WEEKEND * 52 * 20      # weekends from about 2050
+OWNERS_FIRST_SLOT = SLOTS_PER_WEEKEND * 52 * 10     # weekends from about 2040 (create_owners)
+OWNERS = 32                                         # owners create_owners writes for, in turn
 
 
 def first_saturday(year: int) -> int:
@@ -590,6 +593,20 @@ end
 response = tally
 """
 
+_LUA_CREATE_OWNERS = """
+local tokens = {%(tokens)s}
+function request()
+  local s = %(first)d + sent
+  sent = sent + 1
+  local a, b = slot_times(s)
+  local headers = {["Authorization"] = "Bearer " .. tokens[(sent %% #tokens) + 1],
+                   ["Content-Type"] = "application/json"}
+  return wrk.format("POST", "/api/events", headers,
+    string.format('{"title":"load create %%d","start_time":"%%s","end_time":"%%s"}', s, a, b))
+end
+response = tally
+"""
+
 _LUA_BATCH = """
 function request()
   local first = %(first)d + sent * %(size)d
@@ -689,11 +706,11 @@ class Endpoint:
 
 
 NAMES = ("get_event", "list50", "list50_heavy", "list50_light", "list50_window", "list50_window_heavy",
-         "expand_month", "create", "batch500", "batch500_serial", "rollback", "notifications",
+         "expand_month", "create", "create_owners", "batch500", "batch500_serial", "rollback", "notifications",
          "notifications_heavy")
 
 
-def endpoints(tokens: dict[str, str], seen: list[int], rollback: Callable[[], dict]) -> list[Endpoint]:
+def endpoints(tokens: dict, seen: list[int], rollback: Callable[[], dict]) -> list[Endpoint]:
     typical, heavy, light = tokens["typical"], tokens["heavy"], tokens["light"]
     window = f"start={WINDOW[0]}&end={WINDOW[1]}"
     month = f"start={MONTH[0]}&end={MONTH[1]}"
@@ -711,6 +728,9 @@ def endpoints(tokens: dict[str, str], seen: list[int], rollback: Callable[[], di
                  f"/api/events?{month}&expand=true&limit=50", typical),
         Endpoint("create", "POST /api/events (on_conflict reject, free slots)", "/api/events", typical,
                  _LUA_CREATE, "create", slots=1, first_slot=CREATE_FIRST_SLOT, params={"path": "/api/events"}),
+        Endpoint("create_owners", f"the same, {OWNERS} owners in turn", "/api/events", typical,
+                 _LUA_CREATE_OWNERS, slots=1, first_slot=OWNERS_FIRST_SLOT,
+                 params={"tokens": ",".join(f'"{t}"' for t in tokens["owners"])}),
         Endpoint("batch500", f"POST /api/events/batch ({BATCH} events, atomic)", "/api/events/batch", typical,
                  _LUA_BATCH, slots=BATCH, first_slot=BATCH_FIRST_SLOT, params={"size": BATCH}),
         Endpoint("batch500_serial", "the same, one connection", "/api/events/batch", typical,
@@ -823,7 +843,9 @@ def run(args: argparse.Namespace) -> int:
         typical = ids[owner_name(TYPICAL)]
         tokens = {"typical": asyncio.run(login(base, owner_name(TYPICAL))),
                   "heavy": asyncio.run(login(base, "bench_heavy")),
-                  "light": asyncio.run(login(base, "bench_light"))}
+                  "light": asyncio.run(login(base, "bench_light")),
+                  "owners": [asyncio.run(login(base, owner_name(TYPICAL + 1 + k)))
+                             for k in range(min(OWNERS, args.users - 1))]}
         floor_token = subprocess.run([sys.executable, str(args.floor_app), "token"], capture_output=True,
                                      text=True, check=True).stdout.strip()
         data = asyncio.run(describe_data(typical, ids["bench_heavy"], ids["bench_light"]))
