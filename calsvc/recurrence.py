@@ -550,6 +550,19 @@ def _plain_of(series: Series) -> _Plain | None:
     return dataclasses.replace(plain, start_week=plain.week(start_day))
 
 
+def _plain(series: Series) -> Any:
+    plain = series.plain
+    if plain is None:
+        plain = _plain_of(series) or _NOT_PLAIN
+        object.__setattr__(series, "plain", plain)  # a cache: frozen for everything else
+    return plain
+
+
+def is_plain(series: Series) -> bool:
+    """Whether may_occur can tell anything of this rule (a plain DAILY or WEEKLY rule)."""
+    return _plain(series) is not _NOT_PLAIN
+
+
 def may_occur(series: Series, window_start: dt.datetime, window_end: dt.datetime) -> bool:
     """False only when no occurrence of the rule (RDATEs aside) can overlap the short window:
     a test of the few local days around it against a plain DAILY or WEEKLY rule (one time of
@@ -559,10 +572,7 @@ def may_occur(series: Series, window_start: dt.datetime, window_end: dt.datetime
     once per series."""
     if window_end - window_start > 2 * _ONE_DAY:
         return True
-    plain = series.plain
-    if plain is None:
-        plain = _plain_of(series) or _NOT_PLAIN
-        object.__setattr__(series, "plain", plain)  # a cache: frozen for everything else
+    plain = _plain(series)
     if plain is _NOT_PLAIN:
         return True
     tz, duration, first, last = plain.tz, plain.duration, plain.first, plain.last

@@ -7,8 +7,9 @@
 -- that user's notification lock, migration 0007; a reader marking read queues on the count row).
 -- depends: 0008.list-window-index
 
--- No notification may be written or read between the count below and the triggers (an
--- older release may be serving while this runs): held until this migration commits.
+-- No notification may be written, marked read or deleted between the count below and the
+-- triggers (an older release may be serving while this runs): held until this migration
+-- commits. Reads go on.
 LOCK TABLE notifications IN SHARE ROW EXCLUSIVE MODE;
 
 CREATE TABLE notification_counts (

@@ -55,6 +55,15 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.reset()
 
 
+def _unusable(conn: asyncpg.Connection) -> bool:
+    """Closed, left in a transaction, or no longer ours (a terminated pool connection is
+    detached from its proxy, whose methods then raise)."""
+    try:
+        return conn.is_closed() or conn.is_in_transaction()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class _Lease:
     __slots__ = ("db", "task", "conn", "busy", "left")
 
@@ -179,7 +188,7 @@ class Database:
             else:
                 lease.busy = False
                 lease.left -= 1
-                if not lease.left or conn.is_closed() or conn.is_in_transaction():
+                if not lease.left or _unusable(conn):
                     lease.conn = None
                     await self._release(conn)
 

@@ -3,6 +3,7 @@ each change checked against the owner's calendar and written as a new version.""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import functools
@@ -344,6 +345,10 @@ CHECK_LIMIT = 100_000
 # years, 50-100 ms of CPU that would stall every other request of the process).
 MANY_OCCURRENCES = 32
 PIECES_ONE_BY_ONE = 200  # up to this many (merged) draft occurrences, series are tested piece by piece
+# Threads of their own: a check waits for one inside its transaction, holding the calendar's
+# lock and a connection, so it must not queue behind bcrypt or batch validation (the default
+# executor's).
+_CHECKS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="calsvc-check")
 
 EDITOR_ROLES = ("owner", "editor")
 
@@ -383,10 +388,11 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
             series = series_of(event)
             if not recurrence.may_occur(series, lower, upper):
                 continue  # most series of a calendar, for a short range (no need to expand them)
-            if near is not None and len(near.pieces) <= PIECES_ONE_BY_ONE:
+            if near is not None and len(near.pieces) <= PIECES_ONE_BY_ONE and recurrence.is_plain(series):
                 # a draft of many occurrences: this series only where it may meet one of them
                 # (a weekly draft over two years meets a stand-up series at no occurrence: 105
-                # tests without dateutil instead of expanding 520 occurrences)
+                # tests without dateutil instead of expanding 520 occurrences). Only for rules
+                # may_occur can judge: any other would be expanded once per piece.
                 for start, end in near.pieces:
                     if start < upper and end > lower and recurrence.may_occur(series, start, end):
                         for occ in occurrences_of(event, max(start, lower), min(end, upper), cancelled=False,
@@ -667,7 +673,8 @@ class EventService:
             lower, upper = min(s for s, _ in mine), max(e for _, e in mine)
         candidates = await self._calendar(tx.conn, owner_id, lower, upper, tx)
         if len(mine) > MANY_OCCURRENCES:  # CPU work of tens of milliseconds: off the event loop
-            found = await asyncio.to_thread(_decide, mine, candidates, lower, upper, exclude)
+            found = await asyncio.get_running_loop().run_in_executor(
+                _CHECKS, _decide, mine, candidates, lower, upper, exclude)
         else:
             found = _decide(mine, candidates, lower, upper, exclude)
         if not found or strategy == "allow":

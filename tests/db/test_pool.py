@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import asyncpg
 import pytest
 
+from calsvc import errors
 from calsvc.config import DatabaseSettings
 from calsvc.db.pool import Database, off_loop
 
@@ -109,4 +111,18 @@ async def test_work_off_the_loop_holds_no_leased_connection(make_db):
             assert await conn.fetchval("SELECT 1") == 1
         assert seen == [0, 1]
         assert db.in_use() == 1  # and still the lease's for its second use
+    assert db.in_use() == 0
+
+
+async def test_a_broken_leased_connection_is_dropped_and_its_turn_comes_back(make_db):
+    """A connection whose protocol fell out of step (the server ended it mid-query) is
+    terminated, which detaches it from its pool proxy: the lease must not ask it anything
+    more, and its turn must come back (a pool of one would otherwise wait forever)."""
+    db = await make_db(size=1)
+    async with db.lease(uses=3):
+        with pytest.raises(errors.Unavailable):
+            async with db.acquire():
+                raise asyncpg.InternalClientError("cannot switch to state 12; another operation is in progress")
+        assert await backend(db)  # a new connection, with the only turn
+        assert await backend(db)
     assert db.in_use() == 0
