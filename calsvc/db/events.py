@@ -183,16 +183,44 @@ WHERE p.user_id = $1 AND p.live AND p.long AND p.during && tstzrange($2, $3)
 """
 
 
-async def list_calendar(conn: asyncpg.Connection, user_id: int, lower: dt.datetime,
-                        upper: dt.datetime) -> tuple[list[Event], list[tuple[int, int]]]:
+_CANDIDATES_NEAR = """
+-- candidates of a conflict check of a draft with many occurrences: the short rows of the
+-- calendar of $1 overlapping one of the pieces [$2[i], $3[i]) (one GiST probe each; OFFSET 0
+-- keeps the planner from turning the probes into one join filter), the long rows overlapping
+-- [$4, $5) as in _CANDIDATES
+SELECT p.event_id AS candidate_id, p.version AS candidate_version, """ + _CALENDAR_COLUMNS + """
+FROM (SELECT DISTINCT c.event_id FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(lo, hi)
+      CROSS JOIN LATERAL (SELECT p.event_id FROM event_permissions p
+                          WHERE p.user_id = $1 AND p.live AND NOT p.long AND p.during && tstzrange(r.lo, r.hi)
+                          OFFSET 0) c) near
+JOIN event_permissions p ON p.event_id = near.event_id AND p.user_id = $1
+JOIN events e ON e.id = p.event_id
+UNION ALL
+SELECT p.event_id, p.version, """ + _CALENDAR_COLUMNS + """
+FROM event_permissions p LEFT JOIN events e ON false
+WHERE p.user_id = $1 AND p.live AND p.long AND p.during && tstzrange($4, $5)
+"""
+
+
+async def list_calendar(conn: asyncpg.Connection, user_id: int, lower: dt.datetime, upper: dt.datetime,
+                        pieces: list[tuple[dt.datetime, dt.datetime]] | None = None,
+                        ) -> tuple[list[Event], list[tuple[int, int]]]:
     """The live events of `user_id`'s calendar (owned or shared with them) whose envelope
     overlaps [lower, upper), the candidates of a conflict check: those of 24 hours at most
     as events, the others (series, long events) as (event id, version), for calendar_events.
     Only what placing events in time needs is read: `description` is empty, `location` None
-    and `my_role` empty."""
+    and `my_role` empty. With `pieces` (the draft's occurrences, within [lower, upper)), the
+    short ones only where they overlap a piece: a weekly series checked over two years meets
+    about 250 rows instead of every single event of those years (10,000 in bench/conflict_check.py's
+    calendars: 105 ms -> 13 ms)."""
     short: list[Event] = []
     long: list[tuple[int, int]] = []
-    for row in await conn.fetch(_CANDIDATES, user_id, lower, upper):
+    if pieces:
+        rows = await conn.fetch(_CANDIDATES_NEAR, user_id, [s for s, _ in pieces], [e for _, e in pieces],
+                                lower, upper)
+    else:
+        rows = await conn.fetch(_CANDIDATES, user_id, lower, upper)
+    for row in rows:
         if row["id"] is None:
             long.append((row["candidate_id"], row["candidate_version"]))
         else:

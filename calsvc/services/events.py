@@ -345,6 +345,7 @@ CHECK_LIMIT = 100_000
 # years, 50-100 ms of CPU that would stall every other request of the process).
 MANY_OCCURRENCES = 32
 PIECES_ONE_BY_ONE = 200  # up to this many (merged) draft occurrences, series are tested piece by piece
+PROBED_PIECES = 2000     # up to this many, the candidate query probes the calendar once per piece
 # Threads of their own: a check waits for one inside its transaction, holding the calendar's
 # lock and a connection, so it must not queue behind bcrypt or batch validation (the default
 # executor's).
@@ -406,9 +407,9 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
 
 
 def _decide(mine: list[tuple[dt.datetime, dt.datetime]], events: list[Event], lower: dt.datetime,
-            upper: dt.datetime, exclude: int | None) -> list[conflicts.Busy]:
-    """The conflicts of the intervals `mine` with the calendar `events` in [lower, upper)."""
-    near = conflicts.Cover(mine) if len(mine) > 1 else None
+            upper: dt.datetime, exclude: int | None, near: conflicts.Cover | None) -> list[conflicts.Busy]:
+    """The conflicts of the intervals `mine` (covering `near`, when more than one) with the
+    calendar `events` in [lower, upper)."""
     return conflicts.find_conflicts(mine, _busy(events, lower, upper, exclude, near))
 
 
@@ -623,13 +624,14 @@ class EventService:
         self.long_events = LongEvents()
 
     async def _calendar(self, conn, user_id: int, lower: dt.datetime, upper: dt.datetime,
-                        tx: Tx | None = None) -> list[Event]:
+                        tx: Tx | None = None, pieces: list[tuple[dt.datetime, dt.datetime]] | None = None,
+                        ) -> list[Event]:
         """The live events of `user_id`'s calendar whose envelope overlaps [lower, upper)
         (see event_db.list_calendar), long ones from the cache when their version is known.
         Read inside `tx`, what was read is cached once it has committed: a version written
         earlier in the same transaction (POST /api/transactions) is not for the cache if the
         transaction rolls back, as its number would then be used again for other content."""
-        events, long = await event_db.list_calendar(conn, user_id, lower, upper)
+        events, long = await event_db.list_calendar(conn, user_id, lower, upper, pieces)
         missing = []
         for key in long:
             event = self.long_events.get(key)
@@ -671,12 +673,14 @@ class EventService:
             return draft, []
         else:
             lower, upper = min(s for s, _ in mine), max(e for _, e in mine)
-        candidates = await self._calendar(tx.conn, owner_id, lower, upper, tx)
+        near = conflicts.Cover(mine) if len(mine) > 1 else None
+        pieces = near.pieces if near is not None and len(near.pieces) <= PROBED_PIECES else None
+        candidates = await self._calendar(tx.conn, owner_id, lower, upper, tx, pieces)
         if len(mine) > MANY_OCCURRENCES:  # CPU work of tens of milliseconds: off the event loop
             found = await asyncio.get_running_loop().run_in_executor(
-                _CHECKS, _decide, mine, candidates, lower, upper, exclude)
+                _CHECKS, _decide, mine, candidates, lower, upper, exclude, near)
         else:
-            found = _decide(mine, candidates, lower, upper, exclude)
+            found = _decide(mine, candidates, lower, upper, exclude, near)
         if not found or strategy == "allow":
             return draft, found
         if strategy == "shift":

@@ -67,6 +67,19 @@ async def test_candidates_are_exactly_the_overlapping_envelopes(client, database
                 found = [e.id for e in short] + [event_id for event_id, _ in long]
                 assert sorted(found) == sorted(truth), (zone, lower, upper)
                 seen_long |= {event_id for event_id, _ in long}
+            # with pieces (a draft of many occurrences): the short rows overlapping one of
+            # them, the long rows overlapping the whole range, whatever the pieces
+            for lower, upper in windows[::7]:
+                pieces = [(lower + k * (upper - lower) / 5, lower + (k + 1) * (upper - lower) / 5)
+                          for k in range(0, 5, 2)]
+                short, long = await event_db.list_calendar(conn, user["id"], lower, upper, pieces)
+                near = set()
+                for a, b in pieces:
+                    near |= {r["event_id"] for r in await conn.fetch(
+                        TRUTH + " AND NOT long", user["id"], a, b)}
+                assert sorted(e.id for e in short) == sorted(near), (zone, lower, upper)
+                assert sorted(i for i, _ in long) == sorted(r["event_id"] for r in await conn.fetch(
+                    TRUTH + " AND long", user["id"], lower, upper)), (zone, lower, upper)
             # long: an envelope of more than 24 hours, the rest short
             expected_long = {r["event_id"] for r in await conn.fetch(
                 "SELECT event_id FROM event_permissions WHERE user_id = $1 AND "
