@@ -135,14 +135,14 @@ async def delete_event(conn: asyncpg.Connection, event_id: int, version: int, ac
     return await conn.fetchval(_DELETE, event_id, version, actor_id, snapshot_json) == 1
 
 
-async def owners_of(conn: asyncpg.Connection, event_ids: list[int], user_id: int) -> list[int]:
-    """The owners of those of `event_ids` that `user_id` can see (live)."""
+async def roles_of(conn: asyncpg.Connection, event_ids: list[int], user_id: int) -> dict[int, tuple[str, int]]:
+    """(the role of `user_id`, the owner) of each of `event_ids` that `user_id` can see (live)."""
     rows = await conn.fetch(
         """
-        SELECT DISTINCT e.owner_id FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = $2
+        SELECT e.id, p.role, e.owner_id FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = $2
         WHERE e.id = ANY($1::bigint[]) AND e.deleted_at IS NULL
         """, event_ids, user_id)
-    return [r["owner_id"] for r in rows]
+    return {r["id"]: (r["role"], r["owner_id"]) for r in rows}
 
 
 async def visible_among(conn: asyncpg.Connection, user_id: int, event_ids: list[int]) -> set[int]:
@@ -152,15 +152,10 @@ async def visible_among(conn: asyncpg.Connection, user_id: int, event_ids: list[
     return {r["event_id"] for r in rows}
 
 
-async def lock_visible_events(conn: asyncpg.Connection, event_ids: list[int], user_id: int) -> None:
-    """Lock the rows of those of `event_ids` that `user_id` can see, in id order."""
-    await conn.execute(
-        """
-        SELECT 1 FROM events e
-        WHERE e.id = ANY($1::bigint[]) AND e.deleted_at IS NULL
-          AND EXISTS (SELECT 1 FROM event_permissions p WHERE p.event_id = e.id AND p.user_id = $2)
-        ORDER BY e.id FOR UPDATE OF e
-        """, event_ids, user_id)
+async def lock_events(conn: asyncpg.Connection, event_ids: list[int]) -> None:
+    """Lock the rows of the live events among `event_ids`, in id order."""
+    await conn.execute("SELECT 1 FROM events WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL "
+                       "ORDER BY id FOR UPDATE", event_ids)
 
 
 async def lock_calendar(conn: asyncpg.Connection, owner_id: int) -> None:

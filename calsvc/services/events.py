@@ -911,19 +911,21 @@ class EventService:
         await run_in_tx(self.db, "delete_event", self._delete, user_id, event_id, if_match)
 
     async def _delete(self, tx: Tx, user_id: int, event_id: int, if_match: str | None) -> None:
-        event = await self._locked(tx, user_id, event_id, lock_calendar=False)
-        _require(event, ("owner",))
+        event = await self._locked(tx, user_id, event_id, ("owner",), lock_calendar=False)
         _require_match(event, if_match)
         body = orjson.dumps(snapshot(event, event.owner_id)).decode()
         if not await event_db.delete_event(tx.conn, event.id, event.version, user_id, body):
             raise AssertionError("a locked event changed")
         self.notifications.note(tx, "event.deleted", event.id, user_id, f"{ACTOR} deleted {quoted(event.title)}")
 
-    async def _locked(self, tx: Tx, user_id: int, event_id: int, lock_calendar: bool = True,
-                      deleted_ok: bool = False) -> Event:
+    async def _locked(self, tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...],
+                      lock_calendar: bool = True, deleted_ok: bool = False) -> Event:
         """The event as the user sees it, its row locked, and (first, so every writer takes
         the locks in one order: calendar, then event) its owner's calendar locked.
-        errors.NotFound when the user cannot see it (`deleted_ok`: its owner sees it deleted)."""
+        errors.NotFound when the user cannot see it (`deleted_ok`: its owner sees it deleted);
+        errors.Forbidden when their role is not one of `roles`, found before any lock is
+        taken (a viewer must not hold the owner's calendar), and again once the locks are held
+        (a role can change while a lock is awaited)."""
         if not 1 <= event_id < 2**63:
             raise errors.NotFound("no such event")
         locked_owner = None
@@ -931,12 +933,14 @@ class EventService:
             event = await event_db.find_event(tx.conn, event_id, user_id, deleted_ok)
             if event is None:
                 raise errors.NotFound("no such event")
+            _require(event, roles)
             if lock_calendar and event.owner_id != locked_owner:
                 await event_db.lock_calendar(tx.conn, event.owner_id)
                 locked_owner = event.owner_id
             event = await event_db.lock_event(tx.conn, event_id, user_id, deleted_ok)
             if event is None:
                 raise errors.NotFound("no such event")
+            _require(event, roles)
             if not lock_calendar or event.owner_id == locked_owner:
                 return event
         raise errors.Unavailable("the event is changing hands; try again")
@@ -954,8 +958,7 @@ class EventService:
     async def _change_tx(self, tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
                          build: Callable[[Tx, Event], Awaitable[Change | None]],
                          strategy: str, deleted_ok: bool = False) -> tuple[Event, list[conflicts.Busy]]:
-        event = await self._locked(tx, user_id, event_id, deleted_ok=deleted_ok)
-        _require(event, roles)
+        event = await self._locked(tx, user_id, event_id, roles, deleted_ok=deleted_ok)
         _require_match(event, if_match)
         change = await build(tx, event)
         if change is None:

@@ -78,17 +78,21 @@ class TransactionService:
         return outcomes
 
     async def _lock_calendars(self, tx: Tx, user_id: int, ops: list[Op]) -> None:
-        """The calendars of the events named by id (and the caller's, for creates), then those
-        events' rows, each in id order, before any operation takes them in its own order."""
-        writes = sorted({op.target for op in ops if isinstance(op.target, int) and op.kind in ("update", "delete")})
-        owners = set(await event_db.owners_of(tx.conn, writes, user_id)) if writes else set()
+        """The calendars of the events the operations change (and the caller's, for creates),
+        then those events' rows, each in id order, before any operation takes them in its own
+        order. Only where the caller's role allows the operation: one that will answer 403
+        must not hold another owner's calendar or event while the operations before it run."""
+        named = sorted({op.target for op in ops if isinstance(op.target, int)})
+        roles = await event_db.roles_of(tx.conn, named, user_id) if named else {}
+        allowed = [op for op in ops if isinstance(op.target, int) and op.target in roles
+                   and _allows(op, roles[op.target][0], user_id)]
+        owners = {roles[op.target][1] for op in allowed if op.kind in ("update", "delete")}
         if any(op.kind == "create" for op in ops):
             owners.add(user_id)
         for owner in sorted(owners):
             await event_db.lock_calendar(tx.conn, owner)
-        named = sorted({op.target for op in ops if isinstance(op.target, int)})
-        if named:
-            await event_db.lock_visible_events(tx.conn, named, user_id)
+        if allowed:
+            await event_db.lock_events(tx.conn, sorted({op.target for op in allowed}))
 
     async def _one(self, tx: Tx, user_id: int, op: Op, strategy: str, created: dict[str, int]) -> Outcome:
         if op.kind == "create":
@@ -124,6 +128,15 @@ class TransactionService:
         assert op.kind == "unshare" and op.user_id is not None
         await self.sharing.revoke_tx(tx, user_id, event_id, op.user_id)
         return Outcome(204)
+
+
+def _allows(op: Op, role: str, user_id: int) -> bool:
+    """Whether `role` may do `op` (a leave is an unshare of oneself)."""
+    if op.kind == "update":
+        return role in EDITOR_ROLES
+    if op.kind == "unshare" and op.user_id == user_id:
+        return True
+    return role == "owner"
 
 
 def _check_refs(op: Op, created: dict[str, int]) -> None:

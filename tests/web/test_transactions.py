@@ -2,6 +2,8 @@
 events created earlier in the request, if_version, and nothing written when any fails."""
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -187,3 +189,47 @@ async def test_allow_lists_the_conflicts_of_each_operation(client):
     assert resp.status == 200
     [result] = (await resp.json())["results"]
     assert [c["event_id"] for c in result["event"]["conflicts"]] == [busy["id"]]
+
+
+async def _holding(database_url: str, statement: str, *args):
+    """A connection of the test's own in an open transaction that has run `statement` (a lock)."""
+    conn = await asyncpg.connect(database_url)
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute(statement, *args)
+    return conn, tx
+
+
+@pytest.mark.parametrize("held", ["calendar", "row"])
+async def test_a_viewer_takes_no_lock_of_the_owners(client, database_url, held):
+    """A viewer's transaction that works in its own calendar and then tries to change the
+    owner's event is refused (403) without waiting for the owner's calendar or event: it
+    never takes them, so it cannot hold them while its other operations run. The test holds
+    the lock itself; a request that took it would wait (and fail the timeout)."""
+    (owner, oh), (viewer, vh) = await people(client, 2)
+    _, theirs = await create(client, oh)
+    share = await client.post(f"/api/events/{theirs['id']}/share", headers=oh,
+                              json={"user_id": viewer["id"], "role": "viewer"})
+    assert share.status == 200
+    before = await counts(database_url)
+    if held == "calendar":
+        conn, tx = await _holding(database_url, "SELECT pg_advisory_xact_lock($1::bigint)", owner["id"])
+    else:
+        conn, tx = await _holding(database_url, "SELECT 1 FROM events WHERE id = $1 FOR UPDATE", theirs["id"])
+    try:
+        for _ in range(2):  # a transaction, then the route of its own
+            resp = await asyncio.wait_for(client.post("/api/transactions", headers=vh, json={"operations": [
+                {"op": "create", "event": {**LATER, "title": "Mine"}},
+                {"op": "update", "id": theirs["id"], "changes": {"title": "Taken"}},
+            ]}), timeout=3)
+            body = await assert_problem(resp, 403, "transaction-operation")
+            assert body["index"] == 1
+            resp = await asyncio.wait_for(client.patch(f"/api/events/{theirs['id']}", headers=vh,
+                                                       json={"title": "Taken"}), timeout=3)
+            await assert_problem(resp, 403, "forbidden")
+            resp = await asyncio.wait_for(client.delete(f"/api/events/{theirs['id']}", headers=vh), timeout=3)
+            await assert_problem(resp, 403, "forbidden")
+    finally:
+        await tx.rollback()
+        await conn.close()
+    assert await counts(database_url) == before
