@@ -377,6 +377,42 @@ async def test_freebusy_for_self_and_people_sharing_nothing(client):
     await assert_problem(resp, 422, "validation")
 
 
+async def test_freebusy_needs_the_consent_of_the_user_shown(client):
+    """Busy times are shown to people the user gave access to an event they own; a share made
+    the other way (the asker's own act), or an event handed over to the user, is no consent."""
+    (asker, ah), (victim, vh), (third, th) = [(u, h) for u, _, h in [await user_with_token(client) for _ in range(3)]]
+    window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z", "users": str(victim["id"])}
+    # the victim's calendar holds an event of a third party the asker cannot read
+    _, private = await create(client, th, title="Private", start_time="2026-12-01T09:00:00Z",
+                              end_time="2026-12-01T10:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{private['id']}/share", headers=th, json={"user_id": victim["id"], "role": "viewer"})
+    assert resp.status == 200
+    # the asker shares a throwaway event with the victim, and hands another over to them
+    _, throwaway = await create(client, ah, title="Throwaway", start_time="2026-12-05T09:00:00Z",
+                                end_time="2026-12-05T10:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{throwaway['id']}/share", headers=ah, json={"user_id": victim["id"], "role": "editor"})
+    assert resp.status == 200
+    _, handed = await create(client, ah, title="Handed over", start_time="2026-12-06T09:00:00Z",
+                             end_time="2026-12-06T10:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{handed['id']}/share", headers=ah, json={"user_id": victim["id"], "role": "viewer"})
+    assert resp.status == 200
+    resp = await client.put(f"/api/events/{handed['id']}/permissions/{victim['id']}", headers=ah, json={"role": "owner"})
+    assert resp.status == 200, await resp.text()
+    await assert_problem(await client.get("/api/freebusy", params=window, headers=ah), 404, "not-found")
+    # once the victim shares an event of their own with the asker, the asker sees their busy times
+    _, own = await create(client, vh, title="Own", start_time="2026-12-07T09:00:00Z",
+                          end_time="2026-12-07T10:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{own['id']}/share", headers=vh, json={"user_id": asker["id"], "role": "viewer"})
+    assert resp.status == 200
+    resp = await client.get("/api/freebusy", params=window, headers=ah)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["items"] == [{"user_id": victim["id"], "busy": [
+        {"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}]}]
+    # the other way round, the throwaway was the asker's consent to the victim
+    resp = await client.get("/api/freebusy", params={**window, "users": str(asker["id"])}, headers=vh)
+    assert resp.status == 200, await resp.text()
+
+
 async def test_events_spanning_a_dst_change_are_measured_in_elapsed_time(client):
     """Regressions found by the conflict property test: lengths and overlaps of events whose
     ends lie on both sides of a clock change are instants, not wall clocks."""
