@@ -160,9 +160,12 @@ def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, .
     return errors.Validation(detail, errors=[{"loc": loc, "msg": message, "type": kind}])
 
 
-def _reject_nul(value: Any, loc: list[str | int]) -> None:
-    """PostgreSQL text cannot hold U+0000: refuse it up front, naming where it is.
-    Walks with its own stack: decoders accept nesting deeper than Python's recursion limit."""
+def _check_values(value: Any, loc: list[str | int]) -> None:
+    """What JSON can hold, whichever format the body came in: PostgreSQL text cannot hold
+    U+0000, and a msgpack map may have keys that are not strings or values of extension
+    types, which no field takes (and that a request's fingerprint for Idempotency-Key could
+    not write). errors.Validation naming where. Walks with its own stack: decoders accept
+    nesting deeper than Python's recursion limit."""
     stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
     while stack:
         item, where = stack.pop()
@@ -171,15 +174,19 @@ def _reject_nul(value: Any, loc: list[str | int]) -> None:
                 raise errors.Validation.at(where, "the NUL character (U+0000) is not allowed")
         elif isinstance(item, dict):
             for key, child in item.items():
+                if not isinstance(key, str):
+                    raise errors.Validation.at(where, f"member names must be strings, not {type(key).__name__} {key!r:.40}")
                 stack.append((key, where))
                 stack.append((child, [*where, key]))
         elif isinstance(item, list):
             stack.extend((child, [*where, index]) for index, child in enumerate(item))
+        elif isinstance(item, msgpack.ExtType):
+            raise errors.Validation.at(where, f"msgpack extension type {item.code} is not a value any field takes")
 
 
 def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> T:
     """Validate decoded values against `kind`; errors.Validation with the location otherwise."""
-    _reject_nul(value, list(prefix))
+    _check_values(value, list(prefix))
     try:
         return msgspec.convert(value, kind, strict=strict)
     except msgspec.ValidationError as exc:

@@ -7,6 +7,7 @@ import io
 import asyncpg
 import msgpack
 import orjson
+import pytest
 
 from tests.conftest import assert_problem, user_with_token
 
@@ -149,6 +150,31 @@ async def test_batch_in_msgpack(client):
     assert resp.status == 201
     body = msgpack.unpackb(await resp.read())
     assert [e["title"] for e in body["items"]] == ["item 0", "item 1"]
+
+
+@pytest.mark.parametrize("odd", [{1: "x"}, {b"title": "x"}, {"title": msgpack.ExtType(5, b"zz")}],
+                         ids=["int-key", "bin-key", "ext-value"])
+@pytest.mark.parametrize("path", ["batch", "batch-207", "transaction"])
+async def test_msgpack_values_json_cannot_hold_are_a_422(client, database_url, odd, path):
+    """A msgpack map key that is not a string, or an extension type, where an item or an
+    operation is (taken as is until its turn comes): a 422 naming where, with or without an
+    Idempotency-Key (the request's fingerprint could not be written: a 500), nothing written."""
+    _, _, headers = await user_with_token(client)
+    if path == "transaction":
+        url, body, loc = "/api/transactions", {"operations": [{"op": "create", "event": {**item(0), **odd}}]}, [
+            "body", "operations", 0, "event"]
+    else:
+        url, body, loc = "/api/events/batch", {"events": [item(0), {**item(1), **odd}]}, ["body", "events", 1]
+        if path == "batch-207":
+            body["atomic"] = False
+    for key in (None, "odd-1"):
+        sent = {**headers, "Content-Type": "application/msgpack"}
+        if key:
+            sent["Idempotency-Key"] = key
+        resp = await client.post(url, data=msgpack.packb(body, use_bin_type=True), headers=sent)
+        problem = await assert_problem(resp, 422, "validation")
+        assert problem["errors"][0]["loc"][:len(loc)] == loc, problem
+    assert await count_events(database_url) == 0
 
 
 # -- Idempotency-Key ---------------------------------------------------------------------
