@@ -26,6 +26,16 @@ UTC = dt.timezone.utc
 MAX_COUNT = 10_000
 MAX_WINDOW = dt.timedelta(days=731)
 MAX_OCCURRENCES = 5_000
+# What an occurrence that lasts no time (a deadline, a reminder) marks in window tests: the
+# microsecond after its start, so that a window [W, U) holds it when W <= start < U.
+INSTANT = dt.timedelta(microseconds=1)
+
+
+def extent_end(start: dt.datetime, end: dt.datetime) -> dt.datetime:
+    """The end (UTC) of what the occurrence [start, end) marks in window tests: `end`, or the
+    microsecond after `start` when it lasts no time."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    return end if end > start else start + INSTANT
 FIRST_OCCURRENCE_HORIZON = relativedelta(years=10)
 COUNT_HORIZON = relativedelta(years=100)
 
@@ -389,6 +399,12 @@ class Series:
         local = start.astimezone(self.tz).replace(tzinfo=None) + dt.timedelta(days=self.days)
         return local.replace(tzinfo=self.tz).astimezone(UTC)
 
+    def extent_end(self, start: dt.datetime) -> dt.datetime:
+        """The end (UTC) of what the occurrence that starts at `start` marks in window tests:
+        its end, or the next microsecond when it lasts no time."""
+        end = self.end_of(start)
+        return end if self.duration or self.days else end + INSTANT
+
     @property
     def bounded(self) -> bool:
         return self.parts is None or "COUNT" in self.parts or "UNTIL" in self.parts
@@ -398,10 +414,10 @@ class Series:
         first = min((self.start, *self.rdates))
         if self.parts is None:
             last = max((self.start, *self.rdates))
-            return first, self.end_of(last)
+            return first, self.extent_end(last)
         if self.last_start is None:
             return first, None
-        return first, self.end_of(max((self.last_start, *self.rdates), key=lambda d: d.astimezone(UTC)))
+        return first, self.extent_end(max((self.last_start, *self.rdates), key=lambda d: d.astimezone(UTC)))
 
 
 def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dict[str, str] | None,
@@ -546,7 +562,7 @@ def _plain_of(series: Series) -> _Plain | None:
                    local.time().replace(microsecond=0, fold=0),  # as dateutil repeats DTSTART's time
                    series.start.astimezone(UTC),
                    None if series.last_start is None else series.last_start.astimezone(UTC),
-                   series.duration, series.tz)
+                   max(series.duration, INSTANT), series.tz)  # the length window tests use
     return dataclasses.replace(plain, start_week=plain.week(start_day))
 
 
@@ -630,7 +646,7 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
     # (and adds durations to) wall-clock times.
     window_start, window_end = window_start.astimezone(UTC), window_end.astimezone(UTC)
     lower = window_start - series.reach  # an occurrence starting after this may still overlap
-    end_of = series.end_of
+    end_of = series.extent_end
     excluded = set(series.exdates)
     found: set[dt.datetime] = set()
     if series.parts is None:
@@ -670,7 +686,7 @@ def has_occurrence(series: Series, window_start: dt.datetime | None, window_end:
     bound is open; an open end looks 10 years past the start). One walk of the rule from the
     window's start to its first occurrence there, whatever the window's length: a rule that
     occurs once in decades (29 February on a Monday) costs one walk, not one per month."""
-    end_of, reach = series.end_of, series.reach
+    end_of, reach = series.extent_end, series.reach
     first, last = (v if v is None else v.astimezone(UTC) for v in series.envelope())
     lower = first if window_start is None else max(window_start.astimezone(UTC), first)
     upper = window_end.astimezone(UTC) if window_end is not None else last

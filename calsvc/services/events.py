@@ -126,6 +126,8 @@ def check_event(fields: dict[str, Any]) -> Draft:
     if fields["all_day"] and any(t.timetz().replace(tzinfo=None) != dt.time(0) for t in (start, end)):
         raise errors.Validation.at(("body", "start_time"),
                                    "an all-day event starts and ends at midnight in its time zone")
+    if fields["all_day"] and end == start:
+        raise errors.Validation.at(("body", "end_time"), "an all-day event lasts at least one day")
     rrule, exdates, rdates, series = None, (), (), None
     rec = fields.get("recurrence")
     kept: tuple[OccurrenceChange, ...] = ()
@@ -137,7 +139,7 @@ def check_event(fields: dict[str, Any]) -> Draft:
         kept = _kept_exceptions(series, fields.get("exceptions", ()))
         series = with_exceptions(series, (c.original for c in kept))
     if series is None:
-        during = (start, end)
+        during = (start, recurrence.extent_end(start, end))
     else:
         during = _envelope(series, kept)
     return Draft(fields["title"], fields["description"], fields["location"], start, end,
@@ -171,7 +173,7 @@ def _envelope(series: recurrence.Series,
         if "start_time" in change.overrides:
             first = min(first, change.overrides["start_time"])
             if last is not None:
-                last = max(last, change.overrides["end_time"])
+                last = max(last, recurrence.extent_end(change.overrides["start_time"], change.overrides["end_time"]))
     return first, last
 
 
@@ -244,11 +246,12 @@ def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) 
     """Whether an occurrence of `event` (cancelled ones aside) overlaps the window (None:
     open on that side)."""
     if event.rrule is None:
-        return (start is None or event.end_time > start) and (end is None or event.start_time < end)
+        return ((start is None or recurrence.extent_end(event.start_time, event.end_time) > start)
+                and (end is None or event.start_time < end))
     for change in event.exceptions:
         if "start_time" in change.overrides and not change.cancelled:
             s, e = change.overrides["start_time"], change.overrides["end_time"]
-            if (start is None or e > start) and (end is None or s < end):
+            if (start is None or recurrence.extent_end(s, e) > start) and (end is None or s < end):
                 return True
     return recurrence.has_occurrence(series_of(event), start, end)
 
@@ -282,7 +285,7 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
     utc = dt.timezone.utc
     lower, upper = lower.astimezone(utc), upper.astimezone(utc)
     if series is None:
-        overlaps = start.astimezone(utc) < upper and end.astimezone(utc) > lower
+        overlaps = start.astimezone(utc) < upper and recurrence.extent_end(start, end) > lower
         return [Occurrence(event_id, start, start, end, title)] if overlaps else []
     tz, end_of = series.tz, series.end_of
     found = [Occurrence(event_id, s, s, end_of(s).astimezone(tz), title)
@@ -291,13 +294,13 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
         original = change.original.astimezone(tz)
         if change.cancelled:
             natural_end = end_of(change.original).astimezone(tz)
-            if cancelled and change.original < upper and natural_end > lower:
+            if cancelled and change.original < upper and series.extent_end(change.original) > lower:
                 found.append(Occurrence(event_id, original, original, natural_end, title, True, True))
             continue
         o = change.overrides
         s = o.get("start_time", change.original).astimezone(tz)
         e = o.get("end_time", end_of(change.original)).astimezone(tz)
-        if s.astimezone(utc) < upper and e.astimezone(utc) > lower:
+        if s.astimezone(utc) < upper and recurrence.extent_end(s, e) > lower:
             found.append(Occurrence(event_id, original, s, e, o.get("title", title), True, False))
     if changes:
         found.sort(key=order_key)
@@ -430,8 +433,8 @@ def _check_times(start: dt.datetime, end: dt.datetime) -> None:
     if not (EARLIEST <= start < LATEST and EARLIEST <= end < LATEST):
         raise errors.Validation.at(("body", "start_time"), "times must lie between the years 1900 and 9000")
     start, end = start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)  # elapsed time
-    if end <= start:
-        raise errors.Validation.at(("body", "end_time"), "end_time must be after start_time")
+    if end < start:
+        raise errors.Validation.at(("body", "end_time"), "end_time must not be before start_time")
     if end - start > MAX_DURATION:
         raise errors.Validation.at(("body", "end_time"), "an event lasts at most 366 days")
 
@@ -476,7 +479,8 @@ def _conflict(found: list[conflicts.Busy]) -> errors.SchedulingConflict:
 def _moved(draft: Draft, slot: dt.datetime) -> Draft:
     duration = draft.end_time - draft.start_time
     slot_end = (slot.astimezone(dt.timezone.utc) + duration).astimezone(slot.tzinfo)
-    return dataclasses.replace(draft, start_time=slot, end_time=slot_end, during=(slot, slot_end))
+    return dataclasses.replace(draft, start_time=slot, end_time=slot_end,
+                               during=(slot, recurrence.extent_end(slot, slot_end)))
 
 
 def _shift(draft: Draft, busy: list[tuple[dt.datetime, dt.datetime]],

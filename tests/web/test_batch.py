@@ -55,7 +55,7 @@ async def test_atomic_batch_creates_all_in_order(client, database_url):
 async def test_atomic_batch_fails_whole_naming_the_item(client, database_url):
     _, _, headers = await user_with_token(client)
     items = [item(i) for i in range(4)]
-    items[2] = {**items[2], "end_time": items[2]["start_time"]}
+    items[2] = {**items[2], "end_time": "2026-12-01T08:59:00Z"}  # before its start
     resp = await client.post("/api/events/batch", json={"events": items}, headers=headers)
     body = await assert_problem(resp, 422, "batch-item")
     assert body["index"] == 2 and body["errors"][0]["loc"] == ["body", "events", 2, "end_time"]

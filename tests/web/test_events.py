@@ -82,7 +82,8 @@ async def test_recurrence_is_normalised_and_described(client):
 
 @pytest.mark.parametrize("changes,loc", [
     ({"end_time": "2026-12-01T08:00:00+01:00"}, ["body", "end_time"]),
-    ({"end_time": "2026-12-01T09:00:00+01:00"}, ["body", "end_time"]),
+    ({"all_day": True, "start_time": "2026-12-01T00:00:00+01:00", "end_time": "2026-12-01T00:00:00+01:00"},
+     ["body", "end_time"]),
     ({"end_time": "2027-12-03T09:00:00+01:00"}, ["body", "end_time"]),
     ({"start_time": "2026-12-01T09:00:00"}, ["body", "start_time"]),
     ({"timezone": "Mars/Olympus"}, ["body", "timezone"]),
