@@ -148,11 +148,22 @@ def check_event(fields: dict[str, Any]) -> Draft:
 
 def _kept_exceptions(series: recurrence.Series,
                      changes: tuple[OccurrenceChange, ...]) -> tuple[OccurrenceChange, ...]:
-    """The exceptions that still fall on an occurrence of `series` (SPEC 3: changing a
-    series' rule or times drops the others)."""
+    """The exceptions that still fall on an occurrence of `series` (changing a series' rule
+    or times drops the others). Many exceptions close together are tested against one
+    expansion of the span they cover; sparse ones (or few) one by one."""
     tiny = dt.timedelta(microseconds=1)
+    utc = dt.timezone.utc
+    if len(changes) > 8:
+        first, last = min(c.original for c in changes), max(c.original for c in changes)
+        try:
+            starts = {s.astimezone(utc) for s in recurrence.occurrence_starts(
+                series, first, last + tiny, limit=4 * len(changes) + 100)}
+        except recurrence.RecurrenceError:
+            pass  # far apart: fewer walks one by one
+        else:
+            return tuple(c for c in changes if c.original in starts)
     return tuple(c for c in changes
-                 if c.original in {s.astimezone(dt.timezone.utc) for s in
+                 if c.original in {s.astimezone(utc) for s in
                                    recurrence.occurrence_starts(series, c.original, c.original + tiny)})
 
 
@@ -446,12 +457,21 @@ def _exception_of(event: Event, original: dt.datetime) -> dict[str, Any]:
     return {}
 
 
+MAX_EXCEPTIONS = 1000  # changed and cancelled occurrences of one series
+
+
 def _replace_exception(event: Event, change: OccurrenceChange) -> tuple[OccurrenceChange, ...]:
     """The event's exceptions with `change` in place of any earlier one of its occurrence
-    (an exception that overrides nothing is dropped)."""
+    (an exception that overrides nothing is dropped); errors.Validation when that would make
+    more than MAX_EXCEPTIONS."""
     others = tuple(c for c in event.exceptions if c.original != change.original)
     if not change.cancelled and not change.overrides:
         return others
+    if len(others) >= MAX_EXCEPTIONS:
+        raise errors.Validation.at(
+            ("path", "occurrence_start"),
+            f"the series already has {MAX_EXCEPTIONS:,} changed or cancelled occurrences, the most one series "
+            "keeps; split it: end this series before the occurrence and continue the rule as a new event")
     return tuple(sorted((*others, change), key=lambda c: c.original))
 
 

@@ -116,3 +116,29 @@ def test_calendar_overlapping_agrees_with_a_scan(seed):
         got = calendar.overlapping(lo, hi)
         assert sorted(got, key=lambda b: (utc(b.start), b.event_id)) == expected
         assert [utc(b.start) for b in got] == sorted(utc(b.start) for b in got)
+
+
+@pytest.mark.parametrize("spacing,count", [(1, 300), (1, 9), (37, 40), (400, 12)])
+def test_many_exceptions_are_kept_as_one_by_one_would(spacing, count):
+    """check_event tests many exceptions against one expansion of their span, few or sparse
+    ones one by one; both keep exactly those on an occurrence of the new rule (here every
+    second day, across the DST change, some exceptions a minute off)."""
+    rng = random.Random(spacing * 1000 + count)
+    start = dt.datetime(2026, 3, 1, 9, tzinfo=BERLIN)
+    changes = []
+    for i in range(count):
+        original = (start + dt.timedelta(days=i * spacing)).astimezone(UTC)
+        if rng.random() < 0.2:
+            original += dt.timedelta(minutes=1)  # never an occurrence
+        changes.append(OccurrenceChange(original, rng.random() < 0.5, {} if rng.random() < 0.5 else {"title": "x"}))
+    changes = tuple(sorted({c.original: c for c in changes}.values(), key=lambda c: c.original))
+    draft = check_event(fields(start_time=start, end_time=start + dt.timedelta(hours=1),
+                               recurrence={"rrule": "FREQ=DAILY;INTERVAL=2"}, exceptions=changes))
+    wanted = []
+    for c in changes:
+        local = c.original.astimezone(BERLIN)
+        on_rule = (local.date() - start.date()).days % 2 == 0 and local.time() == dt.time(9)
+        if on_rule:
+            wanted.append(c)
+    assert draft.exceptions == tuple(wanted)
+    assert len(wanted) < len(changes)  # some were dropped

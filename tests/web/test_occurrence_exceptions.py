@@ -3,7 +3,11 @@
 series no longer has that occurrence."""
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import quote
+
+import asyncpg
+import orjson
 
 from tests.conftest import assert_problem, user_with_token
 from tests.web.test_event_changes import share, versions
@@ -237,3 +241,34 @@ async def test_paging_keeps_two_occurrences_at_one_time_apart(client):
             break
     assert seen == ["2026-10-19T09:00:00+02:00", "2026-10-26T09:00:00+01:00",
                     "2026-11-02T09:00:00+01:00", "2026-11-09T09:00:00+01:00"]
+
+
+async def test_a_series_keeps_at_most_1000_exceptions(client, database_url):
+    """The 1,001st changed or cancelled occurrence is a 422 that says to split the series;
+    changing an occurrence that already is an exception, or bringing one back, still works.
+    (999 exceptions are written by SQL: they change no envelope, so nothing else moves.)"""
+    _, _, headers = await user_with_token(client)
+    event = await series(client, headers, start_time="2026-01-05T08:00:00Z", end_time="2026-01-05T08:15:00Z",
+                         timezone="UTC", recurrence={"rrule": "FREQ=DAILY"})
+    day = dt.timedelta(days=1)
+    first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+    cancelled = {(first + i * day).isoformat(): {"cancelled": True} for i in range(999)}
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE events SET exceptions = $2::jsonb WHERE id = $1", event["id"],
+                           orjson.dumps(cancelled).decode())
+    finally:
+        await conn.close()
+    at = lambda i: occurrence_url(event, (first + i * day).isoformat())  # noqa: E731
+    resp = await client.put(at(999), json={"title": "The 1,000th"}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    for resp in (await client.put(at(1000), json={"title": "One too many"}, headers=headers),
+                 await client.delete(at(1001), headers=headers)):
+        body = await assert_problem(resp, 422, "validation")
+        assert "1,000" in body["detail"] and "split" in body["detail"]
+    resp = await client.put(at(999), json={"title": "The 1,000th, renamed"}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    resp = await client.put(at(3), json={"title": "Back, renamed"}, headers=headers)  # was cancelled
+    assert resp.status == 200, await resp.text()
+    items = await occurrences(client, headers, event, window="start=2026-01-08T00:00:00Z&end=2026-01-09T00:00:00Z")
+    assert [(o["title"], o["cancelled"]) for o in items] == [("Back, renamed", False)]
