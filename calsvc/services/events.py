@@ -7,7 +7,8 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import functools
-from typing import Any, Awaitable, Callable, Iterable
+import itertools
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
@@ -23,6 +24,7 @@ from calsvc.services.idempotency import Recorder
 from calsvc.services.notifications import ACTOR, Notifications, quoted
 from calsvc.models import Event, OccurrenceChange, with_article, exceptions_from_json, exceptions_json
 
+T = TypeVar("T")
 MAX_DURATION = dt.timedelta(days=366)
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
@@ -389,11 +391,13 @@ def _check_range(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
-          exclude: int | None, near: conflicts.Cover | None = None) -> list[conflicts.Busy]:
+          exclude: int | None, near: conflicts.Cover | None = None, limit: int | None = None) -> list[conflicts.Busy]:
     """The occurrences of `events` in [lower, upper) (but `exclude`'s); with `near`, only
-    those that overlap it."""
-    busy = []
+    those that overlap it. recurrence.RecurrenceError as soon as there are more than `limit`."""
+    busy: list[conflicts.Busy] = []
     for event in events:
+        if limit is not None and len(busy) > limit:
+            raise recurrence.RecurrenceError(f"more than {limit} occurrences")
         if event.id == exclude:
             continue
         if event.rrule is None:
@@ -417,6 +421,8 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
         for occ in occurrences_of(event, lower, upper, cancelled=False, limit=CHECK_LIMIT):
             if near is None or near.meets(occ.start, occ.end):
                 busy.append(conflicts.Busy(event.id, occ.title, occ.start, occ.end))
+    if limit is not None and len(busy) > limit:
+        raise recurrence.RecurrenceError(f"more than {limit} occurrences")
     return busy
 
 
@@ -425,6 +431,17 @@ def _decide(mine: list[tuple[dt.datetime, dt.datetime]], events: list[Event], lo
     """The conflicts of the intervals `mine` (covering `near`, when more than one) with the
     calendar `events` in [lower, upper)."""
     return conflicts.find_conflicts(mine, _busy(events, lower, upper, exclude, near))
+
+
+async def _window_work(work: Callable[[], T]) -> T:
+    """`work()` (expanding the calendars of a window) in a thread; errors.Validation when
+    the window holds more occurrences than CHECK_LIMIT."""
+    try:
+        return await off_loop(work)
+    except recurrence.RecurrenceError:
+        raise errors.Validation.at(
+            ("query", "end"), f"more than {CHECK_LIMIT:,} occurrences in the window; ask for a shorter window "
+                              "(or fewer users)") from None
 
 
 def _require(event: Event, roles: tuple[str, ...]) -> None:
@@ -490,10 +507,13 @@ def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
              "end_time": msgspec.to_builtins(b.end)} for b in found]
 
 
-def _conflict(found: list[conflicts.Busy]) -> errors.SchedulingConflict:
-    return errors.SchedulingConflict(
-        f"the event overlaps {len(found)} occurrence(s) in the owner's calendar",
-        conflicts=conflict_items(found))
+def _conflict(found: list[conflicts.Busy], listed: int | None = None) -> errors.SchedulingConflict:
+    """The 409 of `found`; `listed`: at most that many were looked for."""
+    many = f"{len(found)} occurrence(s)"
+    if listed is not None and len(found) >= listed:
+        many = f"at least {len(found)} occurrences (the first {len(found)} found are listed)"
+    return errors.SchedulingConflict(f"the event overlaps {many} in the owner's calendar",
+                                     conflicts=conflict_items(found))
 
 
 def _moved(draft: Draft, slot: dt.datetime) -> Draft:
@@ -608,6 +628,87 @@ class Change:
     kind: str
     check: list[tuple[dt.datetime, dt.datetime]] | None = None
     summary: str | None = None  # what the others read (services.notifications); None: the fields changed
+
+
+# Conflicts listed for one item of a batch (its 409's, or its answer's under allow): 500 items
+# that all overlap would otherwise list each other's occurrences, 90 million of them.
+BATCH_LISTED = 100
+BATCH_OCCURRENCES = 500_000  # occurrences a batch may bring to its conflict check
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """A batch's valid items with their occurrences over the span each is checked in, and
+    where the calendar must be read for them."""
+
+    drafts: list[Draft | errors.Problem]
+    mine: dict[int, list[tuple[dt.datetime, dt.datetime]]]  # item index -> its occurrences
+    lower: dt.datetime
+    upper: dt.datetime
+    near: conflicts.Cover  # every occurrence of every item (and where `shift` may move one)
+    pieces: list[tuple[dt.datetime, dt.datetime]] | None  # for the candidates' query
+
+
+def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str) -> BatchPlan:
+    """Expand each valid item over its check range; errors.Validation when the batch brings
+    more than BATCH_OCCURRENCES."""
+    mine: dict[int, list[tuple[dt.datetime, dt.datetime]]] = {}
+    reach: list[tuple[dt.datetime, dt.datetime]] = []
+    total = 0
+    for index, draft in enumerate(drafts):
+        if not isinstance(draft, Draft):
+            continue
+        lower, upper = _check_range(draft)
+        mine[index] = busy = _draft_busy(draft, lower, upper)
+        total += len(busy)
+        if total > BATCH_OCCURRENCES:
+            raise errors.Validation.at(
+                ("body", "events"),
+                f"the batch has more than {BATCH_OCCURRENCES:,} occurrences to check against the calendar (an "
+                f"endless rule counts its first {CONFLICT_HORIZON.days} days); send it in smaller batches")
+        reach.append((lower, upper))
+        if strategy == "shift":
+            reach.append(_shift_window(draft))
+    near = conflicts.Cover(itertools.chain(reach if strategy == "shift" else (), *mine.values()))
+    lower, upper = min(r[0] for r in reach), max(r[1] for r in reach)
+    return BatchPlan(drafts, mine, lower, upper, near, near.pieces if len(near.pieces) <= PROBED_PIECES else None)
+
+
+def _place_batch(plan: BatchPlan, candidates: list[Event], strategy: str, atomic: bool,
+                 owner_id: int) -> tuple[list[Any], str]:
+    """Each item, in request order, checked against the calendar and the items placed before
+    it: its draft (moved, under `shift`) and conflicts, or its problem; and the rows of those
+    placed, as insert_events takes them. With `atomic`, the first problem is raised as
+    errors.BatchItem."""
+    calendar = conflicts.Calendar(_busy(candidates, plan.lower, plan.upper, None, plan.near))
+    results: list[Any] = list(plan.drafts)
+    for index, draft in enumerate(plan.drafts):
+        if not isinstance(draft, Draft):
+            continue
+        try:
+            results[index] = _place(calendar, index, draft, plan.mine[index], strategy)
+        except errors.Problem as exc:
+            if atomic:
+                raise errors.BatchItem.of(index, exc) from None
+            results[index] = exc
+    rows = orjson.dumps([r[0].row(owner_id) for r in results if isinstance(r, tuple)]).decode()
+    return results, rows
+
+
+def _place(calendar: conflicts.Calendar, index: int, draft: Draft, mine: list[tuple[dt.datetime, dt.datetime]],
+           strategy: str) -> tuple[Draft, list[conflicts.Busy]]:
+    """Check one batch item against the calendar (which holds the items placed before it),
+    apply the strategy and add the item to the calendar."""
+    found = calendar.conflicts_of(mine, BATCH_LISTED)
+    if found and strategy == "reject":
+        raise _conflict(found, BATCH_LISTED)
+    if found and strategy == "shift":
+        start, until = _shift_window(draft)
+        draft = _shift(draft, [(b.start, b.end) for b in calendar.overlapping(start, until)], found)
+        mine, found = [(draft.start_time, draft.end_time)], []
+    # Items of a batch have no id yet: a negative stand-in keeps them apart in the calendar.
+    calendar.add(conflicts.Busy(-1 - index, draft.title, s, e) for s, e in mine)
+    return draft, found
 
 
 class LongEvents:
@@ -765,28 +866,18 @@ class EventService:
         if record is not None:
             await record.claim(tx)
         await event_db.lock_calendar(tx.conn, user_id)
-        valid = [d for d in drafts if isinstance(d, Draft)]
         results: list[Any] = list(drafts)
-        if valid:
-            ranges = [_check_range(d) for d in valid]
-            lower = min(r[0] for r in ranges)
-            upper = max(r[1] for r in ranges)
-            if strategy == "shift":
-                upper = max(upper, *(_shift_window(d)[1] for d in valid))
-            candidates = await self._calendar(tx.conn, user_id, lower, upper, tx)
-            calendar = conflicts.Calendar(_busy(candidates, lower, upper, exclude=None))
-            for index, draft in enumerate(drafts):
-                if not isinstance(draft, Draft):
-                    continue
-                try:
-                    results[index] = self._place(calendar, index, draft, strategy)
-                except errors.Problem as exc:
-                    if atomic:
-                        raise errors.BatchItem.of(index, exc) from None
-                    results[index] = exc
+        rows = None
+        if any(isinstance(d, Draft) for d in drafts):
+            # CPU work (expanding every item, the calendar's series, the placement) in a thread:
+            # the loop only reads the candidates in between
+            loop = asyncio.get_running_loop()
+            plan = await loop.run_in_executor(_CHECKS, _plan_batch, drafts, strategy)
+            candidates = await self._calendar(tx.conn, user_id, plan.lower, plan.upper, tx, plan.pieces)
+            results, rows = await loop.run_in_executor(_CHECKS, _place_batch, plan, candidates, strategy, atomic,
+                                                       user_id)
         placed = [(i, r) for i, r in enumerate(results) if isinstance(r, tuple)]
         if placed:
-            rows = orjson.dumps([draft.row(user_id) for _, (draft, _) in placed]).decode()
             events = await event_db.insert_events(tx.conn, user_id, rows)
             ids = {-1 - index: event.id for (index, _), event in zip(placed, events)}
             for (index, (_, found)), event in zip(placed, events):
@@ -803,24 +894,6 @@ class EventService:
             else:  # nothing was written: the key stays free for the corrected request
                 await record.release(tx)
         return results
-
-    @staticmethod
-    def _place(calendar: conflicts.Calendar, index: int, draft: Draft,
-               strategy: str) -> tuple[Draft, list[conflicts.Busy]]:
-        """Check one batch item against the calendar (which holds the items placed before
-        it), apply the strategy and add the item to the calendar."""
-        lower, upper = _check_range(draft)
-        mine = _draft_busy(draft, lower, upper)
-        found = conflicts.find_conflicts(mine, calendar.overlapping(lower, upper))
-        if found and strategy == "reject":
-            raise _conflict(found)
-        if found and strategy == "shift":
-            start, until = _shift_window(draft)
-            draft = _shift(draft, [(b.start, b.end) for b in calendar.overlapping(start, until)], found)
-            mine, found = [(draft.start_time, draft.end_time)], []
-        # Items of a batch have no id yet: a negative stand-in keeps them apart in the calendar.
-        calendar.add(conflicts.Busy(-1 - index, draft.title, s, e) for s, e in mine)
-        return draft, found
 
     # -- change ---------------------------------------------------------------------------
 
@@ -1054,49 +1127,53 @@ class EventService:
             while True:
                 rows = await event_db.list_visible(conn, user_id, role=role, window=(start, end), q=q,
                                                    after=after, limit=500)
-                for event in rows:
-                    found.extend(occurrences_of(event, start, end, cancelled=False))
-                if len(found) > recurrence.MAX_OCCURRENCES:
-                    raise errors.Validation.at(
-                        ("query", "end"),
-                        f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; ask for a shorter window")
+                for event in rows:  # each expansion only as far as the bound still allows
+                    try:
+                        found.extend(occurrences_of(event, start, end, cancelled=False,
+                                                    limit=recurrence.MAX_OCCURRENCES - len(found)))
+                    except errors.Validation:
+                        raise errors.Validation.at(
+                            ("query", "end"), f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; "
+                                              "ask for a shorter window") from None
                 if len(rows) < 500:
                     break
                 after = (rows[-1].start_time, rows[-1].id)
         found.sort(key=order_key)
         return found
 
-    async def _calendar_busy(self, conn, user_id: int, start: dt.datetime,
-                             end: dt.datetime) -> list[conflicts.Busy]:
-        events = await self._calendar(conn, user_id, start, end)
-        busy = _busy(events, start, end, exclude=None)
-        if len(busy) > CHECK_LIMIT:
-            raise errors.Validation.at(("query", "end"), "too many occurrences; ask for a shorter window")
-        return busy
-
     async def overlapping_pairs(self, user_id: int, start: dt.datetime,
                                 end: dt.datetime) -> list[conflicts.Overlap]:
         """Pairs of events in the user's calendar with overlapping occurrences in the window."""
         check_window(start, end)
         async with self.db.acquire() as conn:
-            busy = await self._calendar_busy(conn, user_id, start, end)
-        return conflicts.overlapping_pairs(busy)
+            events = await self._calendar(conn, user_id, start, end)
+
+        def work() -> list[conflicts.Overlap]:
+            return conflicts.overlapping_pairs(_busy(events, start, end, None, limit=CHECK_LIMIT))
+
+        return await _window_work(work)
 
     async def free_busy(self, user_id: int, others: list[int], start: dt.datetime,
                         end: dt.datetime) -> list[tuple[int, list[tuple[dt.datetime, dt.datetime]]]]:
         """Merged busy intervals (clipped to the window) of each user; errors.NotFound when one
-        of them shares no event with the caller."""
+        of them has not given the caller access to an event they own. All the calendars
+        together may hold CHECK_LIMIT occurrences in the window (errors.Validation past it)."""
         check_window(start, end)
         async with self.db.acquire() as conn:
             strangers = set(others) - {user_id}
             if strangers and await event_db.users_sharing_with(conn, user_id, sorted(strangers)) != strangers:
                 raise errors.NotFound("no such user among the people you share events with")
-            answer = []
-            for other in others:
-                busy = await self._calendar_busy(conn, other, start, end)
-                merged = conflicts.merge_intervals((max(b.start, start), min(b.end, end)) for b in busy)
-                answer.append((other, merged))
-        return answer
+            calendars = [await self._calendar(conn, other, start, end) for other in others]
+
+        def work() -> list[tuple[int, list[tuple[dt.datetime, dt.datetime]]]]:
+            answer, left = [], CHECK_LIMIT
+            for other, events in zip(others, calendars):
+                busy = _busy(events, start, end, None, limit=left)
+                left -= len(busy)
+                answer.append((other, conflicts.merge_intervals((max(b.start, start), min(b.end, end)) for b in busy)))
+            return answer
+
+        return await _window_work(work)
 
     async def get(self, user_id: int, event_id: int) -> Event:
         """errors.NotFound when the event is unknown, deleted or not visible to the user."""

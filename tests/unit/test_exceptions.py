@@ -142,3 +142,30 @@ def test_many_exceptions_are_kept_as_one_by_one_would(spacing, count):
             wanted.append(c)
     assert draft.exceptions == tuple(wanted)
     assert len(wanted) < len(changes)  # some were dropped
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_calendar_conflicts_of_agrees_with_find_conflicts(seed):
+    """Lengths from a second to a month (many classes), some occurrences given twice or
+    empty: asking the calendar piece by piece answers what find_conflicts over everything
+    answers; with a limit, that many of them."""
+    rng = random.Random(seed)
+    base = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    busy = []
+    for i in range(rng.randint(0, 200)):
+        start = base + dt.timedelta(seconds=rng.randint(0, 90 * 86400))
+        end = start + dt.timedelta(seconds=rng.choice([0, 1, 59, 900, 3600, 86400, 30 * 86400]) * rng.random())
+        busy.append(conflicts.Busy(i % 150, f"e{i}", start.astimezone(BERLIN) if i % 3 else start, end))
+    calendar = conflicts.Calendar(busy[:50])
+    calendar.add(busy[50:])
+    for _ in range(20):
+        mine = []
+        for _ in range(rng.randint(0, 8)):
+            lo = base + dt.timedelta(seconds=rng.randint(-86400, 91 * 86400))
+            mine.append((lo, lo + dt.timedelta(seconds=rng.randint(0, 3 * 86400))))
+        expected = conflicts.find_conflicts(mine, busy)
+        assert calendar.conflicts_of(mine) == expected
+        limit = rng.randint(1, 5)
+        limited = calendar.conflicts_of(mine, limit)
+        assert len(limited) == min(limit, len(expected)) and set(limited) <= set(expected)
+        assert limited == sorted(limited, key=lambda b: (utc(b.start), b.event_id))
