@@ -296,7 +296,7 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
         try:
             after = (dt.datetime.fromisoformat(stamp), event_id)
         except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+            raise codec.invalid_cursor() from None
     events, more = await request.app[keys.EVENTS].list(
         user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
         limit=query.limit)
@@ -327,7 +327,7 @@ def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str |
         try:
             last = (_aware(stamp), event_id, _aware(original))
         except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+            raise codec.invalid_cursor() from None
         found = [o for o in found if order_key(o) > last]
     page = found[:limit]
     next_cursor = None
@@ -352,7 +352,7 @@ async def list_conflicts(request: web.Request, user: models.User, query: schemas
         try:
             last = (_aware(stamp), first, second, _aware(until))
         except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+            raise codec.invalid_cursor() from None
         pairs = [p for p in pairs if (p.start, p.first_id, p.second_id, p.end) > last]
     page = pairs[: query.limit]
     cursor = None

@@ -11,9 +11,9 @@ from msgspec import Meta, Struct
 # msgspec matches with re.search, whose `$` also matches before a final newline;
 # `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document).
 Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$(?!\n)",
-                               description="3-32 of A-Z a-z 0-9 _ . -; unique ignoring case")]
+                               description="3-32 characters of A-Z a-z 0-9 _ . -; unique ignoring case")]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$(?!\n)",
-                            description="unique ignoring case")]
+                            description="an email address (name@example.com); unique ignoring case")]
 Password = Annotated[str, Meta(min_length=8, max_length=128, description="8-128 characters")]
 FullName = Annotated[str, Meta(max_length=200)]
 LoginName = Annotated[str, Meta(min_length=1, max_length=254)]
@@ -22,7 +22,7 @@ TokenText = Annotated[str, Meta(min_length=1, max_length=4096)]
 UtcTime = Annotated[dt.datetime, Meta(tz=True)]
 Limit = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500")]
 Cursor = Annotated[str, Meta(max_length=512, pattern="^[A-Za-z0-9_-]*$",
-                              description="opaque; next_cursor of the previous page")]
+                              description="the next_cursor of the previous page, as it came; opaque")]
 
 
 # -- auth -------------------------------------------------------------------------------
@@ -499,9 +499,9 @@ class RollbackIn(Struct, kw_only=True):
 # -- transactions -------------------------------------------------------------------------
 
 Ref = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$(?!\n)",
-                          description="names the created event for later operations (as \"$ref\")")]
+                          description="1-64 characters of A-Z a-z 0-9 _ -; names the created event for later operations (as \"$ref\")")]
 EventRef = Annotated[int, Meta(ge=1, le=2**63 - 1)] | Annotated[str, Meta(
-    max_length=65, pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$ref\": the event created by an earlier operation")]
+    max_length=65, pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$\" followed by the ref of an earlier create; the event it created")]
 IfVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="412 unless the event is at this version")]
 
 
@@ -585,7 +585,7 @@ class ReadAll(Struct, kw_only=True):
 
 
 EventId = Annotated[str, Meta(max_length=19, pattern=r"^[0-9]+$(?!\n)",
-                              description="a notification id: replay what came after it")]
+                              description="a notification id (digits); replay what came after it")]
 
 
 class StreamQuery(Struct, kw_only=True):
