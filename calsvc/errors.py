@@ -158,18 +158,20 @@ class BatchItem(Problem):
     @classmethod
     def of(cls, index: int, inner: Problem) -> "BatchItem":
         """The problem of item `index`: its status and members, `index`, and every error's
-        `loc` moved under `["body", field, index]` (a body-wide error gets one)."""
+        `loc` moved under `["body", field, index]` (a body-wide error gets one) unless it is
+        there already (an item validated where it stands)."""
         item_loc: list[str | int] = ["body", cls.field, index]
         moved = []
         for error in inner.errors:
             loc = list(error.get("loc", ()))
-            if loc[:1] == ["body"]:
+            if loc[:1] == ["body"] and loc[:3] != item_loc:
                 loc = item_loc + loc[1:]
             moved.append({**error, "loc": loc})
         if not moved:
             moved = [{"loc": item_loc, "msg": inner.detail, "type": inner.slug}]
-        problem = cls(f"{cls.field}[{index}]: {inner.detail}", errors=moved, headers=inner.headers,
-                      **{**inner.extra, "index": index})
+        name = f"{cls.field}[{index}]"
+        detail = inner.detail if inner.detail.startswith(name) else f"{name}: {inner.detail}"
+        problem = cls(detail, errors=moved, headers=inner.headers, **{**inner.extra, "index": index})
         problem.status = inner.status
         problem.inner = inner
         return problem

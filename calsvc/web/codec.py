@@ -16,8 +16,10 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import PayloadEncodingError
 from aiohttp.web_protocol import RequestPayloadError
+from multidict import MultiMapping
 
 from calsvc import errors
+from calsvc.web import messages
 from calsvc.web.keys import MEDIA as MEDIA_KEY
 
 JSON = "application/json"
@@ -137,29 +139,6 @@ def decode(raw: bytes, media: str) -> Any:
 
 # -- validation -------------------------------------------------------------------------
 
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-
-
-def _validation_problem(exc: msgspec.ValidationError, prefix: tuple[str | int, ...]) -> errors.Validation:
-    text = str(exc)
-    message, _, path = text.partition(" - at `")
-    loc: list[str | int] = list(prefix)
-    if path:
-        for name, index in _PATH_PART.findall(path.rstrip("`").removeprefix("$")):
-            loc.append(int(index) if index else name)
-    kind = "value_error"
-    # The pattern itself is an implementation detail; the OpenAPI schema documents it.
-    message = re.sub(r"matching regex '.*'$", "in the required format", message)
-    missing = re.match(r"Object missing required field `([^`]+)`", message)
-    if missing:
-        loc.append(missing.group(1))
-        kind = "missing"
-    elif message.startswith("Expected `") and ", got `" in message:
-        kind = "type_error"  # else a constraint (length, pattern, range): a value_error
-    detail = f"{'.'.join(str(p) for p in loc[1:]) or loc[0]}: {message}"
-    return errors.Validation(detail, errors=[{"loc": loc, "msg": message, "type": kind}])
-
-
 def _check_values(value: Any, loc: list[str | int]) -> None:
     """What JSON can hold, whichever format the body came in: PostgreSQL text cannot hold
     U+0000, and a msgpack map may have keys that are not strings or values of extension
@@ -171,31 +150,39 @@ def _check_values(value: Any, loc: list[str | int]) -> None:
         item, where = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                raise errors.Validation.at(where, "the NUL character (U+0000) is not allowed")
+                raise messages.nul(where)
         elif isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
-                    raise errors.Validation.at(where, f"member names must be strings, not {type(key).__name__} {key!r:.40}")
+                    raise messages.key_not_string(where)
                 stack.append((key, where))
                 stack.append((child, [*where, key]))
         elif isinstance(item, list):
             stack.extend((child, [*where, index]) for index, child in enumerate(item))
         elif isinstance(item, msgpack.ExtType):
-            raise errors.Validation.at(where, f"msgpack extension type {item.code} is not a value any field takes")
+            raise messages.extension_value(where)
 
 
 def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> T:
-    """Validate decoded values against `kind`; errors.Validation with the location otherwise."""
+    """Validate decoded values against `kind`; errors.Validation with the location and a
+    message in plain words otherwise (messages.py)."""
     _check_values(value, list(prefix))
     try:
         return msgspec.convert(value, kind, strict=strict)
     except msgspec.ValidationError as exc:
-        raise _validation_problem(exc, prefix) from None
+        raise messages.validation_problem(exc, kind, value, prefix) from None
 
 
 def convert_query(query: Mapping[str, str], kind: type[T]) -> T:
-    """Query parameters (strings) to `kind`, numbers and booleans parsed from their text."""
-    values = {key: _restore_plus(query.get(key)) for key in query.keys()}
+    """Query parameters (strings) to `kind`, numbers and booleans parsed from their text. A
+    parameter the route does not define is refused, as is one given twice (which of the two
+    would count is anybody's guess)."""
+    values = {}
+    for key in dict.fromkeys(query.keys()):
+        given = query.getall(key) if isinstance(query, MultiMapping) else [query[key]]
+        if len(given) > 1:
+            raise messages.repeated(["query", key], len(given))
+        values[key] = _restore_plus(given[0])
     return convert(values, kind, ("query",), strict=False)
 
 
@@ -249,4 +236,8 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
             return values
     except (ValueError, orjson.JSONDecodeError):
         pass
-    raise errors.Validation.at(("query", "cursor"), "invalid cursor")
+    raise invalid_cursor()
+
+
+def invalid_cursor() -> errors.Validation:
+    return errors.Validation.at(("query", "cursor"), "cursor must be a next_cursor of this collection, as it came")

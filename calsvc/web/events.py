@@ -16,7 +16,7 @@ from calsvc import errors, models
 from calsvc.conflicts import Busy
 from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
-from calsvc.web import codec, keys, schemas
+from calsvc.web import codec, keys, messages, schemas
 from calsvc.web.routing import path_int
 
 Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
@@ -88,6 +88,14 @@ def _changes(body: msgspec.Struct) -> dict[str, Any]:
 
 def _strategy(query: Any, body: Any) -> str:
     return query.on_conflict or body.on_conflict or "reject"
+
+
+def same_strategy(given: str | None, strategy: str, loc: tuple[str | int, ...]) -> None:
+    """The request's `on_conflict` applies to every item of a batch (operation of a
+    transaction): an item's own is refused when it says otherwise, never ignored."""
+    if given is not None and given != strategy:
+        raise errors.Validation.at(loc, f"{messages.label(loc)} is {given}, but the request's on_conflict "
+                                        f"({strategy}) applies to every item: set it on the request")
 
 
 def _event_id(request: web.Request) -> int:
@@ -169,9 +177,11 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
                        query: schemas.CreateQuery) -> web.Response:
     strategy = _strategy(query, body)
     items: list[dict[str, Any] | errors.Problem] = []
-    for raw in body.events:
+    for index, raw in enumerate(body.events):
         try:
-            items.append(_fields(codec.convert(raw, schemas.EventIn)))
+            item = codec.convert(raw, schemas.EventIn, ("body", "events", index))
+            same_strategy(item.on_conflict, strategy, ("body", "events", index, "on_conflict"))
+            items.append(_fields(item))
         except errors.Problem as exc:
             items.append(exc)
 
@@ -296,7 +306,7 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
         try:
             after = (dt.datetime.fromisoformat(stamp), event_id)
         except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+            raise codec.invalid_cursor() from None
     events, more = await request.app[keys.EVENTS].list(
         user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
         limit=query.limit)
@@ -327,7 +337,7 @@ def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str |
         try:
             last = (_aware(stamp), event_id, _aware(original))
         except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+            raise codec.invalid_cursor() from None
         found = [o for o in found if order_key(o) > last]
     page = found[:limit]
     next_cursor = None
@@ -352,7 +362,7 @@ async def list_conflicts(request: web.Request, user: models.User, query: schemas
         try:
             last = (_aware(stamp), first, second, _aware(until))
         except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+            raise codec.invalid_cursor() from None
         pairs = [p for p in pairs if (p.start, p.first_id, p.second_id, p.end) > last]
     page = pairs[: query.limit]
     cursor = None

@@ -78,7 +78,7 @@ _HEADER_SCHEMA = {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLeng
 
 
 def _error_statuses(route: Route) -> list[int]:
-    statuses = set(route.errors) | {500}
+    statuses = set(route.errors) | {422, 500}  # 422: a query parameter the route does not define
     if route.path.startswith("/api/"):
         statuses |= {429, 503}
         if route.offers:
@@ -87,8 +87,6 @@ def _error_statuses(route: Route) -> list[int]:
         statuses.add(401)
     if route.body is not None or route.method not in BODILESS:  # a body where none is taken is checked too
         statuses |= {400, 413, 415, 422}
-    if route.query is not None:
-        statuses.add(422)
     if _PATH_PARAM.search(route.path):
         statuses |= {404, 422}
     return sorted(statuses)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from calsvc import errors
 from calsvc.tokens import ACCESS, Claims
-from calsvc.web import codec, keys
+from calsvc.web import codec, keys, messages
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -80,9 +80,13 @@ def access_claims(request: web.Request) -> Claims:
 BODILESS = ("GET", "HEAD")  # a body there has no meaning (RFC 9110 9.3.1): it is not read
 
 
-class NoBody(msgspec.Struct):
+class NoBody(msgspec.Struct, forbid_unknown_fields=True):
     """A route that takes no body still refuses one it could not have read (415, 400, 413,
-    a 422 when it is not an object) rather than ignore it and go on changing things."""
+    a 422 when it is not an empty object) rather than ignore it and go on changing things."""
+
+
+class NoQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """A route without query parameters refuses any (422 naming it) rather than ignore it."""
 
 
 async def _read_body(request: web.Request, route: Route) -> bytes:
@@ -94,9 +98,13 @@ def _convert_body(request: web.Request, route: Route, raw: bytes) -> Any:
     media = codec.body_media_type(request)
     if route.form is not None and media == codec.FORM:
         try:
-            fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise errors.Malformed("the form body is not UTF-8") from None
+        fields = dict(pairs)
+        if len(fields) < len(pairs):  # OAuth2 parameters must not be given twice (RFC 6749 3.1)
+            key = next(k for k in fields if sum(1 for p, _ in pairs if p == k) > 1)
+            raise messages.repeated(["body", key], sum(1 for p, _ in pairs if p == key))
         return codec.convert(fields, route.form)
     if not raw or (media == codec.JSON and not raw.strip()):
         # No body is an empty object: fine where every field is optional, else a 422 naming them.
@@ -120,6 +128,8 @@ def bind(route: Route) -> Handler:
             kwargs["user"] = await request.app[keys.AUTH].authenticate(access_claims(request))
         if route.query is not None:
             kwargs["query"] = codec.convert_query(request.query, route.query)
+        elif request.query:
+            codec.convert_query(request.query, NoQuery)
         if route.body is not None:
             kwargs["body"] = _convert_body(request, route, raw or b"")
         elif raw is not None:

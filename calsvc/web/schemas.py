@@ -8,12 +8,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+
+class Input(Struct, forbid_unknown_fields=True):
+    """A request body, form or query string (and every object inside one): a member it does
+    not define is refused (422 naming it), never dropped. A `pattern`'s description starts
+    with the shape it wants, in words (the validation message quotes it up to a `;`)."""
+
 # msgspec matches with re.search, whose `$` also matches before a final newline;
 # `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document).
 Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$(?!\n)",
-                               description="3-32 of A-Z a-z 0-9 _ . -; unique ignoring case")]
+                               description="3-32 characters of A-Z a-z 0-9 _ . -; unique ignoring case")]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$(?!\n)",
-                            description="unique ignoring case")]
+                            description="an email address (name@example.com); unique ignoring case")]
 Password = Annotated[str, Meta(min_length=8, max_length=128, description="8-128 characters")]
 FullName = Annotated[str, Meta(max_length=200)]
 LoginName = Annotated[str, Meta(min_length=1, max_length=254)]
@@ -22,26 +28,26 @@ TokenText = Annotated[str, Meta(min_length=1, max_length=4096)]
 UtcTime = Annotated[dt.datetime, Meta(tz=True)]
 Limit = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500")]
 Cursor = Annotated[str, Meta(max_length=512, pattern="^[A-Za-z0-9_-]*$",
-                              description="opaque; next_cursor of the previous page")]
+                              description="the next_cursor of the previous page, as it came; opaque")]
 
 
 # -- auth -------------------------------------------------------------------------------
 
-class RegisterRequest(Struct, kw_only=True):
+class RegisterRequest(Input, kw_only=True):
     username: Username
     email: Email
     password: Password
     full_name: FullName | None = None
 
 
-class LoginRequest(Struct, kw_only=True):
+class LoginRequest(Input, kw_only=True):
     """Log in with `username` or `email` (either matches both) and `password`."""
     username: LoginName | None = None
     email: LoginName | None = None
     password: LoginPassword
 
 
-class LoginForm(Struct, kw_only=True):
+class LoginForm(Input, kw_only=True):
     """The OAuth2 password grant, form-encoded."""
     grant_type: Literal["password"] | None = None
     username: LoginName
@@ -51,11 +57,11 @@ class LoginForm(Struct, kw_only=True):
     client_secret: Annotated[str, Meta(max_length=1024)] | None = None
 
 
-class RefreshRequest(Struct, kw_only=True):
+class RefreshRequest(Input, kw_only=True):
     refresh_token: TokenText
 
 
-class LogoutRequest(Struct, kw_only=True):
+class LogoutRequest(Input, kw_only=True):
     refresh_token: TokenText | None = None
 
 
@@ -85,7 +91,7 @@ class UserPage(Struct, kw_only=True):
     next_cursor: str | None
 
 
-class UsersQuery(Struct, kw_only=True):
+class UsersQuery(Input, kw_only=True):
     q: Annotated[str, Meta(max_length=254, description="username or email prefix, any case")] = ""
     limit: Limit = 50
     cursor: Cursor | None = None
@@ -132,7 +138,7 @@ MonthDay = Annotated[int, Meta(ge=-31, le=31)]
 Strategy = Literal["reject", "allow", "shift"]
 
 
-class PatternIn(Struct, kw_only=True):
+class PatternIn(Input, kw_only=True):
     frequency: Literal["daily", "weekly", "monthly", "yearly"]
     interval: Annotated[int, Meta(ge=1, le=1000)] = 1
     by_weekday: Annotated[list[Weekday], Meta(max_length=7)] = []
@@ -141,7 +147,7 @@ class PatternIn(Struct, kw_only=True):
     until: UtcTime | None = None
 
 
-class RecurrenceIn(Struct, kw_only=True):
+class RecurrenceIn(Input, kw_only=True):
     """Either `rrule` (an RFC 5545 RRULE value, `RRULE:` prefix optional) or `pattern`."""
     rrule: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
     pattern: PatternIn | None = None
@@ -149,7 +155,7 @@ class RecurrenceIn(Struct, kw_only=True):
     rdates: Annotated[list[UtcTime], Meta(max_length=1000)] = []
 
 
-class EventIn(Struct, kw_only=True):
+class EventIn(Input, kw_only=True):
     title: Title
     description: Description = ""
     location: Location | None = None
@@ -184,7 +190,7 @@ class ConflictItem(Struct, kw_only=True):
     end_time: dt.datetime
 
 
-class CreateQuery(Struct, kw_only=True):
+class CreateQuery(Input, kw_only=True):
     on_conflict: Strategy | None = None
 
 
@@ -195,7 +201,7 @@ Prefer = Annotated[Literal["mine", "theirs"], Meta(
     description="settles fields changed on both sides (merge): yours or the event's")]
 
 
-class UpdateQuery(Struct, kw_only=True):
+class UpdateQuery(Input, kw_only=True):
     on_conflict: Strategy | None = None
     edit_strategy: EditStrategy | None = None
     base_version: BaseVersion | None = None
@@ -221,7 +227,7 @@ class Event(Struct, kw_only=True):
     conflicts: list[ConflictItem] | msgspec.UnsetType = msgspec.UNSET  # with on_conflict=allow
 
 
-class EventsQuery(Struct, kw_only=True):
+class EventsQuery(Input, kw_only=True):
     start: UtcTime | None = None
     end: UtcTime | None = None
     expand: bool = False
@@ -252,7 +258,7 @@ class OccurrencePage(Struct, kw_only=True):
     next_cursor: str | None
 
 
-class OccurrencesQuery(Struct, kw_only=True):
+class OccurrencesQuery(Input, kw_only=True):
     start: UtcTime
     end: UtcTime
     limit: Limit = 50
@@ -273,7 +279,7 @@ class ConflictPage(Struct, kw_only=True):
     next_cursor: str | None
 
 
-class FreeBusyQuery(Struct, kw_only=True):
+class FreeBusyQuery(Input, kw_only=True):
     start: UtcTime
     end: UtcTime
     users: Annotated[str, Meta(max_length=50 * 20 - 1, pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,49}$",
@@ -295,7 +301,7 @@ class FreeBusyPage(Struct, kw_only=True):
     next_cursor: str | None
 
 
-class EventPatch(Struct, kw_only=True):
+class EventPatch(Input, kw_only=True):
     """The fields to change (PUT and PATCH alike): omitted ones keep their value, `null`
     clears `description`, `location` or `recurrence`; the merged event is checked as a whole."""
     title: Title | msgspec.UnsetType = msgspec.UNSET
@@ -312,7 +318,7 @@ class EventPatch(Struct, kw_only=True):
     prefer: Prefer | None = None
 
 
-class OccurrencePatch(Struct, kw_only=True):
+class OccurrencePatch(Input, kw_only=True):
     """What to change in one occurrence; omitted fields keep their current value."""
     start_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
     end_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
@@ -322,11 +328,11 @@ class OccurrencePatch(Struct, kw_only=True):
     on_conflict: Literal["reject", "allow"] | None = None
 
 
-class OccurrenceQuery(Struct, kw_only=True):
+class OccurrenceQuery(Input, kw_only=True):
     on_conflict: Literal["reject", "allow"] | None = None
 
 
-class BatchIn(Struct, kw_only=True):
+class BatchIn(Input, kw_only=True):
     # Items are checked one by one (so `atomic: false` can answer each), hence `Any` here.
     events: Annotated[list[Any], Meta(min_length=1, max_length=500, description="1-500 events",
                                       extra_json_schema={"items": {"$ref": "#/components/schemas/EventIn"}})]
@@ -355,7 +361,7 @@ Role = Literal["owner", "editor", "viewer"]
 UserId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 
 
-class ShareUser(Struct, kw_only=True):
+class ShareUser(Input, kw_only=True):
     """One user, named by exactly one of `user_id`, `username`, `email`, and the role to give."""
     user_id: UserId | None = None
     username: Annotated[str, Meta(min_length=1, max_length=32)] | None = None
@@ -363,7 +369,7 @@ class ShareUser(Struct, kw_only=True):
     role: Literal["editor", "viewer"]
 
 
-class ShareIn(Struct, kw_only=True):
+class ShareIn(Input, kw_only=True):
     """`{"users": [ShareUser, ...]}` (1-100), or one ShareUser as the whole body."""
     users: Annotated[list[ShareUser], Meta(min_length=1, max_length=100)] | msgspec.UnsetType = msgspec.UNSET
     user_id: UserId | None = None
@@ -385,12 +391,12 @@ class PermissionPage(Struct, kw_only=True):
     next_cursor: str | None
 
 
-class PageQuery(Struct, kw_only=True):
+class PageQuery(Input, kw_only=True):
     limit: Limit = 50
     cursor: Cursor | None = None
 
 
-class RoleIn(Struct, kw_only=True):
+class RoleIn(Input, kw_only=True):
     """`owner` transfers ownership: the old owner becomes an editor."""
     role: Role
 
@@ -486,47 +492,47 @@ class DiffOut(Struct, kw_only=True):
     description_diff: Annotated[list[str], Meta(description="unified diff lines of the description")]
 
 
-class DiffQuery(Struct, kw_only=True):
+class DiffQuery(Input, kw_only=True):
     format: Annotated[Literal["json", "html"], Meta(
         description="html: the side-by-side page, json: JSON, whichever Accept prefers (an Accept that "
                     "allows none of the route's types is still a 406)")] | None = None
 
 
-class RollbackIn(Struct, kw_only=True):
+class RollbackIn(Input, kw_only=True):
     on_conflict: Strategy | None = None
 
 
 # -- transactions -------------------------------------------------------------------------
 
 Ref = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$(?!\n)",
-                          description="names the created event for later operations (as \"$ref\")")]
+                          description="1-64 characters of A-Z a-z 0-9 _ -; names the created event for later operations (as \"$ref\")")]
 EventRef = Annotated[int, Meta(ge=1, le=2**63 - 1)] | Annotated[str, Meta(
-    max_length=65, pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$ref\": the event created by an earlier operation")]
+    max_length=65, pattern=r"^\$[A-Za-z0-9_-]{1,64}$(?!\n)", description="\"$\" followed by the ref of an earlier create; the event it created")]
 IfVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="412 unless the event is at this version")]
 
 
-class CreateOp(Struct, kw_only=True, tag_field="op", tag="create"):
+class CreateOp(Input, kw_only=True, tag_field="op", tag="create"):
     ref: Ref | None = None
     event: EventIn
 
 
-class UpdateOp(Struct, kw_only=True, tag_field="op", tag="update"):
+class UpdateOp(Input, kw_only=True, tag_field="op", tag="update"):
     id: EventRef
     changes: EventPatch
     if_version: IfVersion | None = None
 
 
-class DeleteOp(Struct, kw_only=True, tag_field="op", tag="delete"):
+class DeleteOp(Input, kw_only=True, tag_field="op", tag="delete"):
     id: EventRef
     if_version: IfVersion | None = None
 
 
-class ShareOp(Struct, kw_only=True, tag_field="op", tag="share"):
+class ShareOp(Input, kw_only=True, tag_field="op", tag="share"):
     id: EventRef
     users: Annotated[list[ShareUser], Meta(min_length=1, max_length=100)]
 
 
-class UnshareOp(Struct, kw_only=True, tag_field="op", tag="unshare"):
+class UnshareOp(Input, kw_only=True, tag_field="op", tag="unshare"):
     id: EventRef
     user_id: UserId
 
@@ -534,7 +540,7 @@ class UnshareOp(Struct, kw_only=True, tag_field="op", tag="unshare"):
 Operation = CreateOp | UpdateOp | DeleteOp | ShareOp | UnshareOp
 
 
-class TransactionIn(Struct, kw_only=True):
+class TransactionIn(Input, kw_only=True):
     # Operations are checked one by one (so the problem names the failing one), hence `Any` here.
     operations: Annotated[list[Any], Meta(min_length=1, max_length=100, description="1-100 operations",
                                           extra_json_schema={"items": {"oneOf": [
@@ -574,7 +580,7 @@ class NotificationPage(Struct, kw_only=True):
     unread_count: int
 
 
-class NotificationsQuery(Struct, kw_only=True):
+class NotificationsQuery(Input, kw_only=True):
     unread: Annotated[bool, Meta(description="true: unread ones only")] = False
     limit: Limit = 50
     cursor: Cursor | None = None
@@ -585,10 +591,10 @@ class ReadAll(Struct, kw_only=True):
 
 
 EventId = Annotated[str, Meta(max_length=19, pattern=r"^[0-9]+$(?!\n)",
-                              description="a notification id: replay what came after it")]
+                              description="a notification id (digits); replay what came after it")]
 
 
-class StreamQuery(Struct, kw_only=True):
+class StreamQuery(Input, kw_only=True):
     last_event_id: EventId | None = None
     access_token: Annotated[str, Meta(min_length=1, max_length=4096, description=(
         "the access token, for clients that cannot send headers (EventSource); "

@@ -8,16 +8,25 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.services.transactions import Op, Outcome
-from calsvc.web import codec, keys, schemas
-from calsvc.web.events import _changes, _fields, current_shown, once, rendered
+from calsvc.web import codec, keys, messages, schemas
+from calsvc.web.events import _changes, _fields, current_shown, once, rendered, same_strategy
 
 
-def _op(raw: Any) -> Op:
-    """One operation of the body, checked alone (errors.Validation with a loc under "body")."""
-    parsed = codec.convert(raw, schemas.Operation)
+def _op(raw: Any, index: int, strategy: str) -> Op:
+    """One operation of the body, checked alone (errors.Validation with a loc under
+    `["body", "operations", index]`)."""
+    at = ("body", "operations", index)
+    parsed = codec.convert(raw, schemas.Operation, at)
     if isinstance(parsed, schemas.CreateOp):
+        same_strategy(parsed.event.on_conflict, strategy, (*at, "event", "on_conflict"))
         return Op("create", ref=parsed.ref, fields=_fields(parsed.event))
     if isinstance(parsed, schemas.UpdateOp):
+        same_strategy(parsed.changes.on_conflict, strategy, (*at, "changes", "on_conflict"))
+        for member in ("edit_strategy", "base_version", "prefer"):
+            if getattr(parsed.changes, member) is not None:
+                loc = (*at, "changes", member)
+                raise errors.Validation.at(loc, f"{messages.label(loc)}: a merge is not available in a "
+                                                "transaction; use if_version")
         return Op("update", parsed.id, fields=_changes(parsed.changes), if_version=parsed.if_version)
     if isinstance(parsed, schemas.DeleteOp):
         return Op("delete", parsed.id, if_version=parsed.if_version)
@@ -30,9 +39,9 @@ async def run_transaction(request: web.Request, user: models.User, body: schemas
                           query: schemas.CreateQuery) -> web.Response:
     strategy = query.on_conflict or body.on_conflict or "reject"
     ops: list[Op | errors.Problem] = []
-    for raw in body.operations:
+    for index, raw in enumerate(body.operations):
         try:
-            ops.append(_op(raw))
+            ops.append(_op(raw, index, strategy))
         except errors.Problem as exc:
             ops.append(exc)
 

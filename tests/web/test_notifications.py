@@ -308,8 +308,13 @@ async def test_a_body_where_none_is_taken_is_checked_before_anything_changes(cli
     await assert_problem(resp, 415, "unsupported-media-type")
     assert (await inbox(client, ah))["unread_count"] == 2  # nothing was marked read or deleted
     assert (await client.get(f"/api/events/{event['id']}", headers=oh)).status == 200
-    # an object is fine (and ignored); so is a GET's body, which is never read
+    # a member is refused like any member a route does not define (nothing is marked read);
+    # an empty object is fine, and so is a GET's body, which is never read
     resp = await client.post(read_all, headers=ah, json={"anything": 1})
+    body = await assert_problem(resp, 422, "validation")
+    assert [e["loc"] for e in body["errors"]] == [["body", "anything"]]
+    assert (await inbox(client, ah))["unread_count"] == 2
+    resp = await client.post(read_all, headers=ah, json={})
     assert resp.status == 200 and await resp.json() == {"updated": 2}
     resp = await client.get("/api/notifications", headers=ah | {"Content-Type": "text/plain"}, data=b"hello")
     assert resp.status == 200
