@@ -649,9 +649,11 @@ class BatchPlan:
     pieces: list[tuple[dt.datetime, dt.datetime]] | None  # for the candidates' query
 
 
-def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str) -> BatchPlan:
-    """Expand each valid item over its check range; errors.Validation when the batch brings
-    more than BATCH_OCCURRENCES."""
+def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str, atomic: bool) -> BatchPlan:
+    """Expand each valid item over its check range (an item with too many occurrences gets
+    its problem, raised as errors.BatchItem when `atomic`); errors.Validation when the batch
+    brings more than BATCH_OCCURRENCES."""
+    drafts = list(drafts)
     mine: dict[int, list[tuple[dt.datetime, dt.datetime]]] = {}
     reach: list[tuple[dt.datetime, dt.datetime]] = []
     total = 0
@@ -659,7 +661,13 @@ def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str) -> BatchPla
         if not isinstance(draft, Draft):
             continue
         lower, upper = _check_range(draft)
-        mine[index] = busy = _draft_busy(draft, lower, upper)
+        try:
+            mine[index] = busy = _draft_busy(draft, lower, upper)
+        except errors.Problem as exc:
+            if atomic:
+                raise errors.BatchItem.of(index, exc) from None
+            drafts[index] = exc
+            continue
         total += len(busy)
         if total > BATCH_OCCURRENCES:
             raise errors.Validation.at(
@@ -670,7 +678,7 @@ def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str) -> BatchPla
         if strategy == "shift":
             reach.append(_shift_window(draft))
     near = conflicts.Cover(itertools.chain(reach if strategy == "shift" else (), *mine.values()))
-    lower, upper = min(r[0] for r in reach), max(r[1] for r in reach)
+    lower, upper = (min(r[0] for r in reach), max(r[1] for r in reach)) if reach else (EARLIEST, EARLIEST)
     return BatchPlan(drafts, mine, lower, upper, near, near.pieces if len(near.pieces) <= PROBED_PIECES else None)
 
 
@@ -872,8 +880,8 @@ class EventService:
             # CPU work (expanding every item, the calendar's series, the placement) in a thread:
             # the loop only reads the candidates in between
             loop = asyncio.get_running_loop()
-            plan = await loop.run_in_executor(_CHECKS, _plan_batch, drafts, strategy)
-            candidates = await self._calendar(tx.conn, user_id, plan.lower, plan.upper, tx, plan.pieces)
+            plan = await loop.run_in_executor(_CHECKS, _plan_batch, drafts, strategy, atomic)
+            candidates = await self._calendar(tx.conn, user_id, plan.lower, plan.upper, tx, plan.pieces) if plan.mine else []
             results, rows = await loop.run_in_executor(_CHECKS, _place_batch, plan, candidates, strategy, atomic,
                                                        user_id)
         placed = [(i, r) for i, r in enumerate(results) if isinstance(r, tuple)]
