@@ -331,7 +331,7 @@ AUTH = [
 USERS = [
     Request(
         "Find users", "GET", "/api/users", query=[("q", "{{otherUsername}}"), ("limit", "10")],
-        description="By username or email prefix, ignoring case; items show `id`, `username`, "
+        description="By username prefix, or by whole email, ignoring case; items show `id`, `username`, "
                     "`full_name` only (never an email).",
         tests=json_answer(200, "page") + is_page() + """
             pm.test("finds the second user, and nothing private", () => {
@@ -339,6 +339,20 @@ USERS = [
                 pm.expect(page.items[0].id).to.eql(id("otherUserId"));
                 pm.expect(page.items[0]).to.have.all.keys("id", "username", "full_name");
             });
+            """),
+    Request(
+        "Find a user by email", "GET", "/api/users", query=[("q", "{{otherUsername}}@EXAMPLE.com")],
+        description="An email matches only whole (ignoring case).",
+        tests=json_answer(200, "page") + is_page() + """
+            pm.test("finds the second user by the whole address", () => {
+                pm.expect(page.items.map(u => u.id)).to.eql([id("otherUserId")]);
+            });
+            """),
+    Request(
+        "Find users by a part of an email", "GET", "/api/users", query=[("q", "{{otherUsername}}@exam")],
+        description="A prefix of an email matches nothing: no address can be recovered letter by letter.",
+        tests=json_answer(200, "page") + is_page() + """
+            pm.test("finds nobody", () => pm.expect(page.items).to.eql([]));
             """),
 ]
 

@@ -47,24 +47,24 @@ async def find_credentials(conn: asyncpg.Connection, login: str) -> Credentials 
     return None if row is None else Credentials.from_row(row)
 
 
-async def search_users(conn: asyncpg.Connection, prefix: str, after: tuple[str, int] | None,
+async def search_users(conn: asyncpg.Connection, q: str, after: tuple[str, int] | None,
                        limit: int) -> list[User]:
-    """Live users whose username or email starts with `prefix` (ignoring case), ordered by
-    (lower(username), id), after the keyset `after`; at most `limit`."""
-    pattern = _like_prefix(prefix.lower())
+    """Live users whose username starts with `q`, or whose email is `q` (both ignoring case),
+    ordered by (lower(username), id), after the keyset `after`; at most `limit`. An email is
+    matched whole only: a prefix of one would let anyone recover it letter by letter."""
     after_name, after_id = after if after else ("", 0)
     rows = await conn.fetch(
         f"""
-        -- prefix search over both unique indexes; keyset on (lower(username), id)
+        -- username prefix or whole email, over the two unique indexes; keyset on (lower(username), id)
         SELECT {_USER_COLUMNS}
         FROM users u
         WHERE u.deleted_at IS NULL
-          AND (lower(u.username) LIKE $1 OR lower(u.email) LIKE $1)
-          AND (lower(u.username), u.id) > ($2, $3)
+          AND (lower(u.username) LIKE $1 OR lower(u.email) = $2)
+          AND (lower(u.username), u.id) > ($3, $4)
         ORDER BY lower(u.username), u.id
-        LIMIT $4
+        LIMIT $5
         """,
-        pattern, after_name, after_id, limit,
+        _like_prefix(q.lower()), q.lower(), after_name, after_id, limit,
     )
     return [User.from_row(r) for r in rows]
 

@@ -25,8 +25,10 @@ ROUTES: list[Route] = [
                       "token given, if any) stop working at once."),
     Route("GET", "/api/auth/me", auth.me, "The current user", "auth", {200: S.User}),
     # -- users -----------------------------------------------------------------------------
-    Route("GET", "/api/users", users.list_users, "Find users by username or email prefix", "users",
-          {200: S.UserPage}, query=S.UsersQuery),
+    Route("GET", "/api/users", users.list_users, "Find users by username prefix or whole email", "users",
+          {200: S.UserPage}, query=S.UsersQuery,
+          description="Live users whose username starts with `q`, or whose email is `q` (both ignoring "
+                      "case): a part of an email matches nothing. Items show `id`, `username`, `full_name`."),
     # -- events ----------------------------------------------------------------------------
     Route("POST", "/api/events", events.create_event, "Create an event (the caller owns it)", "events",
           {201: S.Event}, body=S.EventIn, query=S.CreateQuery, errors=(409,),

@@ -86,7 +86,7 @@ class UserPage(Struct, kw_only=True):
 
 
 class UsersQuery(Struct, kw_only=True):
-    q: Annotated[str, Meta(max_length=254, description="username or email prefix, any case")] = ""
+    q: Annotated[str, Meta(max_length=254, description="a username prefix, or a whole email; any case")] = ""
     limit: Limit = 50
     cursor: Cursor | None = None
 
