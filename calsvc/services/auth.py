@@ -75,6 +75,8 @@ class AuthService:
         stored = await token_db.lock_refresh_token(tx.conn, claims.jti)
         if stored is None or stored.user_id != claims.user_id:
             return errors.Unauthorized("invalid refresh token")
+        if not stored.user_live:
+            return errors.Unauthorized("the account is closed")
         if stored.family_revoked_at is not None:
             return errors.Unauthorized("refresh token revoked")
         if stored.rotated_at is not None:
