@@ -115,6 +115,19 @@ def is_page(name: str = "page") -> JS:
         """)
 
 
+def new_pair(access: str, refresh: str) -> JS:
+    """A token pair unlike the one in the variables `access` and `refresh`, stored there."""
+    return JS() + (f"""\
+        pm.test("answer is a new pair", () => {{
+            pm.expect(pair.token_type).to.eql("bearer");
+            pm.expect(pair.refresh_token).to.not.eql(pm.collectionVariables.get("{refresh}"));
+            pm.expect(pair.access_token).to.not.eql(pm.collectionVariables.get("{access}"));
+        }});
+        pm.collectionVariables.set("{access}", pair.access_token);
+        pm.collectionVariables.set("{refresh}", pair.refresh_token);
+        """)
+
+
 # -- the model -----------------------------------------------------------------------------
 
 @dataclass
@@ -156,14 +169,17 @@ def _raw_json(body: Any) -> str:
     return re.sub(r'"@@(\w+)@@"', r"{{\1}}", text)
 
 
+BEARERS = {"bob": "{{otherAccessToken}}"}  # tokens of other users
+
+
 def _request(req: Request) -> dict[str, Any]:
     headers = [{"key": k, "value": v} for k, v in req.headers.items()]
     out: dict[str, Any] = {"method": req.method}
     if req.auth == "none":
         out["auth"] = {"type": "noauth"}
-    elif req.auth == "bob":
+    elif req.auth in BEARERS:
         out["auth"] = {"type": "bearer",
-                       "bearer": [{"key": "token", "value": "{{otherAccessToken}}", "type": "string"}]}
+                       "bearer": [{"key": "token", "value": BEARERS[req.auth], "type": "string"}]}
     else:
         assert req.auth == "alice", req.auth
     if req.body is not None:
@@ -308,15 +324,7 @@ AUTH = [
         description="Trades the refresh token for a new pair; the old refresh token is used up "
                     "(presenting it again would revoke the whole login).",
         body={"refresh_token": "{{refreshToken}}"},
-        tests=json_answer(200, "pair") + """
-            pm.test("answer is a new pair", () => {
-                pm.expect(pair.token_type).to.eql("bearer");
-                pm.expect(pair.refresh_token).to.not.eql(pm.collectionVariables.get("refreshToken"));
-                pm.expect(pair.access_token).to.not.eql(pm.collectionVariables.get("accessToken"));
-            });
-            pm.collectionVariables.set("accessToken", pair.access_token);
-            pm.collectionVariables.set("refreshToken", pair.refresh_token);
-            """),
+        tests=json_answer(200, "pair") + new_pair("accessToken", "refreshToken")),
     Request(
         "Who am I", "GET", "/api/auth/me",
         tests=json_answer(200, "me") + """
@@ -1072,6 +1080,16 @@ OPERATIONS = [
                 """),
 ]
 
+PASSWORD_CHANGE = [
+    Request(
+        "Change the password", "POST", "/api/auth/password", auth="bob",
+        description="`{current_password, new_password}`: a new token pair. Every other token of the user "
+                    "(every login's refresh and access tokens) and every open event stream stop working "
+                    "at once. A wrong `current_password` is a 401 and changes nothing.",
+        body={"current_password": "{{password}}", "new_password": "{{password}} (changed)"},
+        tests=json_answer(200, "pair") + new_pair("otherAccessToken", "otherRefreshToken")),
+]
+
 LOGOUT = [
     Request(
         "Log out the second user", "POST", "/api/auth/logout", auth="bob",
@@ -1107,6 +1125,7 @@ FOLDERS: list[tuple[str, str, list[Request]]] = [
     ("History", "Versions, snapshots, changelog, diffs, rollback and restore.", HISTORY),
     ("Notifications", "What others changed; mark read; the live stream.", NOTIFICATIONS),
     ("Operations", "Health, readiness, metrics and the API reference (no token).", OPERATIONS),
+    ("Password", "Change a password: every other token of the user stops working.", PASSWORD_CHANGE),
     ("Log out", "Tokens stop working at once.", LOGOUT),
 ]
 
@@ -1133,7 +1152,7 @@ VARIABLES = [
 DESCRIPTION = """\
 calsvc, the collaborative event-scheduling API: every route, as one flow that runs from an empty
 database. Each run registers two new users (Alice, the collection's bearer token, and Bob, who
-shares her events), so it can be run again against the same server.
+shares her events and changes his password), so it can be run again against the same server.
 
 Set `baseUrl` (default `http://127.0.0.1:8080`) and run the collection in order (Runner), or from
 the command line: `newman run postman_collection.json --env-var baseUrl=http://127.0.0.1:8080`.

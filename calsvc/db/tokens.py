@@ -62,6 +62,16 @@ async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID, reason: 
     return status != "UPDATE 0"
 
 
+async def revoke_user_families(conn: asyncpg.Connection, user_id: int, reason: str) -> int:
+    """Revoke every family of the user not yet revoked (so every refresh and access token
+    issued in them); how many there were."""
+    status = await conn.execute(
+        "UPDATE token_families SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id, reason,
+    )
+    return int(status.split()[-1])
+
+
 async def revoke_access_token(conn: asyncpg.Connection, jti: uuid.UUID, expires_at: dt.datetime) -> None:
     await conn.execute(
         "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",

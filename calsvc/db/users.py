@@ -1,4 +1,4 @@
-"""Users: insert, look up for login and for the access check, prefix search."""
+"""Users: insert, look up for login and for the access check, search, change the password."""
 from __future__ import annotations
 
 import asyncpg
@@ -67,6 +67,25 @@ async def search_users(conn: asyncpg.Connection, q: str, after: tuple[str, int] 
         _like_prefix(q.lower()), q.lower(), after_name, after_id, limit,
     )
     return [User.from_row(r) for r in rows]
+
+
+async def find_password_hash(conn: asyncpg.Connection, user_id: int) -> str | None:
+    """The password hash of the live user `user_id`; None when there is no such user."""
+    return await conn.fetchval(
+        "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL", user_id)
+
+
+async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Store `new_hash` if the live user's hash is still `old_hash` (the one the current
+    password was checked against); whether it was."""
+    status = await conn.execute(
+        """
+        UPDATE users SET password_hash = $3, updated_at = now()
+        WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL
+        """,
+        user_id, old_hash, new_hash,
+    )
+    return status == "UPDATE 1"
 
 
 def _like_prefix(text: str) -> str:

@@ -24,6 +24,11 @@ ROUTES: list[Route] = [
           description="The access token used and its refresh family (and that of the refresh "
                       "token given, if any) stop working at once."),
     Route("GET", "/api/auth/me", auth.me, "The current user", "auth", {200: S.User}),
+    Route("POST", "/api/auth/password", auth.change_password, "Change the password", "auth",
+          {200: S.TokenPair}, body=S.PasswordChange,
+          description="200 a new token pair. Every other token of the user (every login's refresh and "
+                      "access tokens) and every open event stream stop working at once. A wrong "
+                      "`current_password` is a 401 and changes nothing."),
     # -- users -----------------------------------------------------------------------------
     Route("GET", "/api/users", users.list_users, "Find users by username prefix or whole email", "users",
           {200: S.UserPage}, query=S.UsersQuery,

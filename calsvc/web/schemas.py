@@ -59,6 +59,11 @@ class LogoutRequest(Struct, kw_only=True):
     refresh_token: TokenText | None = None
 
 
+class PasswordChange(Struct, kw_only=True):
+    current_password: LoginPassword
+    new_password: Password
+
+
 class TokenPair(Struct, kw_only=True):
     access_token: str
     refresh_token: str
