@@ -142,7 +142,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None                            # JSON body
     form: dict[str, str] | None = None          # application/x-www-form-urlencoded body
-    auth: str = "alice"                         # alice (the collection's), bob, none
+    auth: str = "alice"                         # alice (the collection's), bob, dora, none
     prerequest: str = ""                        # JavaScript run before the request
 
     def item_id(self, folder: str) -> str:
@@ -169,7 +169,7 @@ def _raw_json(body: Any) -> str:
     return re.sub(r'"@@(\w+)@@"', r"{{\1}}", text)
 
 
-BEARERS = {"bob": "{{otherAccessToken}}"}  # tokens of other users
+BEARERS = {"bob": "{{otherAccessToken}}", "dora": "{{closingAccessToken}}"}  # tokens of other users
 
 
 def _request(req: Request) -> dict[str, Any]:
@@ -1090,6 +1090,45 @@ PASSWORD_CHANGE = [
         tests=json_answer(200, "pair") + new_pair("otherAccessToken", "otherRefreshToken")),
 ]
 
+CLOSE_ACCOUNT = [
+    Request(
+        "Register a throwaway user", "POST", "/api/auth/register", auth="none",
+        description="Dora, whose account is closed below.",
+        body={"username": "dora_{{runId}}", "email": "dora_{{runId}}@example.com", "password": "{{password}}",
+              "full_name": "Dora Example"},
+        tests=json_answer(201, "user") + """
+            pm.test("answer is the user", () => pm.expect(user.username).to.eql(`dora_${pm.collectionVariables.get("runId")}`));
+            pm.collectionVariables.set("closingUserId", user.id);
+            """),
+    Request(
+        "Log in as the throwaway user", "POST", "/api/auth/login", auth="none",
+        body={"username": "dora_{{runId}}", "password": "{{password}}"},
+        tests=json_answer(200, "pair") + """
+            pm.collectionVariables.set("closingAccessToken", pair.access_token);
+            pm.collectionVariables.set("closingRefreshToken", pair.refresh_token);
+            pm.test("a token pair", () => pm.expect(pair.token_type).to.eql("bearer"));
+            """),
+    Request(
+        "Close the account", "DELETE", "/api/auth/me", auth="dora",
+        description="`{password}`: 204. Every token and event stream of the account ends; the events it "
+                    "owns are deleted (a version each, their people notified) and it leaves the events "
+                    "shared with it; its email and full name are erased and its history shows it as "
+                    "`deleted-user-<id>`. A wrong password is a 401 and changes nothing.",
+        body={"password": "{{password}}"},
+        tests=status(204)),
+    Request(
+        "Refresh after closing the account (401)", "POST", "/api/auth/refresh", auth="none",
+        body={"refresh_token": "{{closingRefreshToken}}"},
+        tests=problem(401, "/problems/unauthorized")),
+    Request(
+        "Register the closed username and email again", "POST", "/api/auth/register", auth="none",
+        description="A closed account's username and email are free: someone new may take them.",
+        body={"username": "dora_{{runId}}", "email": "dora_{{runId}}@example.com", "password": "{{password}}"},
+        tests=json_answer(201, "user") + """
+            pm.test("a new user", () => pm.expect(user.id).to.not.eql(id("closingUserId")));
+            """),
+]
+
 LOGOUT = [
     Request(
         "Log out the second user", "POST", "/api/auth/logout", auth="bob",
@@ -1127,6 +1166,8 @@ FOLDERS: list[tuple[str, str, list[Request]]] = [
     ("Operations", "Health, readiness, metrics and the API reference (no token).", OPERATIONS),
     ("Password", "Change a password: every other token of the user stops working.", PASSWORD_CHANGE),
     ("Log out", "Tokens stop working at once.", LOGOUT),
+    ("Close an account", "A throwaway user closes their account; its name may be registered again.",
+     CLOSE_ACCOUNT),
 ]
 
 VARIABLES = [
@@ -1147,12 +1188,15 @@ VARIABLES = [
     ("lunchEventId", "", "the event deleted and restored"),
     ("callEventId", "", ""), ("offsiteEventId", "", ""),
     ("notificationId", "", ""), ("notificationsCursor", "", ""), ("unreadCount", "", ""),
+    ("closingUserId", "", "the throwaway user whose account is closed"),
+    ("closingAccessToken", "", "its access token"), ("closingRefreshToken", "", "its refresh token"),
 ]
 
 DESCRIPTION = """\
 calsvc, the collaborative event-scheduling API: every route, as one flow that runs from an empty
-database. Each run registers two new users (Alice, the collection's bearer token, and Bob, who
-shares her events and changes his password), so it can be run again against the same server.
+database. Each run registers new users (Alice, the collection's bearer token; Bob, who shares her
+events and changes his password; Dora, who closes her account at the end), so it can be run again
+against the same server.
 
 Set `baseUrl` (default `http://127.0.0.1:8080`) and run the collection in order (Runner), or from
 the command line: `newman run postman_collection.json --env-var baseUrl=http://127.0.0.1:8080`.

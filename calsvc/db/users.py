@@ -1,4 +1,5 @@
-"""Users: insert, look up for login and for the access check, search, change the password."""
+"""Users: insert, look up for login and for the access check, search, change the password,
+close the account."""
 from __future__ import annotations
 
 import asyncpg
@@ -86,6 +87,29 @@ async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash
         user_id, old_hash, new_hash,
     )
     return status == "UPDATE 1"
+
+
+async def lock_live_user(conn: asyncpg.Connection, user_id: int, password_hash: str) -> bool:
+    """Lock the row of the live user `user_id` while their hash is `password_hash`; whether
+    there is one. (FOR NO KEY UPDATE: rows that refer to the user may still be written.)"""
+    return await conn.fetchval(
+        "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR NO KEY UPDATE",
+        user_id, password_hash,
+    ) is not None
+
+
+async def close_user(conn: asyncpg.Connection, user_id: int) -> None:
+    """Close the account: email, full name and password hash erased, the username replaced
+    by `deleted-user-<id>` (the name every history then shows), the row kept for them."""
+    await conn.execute(
+        """
+        UPDATE users
+        SET username = 'deleted-user-' || id, email = NULL, full_name = NULL, password_hash = NULL,
+            deleted_at = now(), updated_at = now()
+        WHERE id = $1 AND deleted_at IS NULL
+        """,
+        user_id,
+    )
 
 
 def _like_prefix(text: str) -> str:

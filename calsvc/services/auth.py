@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 BAD_LOGIN = "incorrect username or password"
 BAD_PASSWORD = "incorrect password"
+CLOSED_NAME = "deleted-user-"  # a closed account's username is this and its id (migration 0010)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,7 +41,11 @@ class AuthService:
         self.broker = broker  # tells every process's event streams of a revocation
 
     async def register(self, username: str, email: str, password: str, full_name: str | None) -> User:
-        """Raises errors.Duplicate when the username or email is taken (ignoring case)."""
+        """Raises errors.Duplicate when the username or email is taken (ignoring case), and
+        errors.Validation for a name of the form closed accounts are shown with."""
+        if username.lower().startswith(CLOSED_NAME):
+            raise errors.Validation.at(("body", "username"),
+                                       f"usernames starting with {CLOSED_NAME} are reserved for closed accounts")
         hashed = await self.hasher.hash(password)
         async with self.db.acquire() as conn:
             return await user_db.insert_user(conn, username, email, hashed, full_name)

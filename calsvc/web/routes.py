@@ -29,6 +29,13 @@ ROUTES: list[Route] = [
           description="200 a new token pair. Every other token of the user (every login's refresh and "
                       "access tokens) and every open event stream stop working at once. A wrong "
                       "`current_password` is a 401 and changes nothing."),
+    Route("DELETE", "/api/auth/me", auth.close_account, "Close the account", "auth", {204: None},
+          body=S.CloseAccount,
+          description="`{\"password\"}`. Every token and event stream of the account ends; the events it "
+                      "owns are deleted (a version each, their people notified), it leaves the events "
+                      "shared with it (`left` in their changelogs); its email and full name are erased and "
+                      "its history shows it as `deleted-user-<id>`; its username and email may be "
+                      "registered again. A wrong password is a 401 and changes nothing."),
     # -- users -----------------------------------------------------------------------------
     Route("GET", "/api/users", users.list_users, "Find users by username prefix or whole email", "users",
           {200: S.UserPage}, query=S.UsersQuery,

@@ -64,6 +64,10 @@ class PasswordChange(Struct, kw_only=True):
     new_password: Password
 
 
+class CloseAccount(Struct, kw_only=True):
+    password: LoginPassword
+
+
 class TokenPair(Struct, kw_only=True):
     access_token: str
     refresh_token: str
