@@ -18,6 +18,7 @@ from calsvc.db import tokens as token_db
 from calsvc.notify.broker import Broker, PgBroker, RedisBroker
 from calsvc.notify.hub import Hub, Stream
 from calsvc.ratelimit import MemoryLimiter, RedisLimiter
+from calsvc.services.accounts import AccountService
 from calsvc.services.auth import AuthService
 from calsvc.services.events import EventService
 from calsvc.services.history import HistoryService
@@ -71,6 +72,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.SHARING] = SharingService(db, notifications)
     app[keys.HISTORY] = HistoryService(db)
     app[keys.TRANSACTIONS] = TransactionService(db, app[keys.EVENTS], app[keys.SHARING])
+    app[keys.ACCOUNTS] = AccountService(db, app[keys.AUTH], app[keys.EVENTS], app[keys.SHARING])
     app[keys.IDEMPOTENCY] = Idempotency(db)
     broker.start()
     hub.start()

@@ -43,11 +43,12 @@ class RefreshToken:
     expires_at: dt.datetime
     rotated_at: dt.datetime | None
     family_revoked_at: dt.datetime | None
+    user_live: bool  # false once the account is closed or removed
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "RefreshToken":
         return cls(row["jti"], row["family_id"], row["user_id"], row["expires_at"],
-                   row["rotated_at"], row["family_revoked_at"])
+                   row["rotated_at"], row["family_revoked_at"], row["user_live"])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

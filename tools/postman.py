@@ -115,6 +115,19 @@ def is_page(name: str = "page") -> JS:
         """)
 
 
+def new_pair(access: str, refresh: str) -> JS:
+    """A token pair unlike the one in the variables `access` and `refresh`, stored there."""
+    return JS() + (f"""\
+        pm.test("answer is a new pair", () => {{
+            pm.expect(pair.token_type).to.eql("bearer");
+            pm.expect(pair.refresh_token).to.not.eql(pm.collectionVariables.get("{refresh}"));
+            pm.expect(pair.access_token).to.not.eql(pm.collectionVariables.get("{access}"));
+        }});
+        pm.collectionVariables.set("{access}", pair.access_token);
+        pm.collectionVariables.set("{refresh}", pair.refresh_token);
+        """)
+
+
 # -- the model -----------------------------------------------------------------------------
 
 @dataclass
@@ -129,7 +142,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None                            # JSON body
     form: dict[str, str] | None = None          # application/x-www-form-urlencoded body
-    auth: str = "alice"                         # alice (the collection's), bob, none
+    auth: str = "alice"                         # alice (the collection's), bob, dora, none
     prerequest: str = ""                        # JavaScript run before the request
 
     def item_id(self, folder: str) -> str:
@@ -156,14 +169,17 @@ def _raw_json(body: Any) -> str:
     return re.sub(r'"@@(\w+)@@"', r"{{\1}}", text)
 
 
+BEARERS = {"bob": "{{otherAccessToken}}", "dora": "{{closingAccessToken}}"}  # tokens of other users
+
+
 def _request(req: Request) -> dict[str, Any]:
     headers = [{"key": k, "value": v} for k, v in req.headers.items()]
     out: dict[str, Any] = {"method": req.method}
     if req.auth == "none":
         out["auth"] = {"type": "noauth"}
-    elif req.auth == "bob":
+    elif req.auth in BEARERS:
         out["auth"] = {"type": "bearer",
-                       "bearer": [{"key": "token", "value": "{{otherAccessToken}}", "type": "string"}]}
+                       "bearer": [{"key": "token", "value": BEARERS[req.auth], "type": "string"}]}
     else:
         assert req.auth == "alice", req.auth
     if req.body is not None:
@@ -308,15 +324,7 @@ AUTH = [
         description="Trades the refresh token for a new pair; the old refresh token is used up "
                     "(presenting it again would revoke the whole login).",
         body={"refresh_token": "{{refreshToken}}"},
-        tests=json_answer(200, "pair") + """
-            pm.test("answer is a new pair", () => {
-                pm.expect(pair.token_type).to.eql("bearer");
-                pm.expect(pair.refresh_token).to.not.eql(pm.collectionVariables.get("refreshToken"));
-                pm.expect(pair.access_token).to.not.eql(pm.collectionVariables.get("accessToken"));
-            });
-            pm.collectionVariables.set("accessToken", pair.access_token);
-            pm.collectionVariables.set("refreshToken", pair.refresh_token);
-            """),
+        tests=json_answer(200, "pair") + new_pair("accessToken", "refreshToken")),
     Request(
         "Who am I", "GET", "/api/auth/me",
         tests=json_answer(200, "me") + """
@@ -331,7 +339,7 @@ AUTH = [
 USERS = [
     Request(
         "Find users", "GET", "/api/users", query=[("q", "{{otherUsername}}"), ("limit", "10")],
-        description="By username or email prefix, ignoring case; items show `id`, `username`, "
+        description="By username prefix, or by whole email, ignoring case; items show `id`, `username`, "
                     "`full_name` only (never an email).",
         tests=json_answer(200, "page") + is_page() + """
             pm.test("finds the second user, and nothing private", () => {
@@ -339,6 +347,20 @@ USERS = [
                 pm.expect(page.items[0].id).to.eql(id("otherUserId"));
                 pm.expect(page.items[0]).to.have.all.keys("id", "username", "full_name");
             });
+            """),
+    Request(
+        "Find a user by email", "GET", "/api/users", query=[("q", "{{otherUsername}}@EXAMPLE.com")],
+        description="An email matches only whole (ignoring case).",
+        tests=json_answer(200, "page") + is_page() + """
+            pm.test("finds the second user by the whole address", () => {
+                pm.expect(page.items.map(u => u.id)).to.eql([id("otherUserId")]);
+            });
+            """),
+    Request(
+        "Find users by a part of an email", "GET", "/api/users", query=[("q", "{{otherUsername}}@exam")],
+        description="A prefix of an email matches nothing: no address can be recovered letter by letter.",
+        tests=json_answer(200, "page") + is_page() + """
+            pm.test("finds nobody", () => pm.expect(page.items).to.eql([]));
             """),
 ]
 
@@ -1058,6 +1080,55 @@ OPERATIONS = [
                 """),
 ]
 
+PASSWORD_CHANGE = [
+    Request(
+        "Change the password", "POST", "/api/auth/password", auth="bob",
+        description="`{current_password, new_password}`: a new token pair. Every other token of the user "
+                    "(every login's refresh and access tokens) and every open event stream stop working "
+                    "at once. A wrong `current_password` is a 401 and changes nothing.",
+        body={"current_password": "{{password}}", "new_password": "{{password}} (changed)"},
+        tests=json_answer(200, "pair") + new_pair("otherAccessToken", "otherRefreshToken")),
+]
+
+CLOSE_ACCOUNT = [
+    Request(
+        "Register a throwaway user", "POST", "/api/auth/register", auth="none",
+        description="Dora, whose account is closed below.",
+        body={"username": "dora_{{runId}}", "email": "dora_{{runId}}@example.com", "password": "{{password}}",
+              "full_name": "Dora Example"},
+        tests=json_answer(201, "user") + """
+            pm.test("answer is the user", () => pm.expect(user.username).to.eql(`dora_${pm.collectionVariables.get("runId")}`));
+            pm.collectionVariables.set("closingUserId", user.id);
+            """),
+    Request(
+        "Log in as the throwaway user", "POST", "/api/auth/login", auth="none",
+        body={"username": "dora_{{runId}}", "password": "{{password}}"},
+        tests=json_answer(200, "pair") + """
+            pm.collectionVariables.set("closingAccessToken", pair.access_token);
+            pm.collectionVariables.set("closingRefreshToken", pair.refresh_token);
+            pm.test("a token pair", () => pm.expect(pair.token_type).to.eql("bearer"));
+            """),
+    Request(
+        "Close the account", "DELETE", "/api/auth/me", auth="dora",
+        description="`{password}`: 204. Every token and event stream of the account ends; the events it "
+                    "owns are deleted (a version each, their people notified) and it leaves the events "
+                    "shared with it; its email and full name are erased and its history shows it as "
+                    "`deleted-user-<id>`. A wrong password is a 401 and changes nothing.",
+        body={"password": "{{password}}"},
+        tests=status(204)),
+    Request(
+        "Refresh after closing the account (401)", "POST", "/api/auth/refresh", auth="none",
+        body={"refresh_token": "{{closingRefreshToken}}"},
+        tests=problem(401, "/problems/unauthorized")),
+    Request(
+        "Register the closed username and email again", "POST", "/api/auth/register", auth="none",
+        description="A closed account's username and email are free: someone new may take them.",
+        body={"username": "dora_{{runId}}", "email": "dora_{{runId}}@example.com", "password": "{{password}}"},
+        tests=json_answer(201, "user") + """
+            pm.test("a new user", () => pm.expect(user.id).to.not.eql(id("closingUserId")));
+            """),
+]
+
 LOGOUT = [
     Request(
         "Log out the second user", "POST", "/api/auth/logout", auth="bob",
@@ -1093,7 +1164,10 @@ FOLDERS: list[tuple[str, str, list[Request]]] = [
     ("History", "Versions, snapshots, changelog, diffs, rollback and restore.", HISTORY),
     ("Notifications", "What others changed; mark read; the live stream.", NOTIFICATIONS),
     ("Operations", "Health, readiness, metrics and the API reference (no token).", OPERATIONS),
+    ("Password", "Change a password: every other token of the user stops working.", PASSWORD_CHANGE),
     ("Log out", "Tokens stop working at once.", LOGOUT),
+    ("Close an account", "A throwaway user closes their account; its name may be registered again.",
+     CLOSE_ACCOUNT),
 ]
 
 VARIABLES = [
@@ -1114,12 +1188,15 @@ VARIABLES = [
     ("lunchEventId", "", "the event deleted and restored"),
     ("callEventId", "", ""), ("offsiteEventId", "", ""),
     ("notificationId", "", ""), ("notificationsCursor", "", ""), ("unreadCount", "", ""),
+    ("closingUserId", "", "the throwaway user whose account is closed"),
+    ("closingAccessToken", "", "its access token"), ("closingRefreshToken", "", "its refresh token"),
 ]
 
 DESCRIPTION = """\
 calsvc, the collaborative event-scheduling API: every route, as one flow that runs from an empty
-database. Each run registers two new users (Alice, the collection's bearer token, and Bob, who
-shares her events), so it can be run again against the same server.
+database. Each run registers new users (Alice, the collection's bearer token; Bob, who shares her
+events and changes his password; Dora, who closes her account at the end), so it can be run again
+against the same server.
 
 Set `baseUrl` (default `http://127.0.0.1:8080`) and run the collection in order (Runner), or from
 the command line: `newman run postman_collection.json --env-var baseUrl=http://127.0.0.1:8080`.

@@ -87,17 +87,21 @@ SELECT """ + _EVENT_COLUMNS + """, $8::text AS role FROM e
 """
 
 _DELETE = """
--- soft delete: the row leaves every read, its permission rows leave every index, and the
--- version row keeps what it was (only if still at version $2)
-WITH e AS (
-    UPDATE events SET deleted_at = now(), version = version + 1, updated_at = now(), updated_by = $3
-    WHERE id = $1 AND version = $2 AND deleted_at IS NULL
-    RETURNING id, version
+-- soft delete of events ($1, each only if live and still at its version in $2): the rows leave
+-- every read, their permission rows leave every index, and a version row each keeps what the
+-- event was ($4, JSON texts)
+WITH input AS (
+    SELECT i.id, i.version, i.snapshot FROM unnest($1::bigint[], $2::int[], $4::text[]) AS i(id, version, snapshot)
+), e AS (
+    UPDATE events SET deleted_at = now(), version = events.version + 1, updated_at = now(), updated_by = $3
+    FROM input
+    WHERE events.id = input.id AND events.version = input.version AND events.deleted_at IS NULL
+    RETURNING events.id, events.version, input.snapshot
 ), p AS (
     UPDATE event_permissions SET live = false, version = e.version FROM e WHERE event_permissions.event_id = e.id
 ), v AS (
     INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
-    SELECT e.id, e.version, 'deleted', $4::jsonb || jsonb_build_object('id', e.id), $3 FROM e
+    SELECT e.id, e.version, 'deleted', e.snapshot::jsonb || jsonb_build_object('id', e.id), $3 FROM e
 )
 SELECT count(*) FROM e
 """
@@ -132,7 +136,35 @@ async def update_event(conn: asyncpg.Connection, event_id: int, version: int, ow
 async def delete_event(conn: asyncpg.Connection, event_id: int, version: int, actor_id: int,
                        snapshot_json: str) -> bool:
     """Soft-delete the event if it is live and still at `version`; whether it was."""
-    return await conn.fetchval(_DELETE, event_id, version, actor_id, snapshot_json) == 1
+    return await delete_events(conn, [(event_id, version, snapshot_json)], actor_id) == 1
+
+
+async def delete_events(conn: asyncpg.Connection, events: list[tuple[int, int, str]], actor_id: int) -> int:
+    """Soft-delete each (event id, version, snapshot JSON) that is live and still at that
+    version, in one statement; how many were."""
+    return await conn.fetchval(_DELETE, [e[0] for e in events], [e[1] for e in events], actor_id,
+                               [e[2] for e in events])
+
+
+async def lock_events_of(conn: asyncpg.Connection, user_id: int) -> list[int]:
+    """Lock, in id order, the row of every event (live or deleted) `user_id` has access to;
+    their ids."""
+    rows = await conn.fetch(
+        """
+        SELECT e.id FROM events e
+        WHERE e.id IN (SELECT p.event_id FROM event_permissions p WHERE p.user_id = $1)
+        ORDER BY e.id FOR UPDATE OF e
+        """, user_id)
+    return [r["id"] for r in rows]
+
+
+async def owned_among(conn: asyncpg.Connection, owner_id: int, event_ids: list[int]) -> list[Event]:
+    """The live events among `event_ids` that `owner_id` owns, by id."""
+    rows = await conn.fetch(
+        "SELECT " + _EVENT_COLUMNS + ", 'owner' AS role FROM events e "
+        "WHERE e.id = ANY($2::bigint[]) AND e.owner_id = $1 AND e.deleted_at IS NULL ORDER BY e.id",
+        owner_id, event_ids)
+    return [Event.from_row(r) for r in rows]
 
 
 async def roles_of(conn: asyncpg.Connection, event_ids: list[int], user_id: int) -> dict[int, tuple[str, int]]:

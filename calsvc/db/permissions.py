@@ -66,14 +66,20 @@ SELECT $1, 'ownership_transferred', $2, p.old_role, 'owner', $3 FROM p
 """
 
 _REVOKE = """
--- take away a user's access (not the owner's), logged as $4 ('unshared' or 'left')
+-- take away a user's ($2) access to events ($1) (never the owner's), each logged as $4
+-- ('unshared' or 'left'): the events whose access went, with their title and liveness, and
+-- the user's name
 WITH gone AS (
-    DELETE FROM event_permissions WHERE event_id = $1 AND user_id = $2 AND role <> 'owner'
-    RETURNING role
+    DELETE FROM event_permissions WHERE event_id = ANY($1::bigint[]) AND user_id = $2 AND role <> 'owner'
+    RETURNING event_id, role
+), logged AS (
+    INSERT INTO event_access_changes (event_id, action, user_id, old_role, new_role, actor_id)
+    SELECT gone.event_id, $4, $2, gone.role, NULL, $3 FROM gone ORDER BY gone.event_id
+    RETURNING event_id
 )
-INSERT INTO event_access_changes (event_id, action, user_id, old_role, new_role, actor_id)
-SELECT $1, $4, $2, gone.role, NULL, $3 FROM gone
-RETURNING (SELECT username FROM users WHERE id = $2)
+SELECT e.id, e.title, e.deleted_at IS NULL AS live, (SELECT username FROM users WHERE id = $2) AS username
+FROM logged JOIN events e ON e.id = logged.event_id
+ORDER BY e.id
 """
 
 
@@ -119,7 +125,16 @@ async def transfer(conn: asyncpg.Connection, event_id: int, old_owner: int, new_
 async def revoke(conn: asyncpg.Connection, event_id: int, user_id: int, actor_id: int, action: str) -> str | None:
     """Take away the access of `user_id` (never the owner's); their username, None when they
     had none."""
-    return await conn.fetchval(_REVOKE, event_id, user_id, actor_id, action)
+    rows = await conn.fetch(_REVOKE, [event_id], user_id, actor_id, action)
+    return rows[0]["username"] if rows else None
+
+
+async def revoke_many(conn: asyncpg.Connection, event_ids: list[int], user_id: int, actor_id: int,
+                      action: str) -> list[tuple[int, str, bool]]:
+    """Take away the access of `user_id` to each of `event_ids` they have access to but do not
+    own, in one statement; (event id, title, live) of those, by id."""
+    rows = await conn.fetch(_REVOKE, event_ids, user_id, actor_id, action)
+    return [(r["id"], r["title"], r["live"]) for r in rows]
 
 
 async def find_users(conn: asyncpg.Connection, ids: list[int], usernames: list[str],

@@ -30,11 +30,13 @@ async def insert_refresh_token(conn: asyncpg.Connection, jti: uuid.UUID, family_
 
 
 async def lock_refresh_token(conn: asyncpg.Connection, jti: uuid.UUID) -> RefreshToken | None:
-    """The token with its family's state, locked for the rotation; None when unknown."""
+    """The token with its family's state and whether its user is live, locked for the
+    rotation; None when unknown."""
     row = await conn.fetchrow(
         """
-        SELECT t.jti, t.family_id, f.user_id, t.expires_at, t.rotated_at, f.revoked_at AS family_revoked_at
-        FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+        SELECT t.jti, t.family_id, f.user_id, t.expires_at, t.rotated_at, f.revoked_at AS family_revoked_at,
+               u.deleted_at IS NULL AS user_live
+        FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id
         WHERE t.jti = $1
         FOR UPDATE OF t, f
         """,
@@ -58,6 +60,16 @@ async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID, reason: 
         family_id, reason, user_id,
     )
     return status != "UPDATE 0"
+
+
+async def revoke_user_families(conn: asyncpg.Connection, user_id: int, reason: str) -> int:
+    """Revoke every family of the user not yet revoked (so every refresh and access token
+    issued in them); how many there were."""
+    status = await conn.execute(
+        "UPDATE token_families SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id, reason,
+    )
+    return int(status.split()[-1])
 
 
 async def revoke_access_token(conn: asyncpg.Connection, jti: uuid.UUID, expires_at: dt.datetime) -> None:

@@ -1,4 +1,5 @@
-"""Users: insert, look up for login and for the access check, prefix search."""
+"""Users: insert, look up for login and for the access check, search, change the password,
+close the account."""
 from __future__ import annotations
 
 import asyncpg
@@ -47,26 +48,68 @@ async def find_credentials(conn: asyncpg.Connection, login: str) -> Credentials 
     return None if row is None else Credentials.from_row(row)
 
 
-async def search_users(conn: asyncpg.Connection, prefix: str, after: tuple[str, int] | None,
+async def search_users(conn: asyncpg.Connection, q: str, after: tuple[str, int] | None,
                        limit: int) -> list[User]:
-    """Live users whose username or email starts with `prefix` (ignoring case), ordered by
-    (lower(username), id), after the keyset `after`; at most `limit`."""
-    pattern = _like_prefix(prefix.lower())
+    """Live users whose username starts with `q`, or whose email is `q` (both ignoring case),
+    ordered by (lower(username), id), after the keyset `after`; at most `limit`. An email is
+    matched whole only: a prefix of one would let anyone recover it letter by letter."""
     after_name, after_id = after if after else ("", 0)
     rows = await conn.fetch(
         f"""
-        -- prefix search over both unique indexes; keyset on (lower(username), id)
+        -- username prefix or whole email, over the two unique indexes; keyset on (lower(username), id)
         SELECT {_USER_COLUMNS}
         FROM users u
         WHERE u.deleted_at IS NULL
-          AND (lower(u.username) LIKE $1 OR lower(u.email) LIKE $1)
-          AND (lower(u.username), u.id) > ($2, $3)
+          AND (lower(u.username) LIKE $1 OR lower(u.email) = $2)
+          AND (lower(u.username), u.id) > ($3, $4)
         ORDER BY lower(u.username), u.id
-        LIMIT $4
+        LIMIT $5
         """,
-        pattern, after_name, after_id, limit,
+        _like_prefix(q.lower()), q.lower(), after_name, after_id, limit,
     )
     return [User.from_row(r) for r in rows]
+
+
+async def find_password_hash(conn: asyncpg.Connection, user_id: int) -> str | None:
+    """The password hash of the live user `user_id`; None when there is no such user."""
+    return await conn.fetchval(
+        "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL", user_id)
+
+
+async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Store `new_hash` if the live user's hash is still `old_hash` (the one the current
+    password was checked against); whether it was."""
+    status = await conn.execute(
+        """
+        UPDATE users SET password_hash = $3, updated_at = now()
+        WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL
+        """,
+        user_id, old_hash, new_hash,
+    )
+    return status == "UPDATE 1"
+
+
+async def lock_live_user(conn: asyncpg.Connection, user_id: int, password_hash: str) -> bool:
+    """Lock the row of the live user `user_id` while their hash is `password_hash`; whether
+    there is one. (FOR NO KEY UPDATE: rows that refer to the user may still be written.)"""
+    return await conn.fetchval(
+        "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR NO KEY UPDATE",
+        user_id, password_hash,
+    ) is not None
+
+
+async def close_user(conn: asyncpg.Connection, user_id: int) -> None:
+    """Close the account: email, full name and password hash erased, the username replaced
+    by `deleted-user-<id>` (the name every history then shows), the row kept for them."""
+    await conn.execute(
+        """
+        UPDATE users
+        SET username = 'deleted-user-' || id, email = NULL, full_name = NULL, password_hash = NULL,
+            deleted_at = now(), updated_at = now()
+        WHERE id = $1 AND deleted_at IS NULL
+        """,
+        user_id,
+    )
 
 
 def _like_prefix(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Register, log in, refresh with rotation and reuse detection, log out, authenticate."""
+"""Register, log in, refresh with rotation and reuse detection, log out, authenticate, change
+the password."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BAD_LOGIN = "incorrect username or password"
+BAD_PASSWORD = "incorrect password"
+CLOSED_NAME = "deleted-user-"  # a closed account's username is this and its id (migration 0011)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,7 +41,11 @@ class AuthService:
         self.broker = broker  # tells every process's event streams of a revocation
 
     async def register(self, username: str, email: str, password: str, full_name: str | None) -> User:
-        """Raises errors.Duplicate when the username or email is taken (ignoring case)."""
+        """Raises errors.Duplicate when the username or email is taken (ignoring case), and
+        errors.Validation for a name of the form closed accounts are shown with."""
+        if username.lower().startswith(CLOSED_NAME):
+            raise errors.Validation.at(("body", "username"),
+                                       f"usernames starting with {CLOSED_NAME} are reserved for closed accounts")
         hashed = await self.hasher.hash(password)
         async with self.db.acquire() as conn:
             return await user_db.insert_user(conn, username, email, hashed, full_name)
@@ -75,6 +82,8 @@ class AuthService:
         stored = await token_db.lock_refresh_token(tx.conn, claims.jti)
         if stored is None or stored.user_id != claims.user_id:
             return errors.Unauthorized("invalid refresh token")
+        if not stored.user_live:
+            return errors.Unauthorized("the account is closed")
         if stored.family_revoked_at is not None:
             return errors.Unauthorized("refresh token revoked")
         if stored.rotated_at is not None:
@@ -107,6 +116,37 @@ class AuthService:
         for family in families:
             await token_db.revoke_family(tx.conn, family, "logout", access.user_id)
         await self.broker.revoked(tx, access.user_id)
+
+    async def check_password(self, user_id: int, password: str) -> str:
+        """The stored hash of the live user, once `password` is found to match it (checked in
+        a thread); errors.Unauthorized when it does not."""
+        async with self.db.acquire() as conn:
+            hashed = await user_db.find_password_hash(conn, user_id)
+        if hashed is None or not await self.hasher.check(password, hashed.encode()):
+            raise errors.Unauthorized(BAD_PASSWORD)
+        return hashed
+
+    async def change_password(self, user_id: int, current: str, new: str) -> TokenPair:
+        """A new login with the new password. Every other token of the user stops working at
+        once: every family is revoked (their refresh and access tokens), and the streams of
+        every process check theirs. errors.Unauthorized when `current` is not the password."""
+        old_hash = await self.check_password(user_id, current)
+        new_hash = await self.hasher.hash(new)
+        return await run_in_tx(self.db, "change_password", self._change_password, user_id, old_hash, new_hash)
+
+    async def _change_password(self, tx: Tx, user_id: int, old_hash: str, new_hash: str) -> TokenPair:
+        # only over the hash the current password was checked against: a change (or a close)
+        # that committed meanwhile wins, and this one is refused as if the password were wrong
+        if not await user_db.replace_password_hash(tx.conn, user_id, old_hash, new_hash):
+            raise errors.Unauthorized(BAD_PASSWORD)
+        await self.revoke_everything(tx, user_id, "password changed")
+        return await self._new_family(tx, user_id)
+
+    async def revoke_everything(self, tx: Tx, user_id: int, reason: str) -> None:
+        """Revoke every token of the user in `tx`; once it commits, every process checks the
+        tokens of that user's streams."""
+        await token_db.revoke_user_families(tx.conn, user_id, reason)
+        await self.broker.revoked(tx, user_id)
 
     async def authenticate(self, claims: Claims) -> User:
         """The user behind valid access-token claims; errors.Unauthorized when the token was

@@ -15,7 +15,7 @@ import orjson
 
 from calsvc import errors
 from calsvc.db import notifications as notification_db
-from calsvc.db.pool import Database
+from calsvc.db.pool import Database, off_loop
 from calsvc.db.tx import Tx
 from calsvc.models import Notification
 
@@ -61,6 +61,22 @@ def when(start: dt.datetime) -> str:
     return start.isoformat()
 
 
+# Past this many notes in one transaction (closing an account), they are written out in a thread.
+MANY_NOTES = 1000
+
+
+def _payload(notes: list[Note]) -> tuple[list[int], list[int], str, str]:
+    """The events and the users the notes name (sorted, for their locks), and the notes and
+    their personal lines as insert_notifications takes them (JSON)."""
+    events = sorted({n.event_id for n in notes})
+    named = sorted({u for n in notes for u in n.personal})
+    rows = [{"ord": i, "kind": n.kind, "event_id": n.event_id, "actor_id": n.actor_id, "summary": n.summary}
+            for i, n in enumerate(notes)]
+    lines = [{"ord": i, "user_id": u, "summary": text}
+             for i, n in enumerate(notes) for u, text in n.personal.items()]
+    return events, named, orjson.dumps(rows).decode(), orjson.dumps(lines).decode()
+
+
 class Notifications:
     def __init__(self, db: Database, broker: "Broker") -> None:
         self.db = db
@@ -80,15 +96,12 @@ class Notifications:
         notes: list[Note] = tx.notes
         if not notes:
             return
-        events = sorted({n.event_id for n in notes})
-        named = sorted({u for n in notes for u in n.personal})
+        if len(notes) > MANY_NOTES:
+            events, named, rows, lines = await off_loop(_payload, notes)
+        else:
+            events, named, rows, lines = _payload(notes)
         await notification_db.lock_recipients(tx.conn, events, named)
-        rows = [{"ord": i, "kind": n.kind, "event_id": n.event_id, "actor_id": n.actor_id, "summary": n.summary}
-                for i, n in enumerate(notes)]
-        lines = [{"ord": i, "user_id": u, "summary": text}
-                 for i, n in enumerate(notes) for u, text in n.personal.items()]
-        users = await notification_db.insert_notifications(
-            tx.conn, orjson.dumps(rows).decode(), orjson.dumps(lines).decode(), self.broker.pg_channel)
+        users = await notification_db.insert_notifications(tx.conn, rows, lines, self.broker.pg_channel)
         if users:
             tx.call_after(lambda: self.broker.after_commit(users))
 

@@ -160,10 +160,22 @@ class SharingService:
                                               "left" if target == user_id else "unshared")
         if name is None:
             raise errors.NotFound("that user has no access to the event")
-        title = quoted(event.title)
         if target == user_id:
-            self.notifications.note(tx, "permission.revoked", event.id, user_id, f"{ACTOR} left {title}")
+            self._note_left(tx, event.id, event.title, user_id)
         else:
+            title = quoted(event.title)
             self.notifications.note(tx, "permission.revoked", event.id, user_id,
                                     f"{ACTOR} removed {literal(name)} from {title}",
                                     {target: f"{ACTOR} removed you from {title}"})
+
+    async def leave_locked(self, tx: Tx, user_id: int, event_ids: list[int]) -> None:
+        """`user_id` leaves those of `event_ids` (their rows locked by the caller) they have
+        access to but do not own, each as leaving one does (DELETE of their own permission): a
+        `left` entry in its changelog and, for a live event, a notification to everyone else
+        with access (a deleted one has nobody to tell); all in one statement."""
+        for event_id, title, live in await permission_db.revoke_many(tx.conn, event_ids, user_id, user_id, "left"):
+            if live:
+                self._note_left(tx, event_id, title, user_id)
+
+    def _note_left(self, tx: Tx, event_id: int, title: str, user_id: int) -> None:
+        self.notifications.note(tx, "permission.revoked", event_id, user_id, f"{ACTOR} left {quoted(title)}")

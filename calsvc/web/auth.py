@@ -1,4 +1,5 @@
-"""Handlers of /api/auth: register, login (JSON or OAuth2 form), refresh, logout, me."""
+"""Handlers of /api/auth: register, login (JSON or OAuth2 form), refresh, logout, me, change the
+password, close the account."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -44,3 +45,13 @@ async def logout(request: web.Request, user: models.User, body: schemas.LogoutRe
 
 async def me(request: web.Request, user: models.User) -> web.Response:
     return codec.respond(request, render_user(user))
+
+
+async def change_password(request: web.Request, user: models.User, body: schemas.PasswordChange) -> web.Response:
+    pair = await request.app[keys.AUTH].change_password(user.id, body.current_password, body.new_password)
+    return codec.respond(request, render_pair(pair))
+
+
+async def close_account(request: web.Request, user: models.User, body: schemas.CloseAccount) -> web.Response:
+    await request.app[keys.ACCOUNTS].close(user.id, body.password)
+    return web.Response(status=204)

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from calsvc.db.pool import Database
     from calsvc.notify.hub import Hub
     from calsvc.ratelimit import MemoryLimiter, RedisLimiter
+    from calsvc.services.accounts import AccountService
     from calsvc.services.notifications import Notifications
     from calsvc.services.auth import AuthService
     from calsvc.services.events import EventService
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 DB: web.AppKey["Database"] = web.AppKey("db")
 AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
+ACCOUNTS: web.AppKey["AccountService"] = web.AppKey("accounts")
 EVENTS: web.AppKey["EventService"] = web.AppKey("events")
 SHARING: web.AppKey["SharingService"] = web.AppKey("sharing")
 HISTORY: web.AppKey["HistoryService"] = web.AppKey("history")

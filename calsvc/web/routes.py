@@ -24,9 +24,23 @@ ROUTES: list[Route] = [
           description="The access token used and its refresh family (and that of the refresh "
                       "token given, if any) stop working at once."),
     Route("GET", "/api/auth/me", auth.me, "The current user", "auth", {200: S.User}),
+    Route("POST", "/api/auth/password", auth.change_password, "Change the password", "auth",
+          {200: S.TokenPair}, body=S.PasswordChange,
+          description="200 a new token pair. Every other token of the user (every login's refresh and "
+                      "access tokens) and every open event stream stop working at once. A wrong "
+                      "`current_password` is a 401 and changes nothing."),
+    Route("DELETE", "/api/auth/me", auth.close_account, "Close the account", "auth", {204: None},
+          body=S.CloseAccount,
+          description="`{\"password\"}`. Every token and event stream of the account ends; the events it "
+                      "owns are deleted (a version each, their people notified), it leaves the events "
+                      "shared with it (`left` in their changelogs); its email and full name are erased and "
+                      "its history shows it as `deleted-user-<id>`; its username and email may be "
+                      "registered again. A wrong password is a 401 and changes nothing."),
     # -- users -----------------------------------------------------------------------------
-    Route("GET", "/api/users", users.list_users, "Find users by username or email prefix", "users",
-          {200: S.UserPage}, query=S.UsersQuery),
+    Route("GET", "/api/users", users.list_users, "Find users by username prefix or whole email", "users",
+          {200: S.UserPage}, query=S.UsersQuery,
+          description="Live users whose username starts with `q`, or whose email is `q` (both ignoring "
+                      "case): a part of an email matches nothing. Items show `id`, `username`, `full_name`."),
     # -- events ----------------------------------------------------------------------------
     Route("POST", "/api/events", events.create_event, "Create an event (the caller owns it)", "events",
           {201: S.Event}, body=S.EventIn, query=S.CreateQuery, errors=(409,),

@@ -65,6 +65,15 @@ class LogoutRequest(Input, kw_only=True):
     refresh_token: TokenText | None = None
 
 
+class PasswordChange(Input, kw_only=True):
+    current_password: LoginPassword
+    new_password: Password
+
+
+class CloseAccount(Input, kw_only=True):
+    password: LoginPassword
+
+
 class TokenPair(Struct, kw_only=True):
     access_token: str
     refresh_token: str
@@ -92,7 +101,7 @@ class UserPage(Struct, kw_only=True):
 
 
 class UsersQuery(Input, kw_only=True):
-    q: Annotated[str, Meta(max_length=254, description="username or email prefix, any case")] = ""
+    q: Annotated[str, Meta(max_length=254, description="a username prefix, or a whole email; any case")] = ""
     limit: Limit = 50
     cursor: Cursor | None = None
 

@@ -1,8 +1,8 @@
 """Passwords, tokens and the signing secret never reach the log (issue 6), even at DEBUG:
 a real server goes through every path that handles them (register, both login forms, a
 wrong password, a refusal that names the field, refresh, reuse of a rotated refresh token,
-the stream's ?access_token=, logout), then the whole log is searched for each secret and
-for each token's signature alone."""
+the stream's ?access_token=, logout, a password change, closing the account), then the
+whole log is searched for each secret and for each token's signature alone."""
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +23,8 @@ async def test_no_secret_reaches_the_log(start_server, server_env):
     password = f"pw-{uuid.uuid4().hex}"
     wrong = f"wrong-{uuid.uuid4().hex}"
     short = "sh0rt!"
-    secrets = [password, wrong, short, SECRET]
+    changed = f"changed-{uuid.uuid4().hex}"
+    secrets = [password, wrong, short, SECRET, changed]
     async with aiohttp.ClientSession(server.base) as http:
         async def post(path: str, status: int, **kwargs) -> dict:
             async with http.post(path, **kwargs) as resp:
@@ -53,12 +54,25 @@ async def test_no_secret_reaches_the_log(start_server, server_env):
                    json={"refresh_token": form["refresh_token"]})
         async with http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 401
+        # a password change (a wrong current password first), then closing the account
+        third = await post("/api/auth/login", 200, json={"username": name, "password": password})
+        mine = {"Authorization": f"Bearer {third['access_token']}"}
+        await post("/api/auth/password", 401, headers=mine, json={"current_password": wrong, "new_password": changed})
+        fourth = await post("/api/auth/password", 200, headers=mine,
+                            json={"current_password": password, "new_password": changed})
+        mine = {"Authorization": f"Bearer {fourth['access_token']}"}
+        async with http.delete("/api/auth/me", headers=mine, json={"password": wrong}) as resp:
+            assert resp.status == 401
+        async with http.delete("/api/auth/me", headers=mine, json={"password": changed}) as resp:
+            assert resp.status == 204
+        for pair in (third, fourth):
+            secrets += [pair["access_token"], pair["refresh_token"]]
     await asyncio.sleep(0.5)  # the stream's access-log line comes as it ends
     log = server.log()
     # the log saw all of it (the stream's line names its parameter, redacted)
     for line in ("POST /api/auth/login 401", "POST /api/auth/refresh 401", "access_token=[redacted]",
-                 "POST /api/auth/logout 204"):
+                 "POST /api/auth/logout 204", "POST /api/auth/password 200", "DELETE /api/auth/me 204"):
         assert line in log, line
     # whole secrets, and the signature of every token (the part that makes it usable)
-    leaked = [s for s in secrets if s in log] + [t.rsplit(".", 1)[1] for t in secrets[4:] if t.rsplit(".", 1)[1] in log]
+    leaked = [s for s in secrets if s in log] + [t.rsplit(".", 1)[1] for t in secrets[5:] if t.rsplit(".", 1)[1] in log]
     assert not leaked, f"{len(leaked)} secret(s) in the log"

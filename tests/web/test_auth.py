@@ -9,6 +9,7 @@ import re
 import uuid
 from typing import Any
 
+import asyncpg
 import jwt
 import msgpack
 import pytest
@@ -544,6 +545,17 @@ async def test_refresh_with_the_jti_of_another_user_is_401(client):
     stolen_claims = {**c, "sub": str(bob["id"])}
     token = jwt.encode(stolen_claims, SECRET, algorithm="HS256")
     await assert_unauthorized(await refresh(client, token))
+
+
+async def test_refresh_of_an_account_an_operator_removed_is_401(client, database_url):
+    user, tokens, _ = await user_with_token(client, "removed")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", user["id"])
+    finally:
+        await conn.close()
+    await assert_unauthorized(await refresh(client, tokens["refresh_token"]))
+    assert await me_status(client, tokens["access_token"]) == 401
 
 
 @pytest.mark.parametrize("body,loc", [

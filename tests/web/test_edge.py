@@ -54,7 +54,7 @@ async def test_unknown_route_is_404_with_a_token_too(client):
 
 
 @pytest.mark.parametrize("method,path,allowed", [
-    ("DELETE", "/api/auth/me", {"GET", "HEAD"}),
+    ("PUT", "/api/auth/me", {"GET", "HEAD", "DELETE"}),
     ("GET", "/api/auth/register", {"POST"}),
     ("POST", "/healthz", {"GET", "HEAD"}),
 ])
@@ -258,7 +258,7 @@ SECURITY = {
     ("GET", "/nowhere", 404),
     ("GET", "/api/nowhere", 404),
     ("GET", "/api/auth/me", 401),
-    ("DELETE", "/api/auth/me", 405),
+    ("PUT", "/api/auth/me", 405),
     ("GET", "/openapi.json", 200),
     ("GET", "/metrics", 200),
 ])

@@ -12,7 +12,7 @@ import asyncpg
 
 from calsvc.tokens import ACCESS, REFRESH, TokenCodec
 from calsvc.web.routes import ROUTES
-from tests.conftest import login, user_with_token
+from tests.conftest import PASSWORD, login, user_with_token
 from tests.web.test_edge import SECURITY
 from tests.web.test_events import STANDUP
 from tests.web.test_role_matrix import MATRIX
@@ -71,8 +71,13 @@ async def test_every_authenticated_route_refuses_every_bad_token(client, setting
     finally:
         await conn.close()
     tokens["deleted-user"] = gh["Authorization"].split()[1]
+    # a closed account's (DELETE /api/auth/me)
+    _, _, ch = await user_with_token(client)
+    assert (await client.delete("/api/auth/me", headers=ch, json={"password": PASSWORD})).status == 204
+    tokens["closed-account"] = ch["Authorization"].split()[1]
     routes = [r for r in ROUTES if r.auth]
-    assert len(routes) >= 28
+    assert len(routes) >= 30
+    assert {("POST", "/api/auth/password"), ("DELETE", "/api/auth/me")} <= {(r.method, r.path) for r in routes}
     failures = []
     for kind, token in tokens.items():
         for route in routes:
