@@ -5,6 +5,7 @@ import datetime as dt
 
 import asyncpg
 
+from calsvc import errors
 from calsvc.models import ROW_COLUMNS, Event
 
 _EVENT_COLUMNS = (
@@ -29,7 +30,9 @@ assert _names(_EVENT_COLUMNS) + ("role",) == ROW_COLUMNS == _names(_CALENDAR_COL
 
 _INSERT = """
 -- new events (one per element of $2, in order), each with its owner's permission row and
--- version 1, in one statement; ids are drawn first so the answer keeps the request order
+-- version 1, in one statement; ids are drawn first so the answer keeps the request order.
+-- None while the owner's account is closed: this runs under the owner's calendar lock, which
+-- closing an account holds until it commits, so a create that waited for it sees the close
 WITH input AS (
     SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, i.*
     FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (
@@ -39,6 +42,7 @@ WITH input AS (
         upper timestamptz, snapshot jsonb
     )) WITH ORDINALITY AS i(title, description, location, start_time, end_time, timezone, all_day,
                             rrule, exdates, rdates, exceptions, last_start, lower, upper, snapshot, ord)
+    WHERE EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL)
 ), e AS (
     INSERT INTO events (id, owner_id, title, description, location, start_time, end_time, timezone,
                         all_day, rrule, exdates, rdates, exceptions, last_start, during, updated_by)
@@ -118,8 +122,12 @@ WHERE e.id = $1 AND (e.deleted_at IS NULL OR ($3 AND p.role = 'owner'))
 async def insert_events(conn: asyncpg.Connection, owner_id: int, rows_json: str) -> list[Event]:
     """Insert the events described by `rows_json` (a JSON array of objects with the columns
     of _INSERT's input, `lower`/`upper` being the envelope and `snapshot` the version 1
-    content), owned by `owner_id`; the stored events in the same order."""
-    return [Event.from_row(r) for r in await conn.fetch(_INSERT, owner_id, rows_json)]
+    content), owned by `owner_id`; the stored events in the same order. errors.Unauthorized
+    when the owner's account is closed (the caller holds the owner's calendar lock)."""
+    rows = await conn.fetch(_INSERT, owner_id, rows_json)
+    if not rows:
+        raise errors.Unauthorized("the account is closed")
+    return [Event.from_row(r) for r in rows]
 
 
 async def update_event(conn: asyncpg.Connection, event_id: int, version: int, owner_id: int,

@@ -139,11 +139,15 @@ async def revoke_many(conn: asyncpg.Connection, event_ids: list[int], user_id: i
 
 async def find_users(conn: asyncpg.Connection, ids: list[int], usernames: list[str],
                      emails: list[str]) -> list[tuple[int, str, str]]:
-    """Live users named by id, username or email (both ignoring case): (id, username, email)."""
+    """Live users named by id, username or email (both ignoring case): (id, username, email),
+    their rows share-locked until the transaction ends: closing an account locks its row
+    first, so a share to it either waits for the close and finds no one, or commits first and
+    is found by the close."""
     rows = await conn.fetch(
         """
         SELECT id, username, email FROM users
         WHERE deleted_at IS NULL
           AND (id = ANY($1::bigint[]) OR lower(username) = ANY($2::text[]) OR lower(email) = ANY($3::text[]))
+        FOR SHARE
         """, ids, [u.lower() for u in usernames], [e.lower() for e in emails])
     return [(r["id"], r["username"], r["email"]) for r in rows]

@@ -4,6 +4,8 @@ its shares left, as the per-event routes would, in one transaction; its history 
 `deleted-user-<id>`; its name and email are free again, and its refresh tokens are refused."""
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -340,3 +342,35 @@ async def test_closed_names_are_reserved(client):
         assert [e["loc"] for e in problem["errors"]] == [["body", "username"]], name
     await register(client, "deleted-users")  # only that prefix
     await register(client, "deleted_user-1")
+
+
+async def test_a_create_or_share_that_waited_for_a_close_finds_the_account_gone(client, database_url):
+    """A request of (or to) an account already under way when the close commits: the test
+    plays the close (the calendar lock and the user's row, then deleted_at) in a transaction
+    of its own; a create of that account waits for the lock and is then refused (401), a
+    share to it waits for the row and finds no such user (422); nothing is written."""
+    (me, mh), (friend, fh) = await people(client, 2)
+    _, theirs = await create(client, fh)
+    conn = await asyncpg.connect(database_url)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", me["id"])
+        await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", me["id"])
+        creating = asyncio.ensure_future(client.post("/api/events", headers=mh, json={**STANDUP, "title": "Late"}))
+        sharing = asyncio.ensure_future(client.post(f"/api/events/{theirs['id']}/share", headers=fh,
+                                                    json={"user_id": me["id"], "role": "viewer"}))
+        await asyncio.sleep(0.3)
+        assert not creating.done() and not sharing.done()  # both wait for the close
+        await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", me["id"])
+        await tx.commit()
+    except BaseException:
+        await tx.rollback()
+        raise
+    finally:
+        await conn.close()
+    await assert_problem(await creating, 401, "unauthorized")
+    body = await assert_problem(await sharing, 422, "validation")
+    assert body["errors"][0]["loc"][-1] == "user_id"
+    rows = await sql(database_url, "SELECT count(*) AS n FROM event_permissions WHERE user_id = $1", me["id"])
+    assert rows[0]["n"] == 0
