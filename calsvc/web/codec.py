@@ -7,11 +7,13 @@ encoded by msgspec (JSON) or msgpack over msgspec's builtins (times as RFC 3339 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any, Iterable, Mapping, TypeVar
 
 import msgpack
 import msgspec
+import msgspec.inspect
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import PayloadEncodingError
@@ -183,7 +185,27 @@ def convert_query(query: Mapping[str, str], kind: type[T]) -> T:
         if len(given) > 1:
             raise messages.repeated(["query", key], len(given))
         values[key] = _restore_plus(given[0])
+    for key in _time_fields(kind) & values.keys():
+        # msgspec, reading text loosely, takes a number for a Unix time: ?start=2026 is 1970
+        if _NUMBER.match(values[key]):
+            raise errors.Validation.at(("query", key), f"{key} must be an RFC 3339 time with an offset, such as "
+                                                       "2026-12-01T09:00:00+01:00, not a number")
     return convert(values, kind, ("query",), strict=False)
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+@functools.cache
+def _time_fields(kind: type) -> frozenset[str]:
+    """The fields of a query Struct that take a time (alone or in a union)."""
+    def is_time(info: Any) -> bool:
+        if isinstance(info, msgspec.inspect.UnionType):
+            return any(is_time(t) for t in info.types)
+        return isinstance(info, msgspec.inspect.DateTimeType)
+
+    info = msgspec.inspect.type_info(kind)
+    return frozenset(f.encode_name for f in getattr(info, "fields", ()) if is_time(f.type))
 
 
 _SPACED_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T[\d:.]+) (\d{2}(?::?\d{2})?)$")

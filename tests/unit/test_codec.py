@@ -448,3 +448,12 @@ def test_the_openapi_document_says_no_other_members():
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert "422" in operation["responses"], (method, path)  # an unknown query parameter
+
+
+@pytest.mark.parametrize("text", ["2026", "1700000000", "-1.5e3", " 12 "])
+def test_a_number_is_no_time_in_a_query(text):
+    """Read loosely, msgspec takes a number for a Unix time (?start=2026 was 1970): a 422."""
+    with pytest.raises(errors.Validation) as caught:
+        codec.convert_query({"start": text, "end": "2027-01-01T00:00:00Z"}, schemas.OccurrencesQuery)
+    assert caught.value.errors[0]["loc"] == ["query", "start"]
+    assert "RFC 3339" in caught.value.errors[0]["msg"]
