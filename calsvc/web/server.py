@@ -30,6 +30,7 @@ log = logging.getLogger("calsvc.web")
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open (aiohttp's default)
 LINGER = 2.0              # seconds a timed-out connection still reads (and drops) after its 408
 BUSY_RECHECK = 1.0        # seconds between looks at an expired header clock while an answer is under way
+                          # (so a request begun during an answer gets its time from up to 1 s after it)
 
 
 def timeout_response(header_timeout: float) -> bytes:
@@ -56,7 +57,8 @@ class SlowHeadersProtocol(RequestHandler):
     `_messages`, and `_waiter` is pending exactly while the connection waits for a request
     (no answer under way, so one can be written)."""
 
-    __slots__ = ("_header_timeout", "_header_deadline", "_header_handle", "_header_bytes", "_body")
+    __slots__ = ("_header_timeout", "_header_deadline", "_header_handle", "_header_bytes", "_body",
+                 "_clock_count", "_clock_waits")
 
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -65,6 +67,8 @@ class SlowHeadersProtocol(RequestHandler):
         self._header_handle: asyncio.TimerHandle | None = None
         self._header_bytes = False  # some of the awaited request has arrived
         self._body = EMPTY_PAYLOAD  # the body of the last request parsed
+        self._clock_count = 0  # _request_count when the clock started
+        self._clock_waits = False  # the clock found an answer under way: restart it once idle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -83,22 +87,14 @@ class SlowHeadersProtocol(RequestHandler):
             if not self._header_deadline:
                 self._start_header_clock()
 
-    async def finish_response(self, request, resp, start_time):
-        parsed = self._request_count
-        try:
-            return await super().finish_response(request, resp, start_time)
-        finally:
-            if self._request_count != parsed:  # bytes held back during an upgrade, now parsed
-                self._stop_header_clock()
-            elif self._header_deadline:  # the next request began while this one was answered
-                self._start_header_clock()
-
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_header_clock()
         super().connection_lost(exc)
 
     def _start_header_clock(self) -> None:
         self._header_deadline = self._loop.time() + self._header_timeout
+        self._clock_count = self._request_count
+        self._clock_waits = False
         if self._header_handle is None:
             self._header_handle = self._loop.call_at(self._header_deadline, self._check_headers)
 
@@ -117,9 +113,16 @@ class SlowHeadersProtocol(RequestHandler):
         if now < deadline:  # the clock was restarted after this check was scheduled
             self._header_handle = self._loop.call_at(deadline, self._check_headers)
             return
+        if self._request_count != self._clock_count:  # parsed elsewhere (bytes held during an upgrade)
+            self._stop_header_clock()
+            return
         waiter = self._waiter
-        if waiter is None or waiter.done():  # an answer is under way; its end restarts the clock
+        if waiter is None or waiter.done():  # an answer is under way: look again in a moment
+            self._clock_waits = True
             self._header_handle = self._loop.call_at(now + BUSY_RECHECK, self._check_headers)
+            return
+        if self._clock_waits:  # the next request began during the answer: its time starts now
+            self._start_header_clock()
             return
         self._header_deadline = 0.0
         if not self._header_bytes:  # nothing was asked: nothing to answer

@@ -150,6 +150,48 @@ async def test_a_kept_alive_connection_may_idle_then_its_next_request_has_the_de
         writer.close()
 
 
+async def read_for(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What arrives in `seconds` (the connection staying open)."""
+    data, until = b"", time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        try:
+            chunk = await asyncio.wait_for(reader.read(65536), left)
+        except asyncio.TimeoutError:
+            break
+        assert chunk, "closed early"
+        data += chunk
+    return data
+
+
+async def test_a_request_begun_during_a_long_answer_gets_its_time_after_it(start_server, server_env):
+    """Bytes of a next request sent while an event stream is under way on the connection: the
+    stream goes on past the deadline (no 408 in the middle of it); the next request's time
+    runs once the stream has ended."""
+    server = slow_server(start_server, {**server_env, "CALSVC_SERVER_SSE_HEARTBEAT": "0.5"})
+    token = await user_token(server.base)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(f"GET /api/notifications/stream?access_token={token} HTTP/1.1\r\n"
+                     "Host: calsvc\r\nAccept: text/event-stream\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        writer.write(REQUEST[:15])
+        during = await read_for(reader, HEADER_TIMEOUT + 1.5)
+        assert b"ping" in during and b"408" not in during, during
+
+        async with aiohttp.ClientSession(server.base) as http:
+            async with http.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert resp.status == 204
+        ended = time.monotonic()
+        rest = await read_until_closed(reader, HEADER_TIMEOUT + 10)
+        waited = time.monotonic() - ended
+    finally:
+        writer.close()
+    assert b"HTTP/1.1 408 " in rest, rest
+    problem_of(rest[rest.index(b"HTTP/1.1 408 "):])
+    assert HEADER_TIMEOUT - 0.1 <= waited <= HEADER_TIMEOUT + 1 + SLACK, waited
+
+
 async def test_a_stalled_body_gets_408_and_nothing_is_written(start_server, server_env):
     server = slow_server(start_server, server_env)
     token = await user_token(server.base)
