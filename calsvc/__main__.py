@@ -75,12 +75,11 @@ REQUEST_LINE_LIMIT = 32768  # bytes of a request line or one header line
 
 def run_worker(settings: Settings, sock: socket.socket) -> None:
     """Serve on `sock` in this process until SIGINT or SIGTERM."""
-    from aiohttp import web
-
     from calsvc.app import create_app
+    from calsvc.web import server
     from calsvc.web.middlewares import AccessLogger
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until run_app installs its own
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until server.run installs its own
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         import uvloop
@@ -89,13 +88,12 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
         pass
     app = create_app(settings)
-    web.run_app(
+    server.run(
         app,
-        sock=sock,
+        sock,
+        header_timeout=settings.server.header_timeout,
         access_log_class=AccessLogger,
         shutdown_timeout=settings.server.shutdown_timeout,
-        print=None,
-        handle_signals=True,
         # aiohttp answers a request line or header over these itself, in plain text, before the
         # app sees it: room enough for every query within its documented bounds (a 512-character
         # cursor and a 254-character q, percent-encoded), which the app checks with a 422

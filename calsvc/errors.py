@@ -12,6 +12,7 @@ class Problem(Exception):
 
     status = 500
     slug = "internal"
+    closes_connection = False  # the answer closes the connection (what is left of the request is not coming)
 
     def __init__(
         self,
@@ -123,6 +124,14 @@ class PreconditionFailed(Problem):
     slug = "precondition-failed"
 
 
+class RequestTimeout(Problem):
+    """Request timeout"""
+
+    status = 408
+    slug = "request-timeout"
+    closes_connection = True
+
+
 class PayloadTooLarge(Problem):
     """Request body too large"""
 
@@ -210,6 +219,6 @@ class Unavailable(Problem):
 BY_STATUS: dict[int, type[Problem]] = {
     cls.status: cls
     for cls in (Malformed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, NotAcceptable,
-                Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Validation,
+                Conflict, RequestTimeout, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Validation,
                 RateLimited, Internal, Unavailable)
 }

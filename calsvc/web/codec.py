@@ -6,6 +6,7 @@ encoded by msgspec (JSON) or msgpack over msgspec's builtins (times as RFC 3339 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import re
@@ -89,15 +90,26 @@ def negotiate(accept: str | None, offers: Iterable[str] = OFFERS) -> str | None:
 
 # -- request bodies ---------------------------------------------------------------------
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, at most `limit` bytes; errors.PayloadTooLarge past it."""
+async def read_body(request: web.Request, limit: int, stall: float | None = None) -> bytes:
+    """The raw body, at most `limit` bytes; errors.PayloadTooLarge past it, and
+    errors.RequestTimeout when no byte of it arrives for `stall` seconds while it is awaited
+    (a stall, not a total: a large body over a slow link is fine while it moves)."""
     length = request.content_length
     if length is not None and length > limit:
         raise errors.PayloadTooLarge(f"the body is larger than {limit} bytes")
+    content = request.content
     chunks, size = [], 0
     while True:
         try:
-            chunk = await request.content.read(65536)
+            chunk = content.read_nowait(65536)
+            if not chunk and not content.at_eof():
+                async with asyncio.timeout(stall):
+                    chunk = await content.read(65536)
+        except TimeoutError:
+            # The rest is not coming: marked failed, so aiohttp does not linger over it after
+            # the answer (it would hold the connection open for its lingering time).
+            content.set_exception(TimeoutError())
+            raise errors.RequestTimeout(f"no byte of the body arrived for {stall:g} s") from None
         except (PayloadEncodingError, RequestPayloadError):
             raise errors.Malformed("the body's Content-Encoding or framing is broken") from None
         except ConnectionError:
@@ -234,9 +246,12 @@ def problem_response(problem: errors.Problem, request_id: str | None) -> web.Res
     body = problem.body()
     if request_id and problem.status >= 500:
         body["request_id"] = request_id
-    return web.Response(
+    response = web.Response(
         body=orjson.dumps(body), status=problem.status, content_type=PROBLEM, headers=problem.headers
     )
+    if problem.closes_connection:
+        response.force_close()
+    return response
 
 
 # -- cursors ----------------------------------------------------------------------------

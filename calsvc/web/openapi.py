@@ -16,6 +16,7 @@ _PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]*))?}")  # name, pattern
 _ERROR_TEXT = {
     400: "Malformed body", 401: "Missing, invalid, expired or revoked token", 403: "Role too low",
     404: "Not found, or not visible to the caller", 406: "No acceptable response format",
+    408: "The body stalled (no byte for server.body_timeout seconds)",
     409: "Conflict", 412: "The resource changed (If-Match)", 413: "Body too large",
     415: "Unsupported body format", 422: "Validation failed", 429: "Rate limited",
     500: "Internal error (quotes the request id)", 503: "Database unavailable",
@@ -86,7 +87,7 @@ def _error_statuses(route: Route) -> list[int]:
     if route.auth:
         statuses.add(401)
     if route.body is not None or route.method not in BODILESS:  # a body where none is taken is checked too
-        statuses |= {400, 413, 415, 422}
+        statuses |= {400, 408, 413, 415, 422}
     if _PATH_PARAM.search(route.path):
         statuses |= {404, 422}
     return sorted(statuses)

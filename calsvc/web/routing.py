@@ -91,7 +91,8 @@ class NoQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 async def _read_body(request: web.Request, route: Route) -> bytes:
     settings = request.app[keys.SETTINGS].server
-    return await codec.read_body(request, settings.max_bulk_body_bytes if route.bulk else settings.max_body_bytes)
+    limit = settings.max_bulk_body_bytes if route.bulk else settings.max_body_bytes
+    return await codec.read_body(request, limit, settings.body_timeout)
 
 
 def _convert_body(request: web.Request, route: Route, raw: bytes) -> Any:

@@ -45,6 +45,7 @@ def test_defaults_without_file_or_environment(empty_dir):
     assert s.database.auto_migrate is True
     assert s.server.max_body_bytes == 1024 * 1024
     assert s.server.max_bulk_body_bytes == 8 * 1024 * 1024
+    assert (s.server.header_timeout, s.server.body_timeout) == (10.0, 30.0)
     assert s == Settings()
 
 
@@ -180,6 +181,8 @@ def test_every_key_has_an_override(tmp_path):
     env = {
         "CALSVC_SERVER_PORT": "8181",
         "CALSVC_SERVER_SHUTDOWN_TIMEOUT": "1.5",
+        "CALSVC_SERVER_HEADER_TIMEOUT": "0.5",
+        "CALSVC_SERVER_BODY_TIMEOUT": "2",
         "CALSVC_SERVER_REDOC_SCRIPT_URL": "/static/redoc.js",
         "CALSVC_DATABASE_AUTO_MIGRATE": "false",
         "CALSVC_DATABASE_COMMAND_TIMEOUT": "3",
@@ -189,6 +192,7 @@ def test_every_key_has_an_override(tmp_path):
     s = load_settings(write(tmp_path, ""), environ=env)
     assert s.server.port == 8181
     assert s.server.shutdown_timeout == 1.5
+    assert (s.server.header_timeout, s.server.body_timeout) == (0.5, 2.0)
     assert s.server.redoc_script_url == "/static/redoc.js"
     assert s.database.auto_migrate is False
     assert s.database.command_timeout == 3.0
@@ -224,6 +228,8 @@ def test_unrelated_environment_variables_are_ignored(tmp_path):
     ({"CALSVC_RATE_LIMIT_USER_PER_MINUTE": "lots"}, "rate_limit.user_per_minute"),
     ({"CALSVC_DATABASE_AUTO_MIGRATE": "maybe"}, "database.auto_migrate"),
     ({"CALSVC_DATABASE_CONNECT_TIMEOUT": "soon"}, "database.connect_timeout"),
+    ({"CALSVC_SERVER_HEADER_TIMEOUT": "0"}, "server.header_timeout"),
+    ({"CALSVC_SERVER_BODY_TIMEOUT": "-1"}, "server.body_timeout"),
     ({"CALSVC_AUTH_SECRET": "too-short"}, "CALSVC_AUTH_SECRET"),
     ({"CALSVC_AUTH_ALGORITHM": "none"}, "auth.algorithm"),
     ({"CALSVC_AUTH_ALGORITHM": "RS256"}, "auth.algorithm"),

@@ -521,6 +521,7 @@ async def test_openapi_document(client):
         if route.body is not None:
             content = op["requestBody"]["content"]
             assert {"application/json", "application/msgpack"} <= set(content)
+            assert "408" in op["responses"], route.name  # a stalled body
         for status, answer in op["responses"].items():
             if int(status) >= 400 and int(status) not in route.responses:
                 assert "application/problem+json" in answer["content"], (route.name, status)
