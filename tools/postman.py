@@ -745,16 +745,20 @@ CONFLICTS = [
             });
             """),
     Request(
-        "Free/busy of people you share with", "GET", "/api/freebusy",
+        "Free/busy of people who shared with you", "GET", "/api/freebusy",
         query=[("start", "2026-12-01T00:00:00Z"), ("end", "2026-12-02T00:00:00Z"),
-               ("users", "{{userId}},{{otherUserId}}")],
-        description="`users`: people who share at least one event with the caller (else 404), in the "
-                    "order given. The editor's calendar holds the events shared with them.",
+               ("users", "{{otherUserId}},{{userId}}")],
+        auth="bob",
+        description="`users`: yourself and people who gave you access to an event they own (anyone "
+                    "else: 404), in the order given. Here the editor asks: the owner shared with them. "
+                    "The editor's calendar holds the events shared with them.",
         tests=json_answer(200, "page") + """
             pm.test("one item per user, in order", () => {
-                pm.expect(page.items.map(i => i.user_id)).to.eql([id("userId"),
-                                                                  id("otherUserId")]);
-                pm.expect(page.items[1].busy).to.eql([{start: "2026-12-01T09:00:00Z", end: "2026-12-01T10:00:00Z"}]);
+                pm.expect(page.items.map(i => i.user_id)).to.eql([id("otherUserId"), id("userId")]);
+                pm.expect(page.items[0].busy).to.eql([{start: "2026-12-01T09:00:00Z", end: "2026-12-01T10:00:00Z"}]);
+                pm.expect(page.items[1].busy).to.eql([
+                    {start: "2026-12-01T08:00:00Z", end: "2026-12-01T08:15:00Z"},
+                    {start: "2026-12-01T09:00:00Z", end: "2026-12-01T11:15:00Z"}]);
             });
             """),
 ]
