@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 import uuid
 from typing import Any, Mapping
@@ -74,15 +75,42 @@ class OccurrenceChange:
         return cls(dt.datetime.fromisoformat(key), bool(value.get("cancelled")), overrides)
 
 
+# A change of one occurrence of a series writes its exceptions three times (the version
+# before, the one after, the row) and reads them twice (the event, then its locked row): with
+# up to 1,000 of them, the stored form of the last few tuples, and the parse of the last few
+# texts, are kept (by identity: the tuple is held with its form, so its id is not reused).
+_STORED: dict[int, tuple[tuple[OccurrenceChange, ...], dict[str, Any]]] = {}
+_MANY = 32  # exceptions from which the forms are kept
+
+
 def exceptions_json(changes: tuple[OccurrenceChange, ...]) -> dict[str, Any]:
-    return {c.original.astimezone(dt.timezone.utc).isoformat(): c.stored() for c in changes}
+    """The stored form (a new dict each time; the values are shared: never change them)."""
+    kept = _STORED.get(id(changes))
+    if kept is not None and kept[0] is changes:
+        return dict(kept[1])
+    stored = {c.original.astimezone(dt.timezone.utc).isoformat(): c.stored() for c in changes}
+    if len(changes) >= _MANY:
+        if len(_STORED) >= 16:
+            _STORED.pop(next(iter(_STORED)), None)
+        _STORED[id(changes)] = (changes, stored)
+        return dict(stored)
+    return stored
 
 
 def exceptions_from_json(text: str | None) -> tuple[OccurrenceChange, ...]:
     if not text or text == "{}":  # most events: no need to parse
         return ()
+    if len(text) > 40 * _MANY:
+        return _parsed_exceptions(text)
+    return _parse_exceptions(text)
+
+
+def _parse_exceptions(text: str) -> tuple[OccurrenceChange, ...]:
     return tuple(sorted((OccurrenceChange.from_stored(k, v) for k, v in orjson.loads(text).items()),
                         key=lambda c: c.original))
+
+
+_parsed_exceptions = functools.lru_cache(maxsize=64)(_parse_exceptions)
 
 
 def with_article(role: str) -> str:

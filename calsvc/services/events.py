@@ -48,8 +48,9 @@ class Draft:
     series: recurrence.Series | None = None  # with the exceptions' original starts excluded
     exceptions: tuple[OccurrenceChange, ...] = ()
 
-    def row(self, owner_id: int) -> dict[str, Any]:
-        """The columns to store (JSON-ready, as db.events takes them), with the version snapshot."""
+    def row(self, owner_id: int, snap: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The columns to store (JSON-ready, as db.events takes them), with the version
+        snapshot (`snap`, when the caller has it already)."""
         return {
             "title": self.title, "description": self.description, "location": self.location,
             "start_time": self.start_time.isoformat(), "end_time": self.end_time.isoformat(),
@@ -60,7 +61,7 @@ class Draft:
             else self.series.last_start.isoformat(),
             "lower": self.during[0].isoformat(),
             "upper": None if self.during[1] is None else self.during[1].isoformat(),
-            "snapshot": snapshot(self, owner_id),
+            "snapshot": snapshot(self, owner_id) if snap is None else snap,
         }
 
 
@@ -118,9 +119,12 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def check_event(fields: dict[str, Any]) -> Draft:
+def check_event(fields: dict[str, Any], exceptions_on_rule: bool = False) -> Draft:
     """Check a whole event (after merging a partial update into the stored one).
-    errors.Validation naming the field otherwise."""
+    errors.Validation naming the field otherwise. `exceptions_on_rule`: the exceptions are
+    known to fall on occurrences of this rule (one occurrence of a stored series changed:
+    the rule and times are those stored, each exception was checked when it was written),
+    so they are not tested again."""
     tz = zone(fields["timezone"])
     start, end = fields["start_time"], fields["end_time"]
     _check_times(start, end)
@@ -138,7 +142,9 @@ def check_event(fields: dict[str, Any]) -> Draft:
         duration = end.astimezone(dt.timezone.utc) - start.astimezone(dt.timezone.utc)
         days = (end.date() - start.date()).days if fields["all_day"] else 0  # of the calendar
         rrule, exdates, rdates, series = _check_recurrence(rec, start, duration, tz, days)
-        kept = _kept_exceptions(series, fields.get("exceptions", ()))
+        kept = fields.get("exceptions", ())
+        if not exceptions_on_rule:
+            kept = _kept_exceptions(series, kept)
         series = with_exceptions(series, (c.original for c in kept))
     if series is None:
         during = (start, recurrence.extent_end(start, end))
@@ -303,14 +309,17 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
     tz, end_of = series.tz, series.end_of
     found = [Occurrence(event_id, s, s, end_of(s).astimezone(tz), title)
              for s in recurrence.occurrence_starts(series, lower, upper, limit=limit)]
+    reach = series.reach + recurrence.INSTANT
     for change in changes:
+        o = change.overrides
+        if "start_time" not in o and (change.original >= upper or change.original + reach <= lower):
+            continue  # in its natural place, out of the window (most of a long series' exceptions)
         original = change.original.astimezone(tz)
         if change.cancelled:
             natural_end = end_of(change.original).astimezone(tz)
             if cancelled and change.original < upper and series.extent_end(change.original) > lower:
                 found.append(Occurrence(event_id, original, original, natural_end, title, True, True))
             continue
-        o = change.overrides
         s = o.get("start_time", change.original).astimezone(tz)
         e = o.get("end_time", end_of(change.original)).astimezone(tz)
         if s.astimezone(utc) < upper and recurrence.extent_end(s, e) > lower:
@@ -604,11 +613,11 @@ def stored_fields(event: Event | Draft) -> dict[str, Any]:
             "all_day": event.all_day, "recurrence": rec, "exceptions": event.exceptions}
 
 
-async def checked(fields: dict[str, Any]) -> Draft:
+async def checked(fields: dict[str, Any], exceptions_on_rule: bool = False) -> Draft:
     """check_event, in a thread when a recurrence makes it CPU work."""
     if fields.get("recurrence") is not None:
-        return await off_loop(check_event, fields)
-    return check_event(fields)
+        return await off_loop(check_event, fields, exceptions_on_rule)
+    return check_event(fields, exceptions_on_rule)
 
 
 def matches(if_match: str | None, event: Event) -> bool:
@@ -947,7 +956,8 @@ class EventService:
             if (start, end) != (first, series_of(event).end_of(first)):
                 kept.update(start_time=start, end_time=end)
             change = OccurrenceChange(first, False, kept)
-            draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})
+            draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)},
+                                  exceptions_on_rule=True)
             return Change(draft, "occurrence_changed", [(start, end)],
                           f"{ACTOR} changed the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}")
 
@@ -964,7 +974,8 @@ class EventService:
             if current.cancelled:
                 return None
             change = OccurrenceChange(current.original_start.astimezone(dt.timezone.utc), True)
-            draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)})
+            draft = await checked({**stored_fields(event), "exceptions": _replace_exception(event, change)},
+                                  exceptions_on_rule=True)
             return Change(draft, "occurrence_cancelled", [],
                           f"{ACTOR} cancelled the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}")
 
@@ -1097,8 +1108,9 @@ class EventService:
             hidden = await _hidden_from(tx, user_id, [b.event_id for b in found])
             found = [dataclasses.replace(b, event_id=0, title=BUSY) if b.event_id in hidden else b for b in found]
         if draft is not change.draft:  # moved by shift
-            fields = changed_fields(old, snapshot(draft, event.owner_id))
-        row = orjson.dumps(draft.row(event.owner_id)).decode()
+            new = snapshot(draft, event.owner_id)
+            fields = changed_fields(old, new)
+        row = orjson.dumps(draft.row(event.owner_id, new)).decode()
         updated = await event_db.update_event(tx.conn, event.id, event.version, event.owner_id, user_id, row,
                                               change.kind, fields, event.my_role, restore=event.deleted)
         if updated is None:

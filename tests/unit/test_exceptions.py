@@ -169,3 +169,40 @@ def test_calendar_conflicts_of_agrees_with_find_conflicts(seed):
         limited = calendar.conflicts_of(mine, limit)
         assert len(limited) == min(limit, len(expected)) and set(limited) <= set(expected)
         assert limited == sorted(limited, key=lambda b: (utc(b.start), b.event_id))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_expand_in_a_window_is_the_whole_expansion_cut_to_it(seed):
+    """expand skips the exceptions that stay in their place outside the window without
+    looking further; what it lists in any window is what the whole series lists there
+    (moved ones found wherever they went, cancelled ones at their place)."""
+    rng = random.Random(seed)
+    draft = check_event(fields(recurrence={"rrule": "FREQ=DAILY;COUNT=120"}))
+    changes = []
+    for day in rng.sample(range(120), 60):
+        original = (draft.start_time + dt.timedelta(days=day)).astimezone(UTC)
+        kind = rng.choice(["cancel", "rename", "move"])
+        if kind == "cancel":
+            changes.append(OccurrenceChange(original, True))
+        elif kind == "rename":
+            changes.append(OccurrenceChange(original, False, {"title": f"day {day}"}))
+        else:
+            moved = original + dt.timedelta(days=rng.randint(-90, 90), minutes=rng.randint(0, 600))
+            changes.append(OccurrenceChange(original, False, {"start_time": moved, "end_time": moved + dt.timedelta(hours=1)}))
+    changes.sort(key=lambda c: c.original)
+    draft = check_event(fields(recurrence={"rrule": "FREQ=DAILY;COUNT=120"}, exceptions=tuple(changes)))
+    every = expand(draft.series, 1, "Daily", draft.start_time, draft.end_time, draft.exceptions,
+                   draft.start_time - dt.timedelta(days=200), draft.start_time + dt.timedelta(days=400), cancelled=True)
+    for _ in range(30):
+        lo = draft.start_time + dt.timedelta(hours=rng.randint(-24 * 100, 24 * 220))
+        hi = lo + dt.timedelta(hours=rng.randint(1, 24 * 20))
+        got = expand(draft.series, 1, "Daily", draft.start_time, draft.end_time, draft.exceptions, lo, hi,
+                     cancelled=True)
+        assert got == [o for o in every if utc(o.start) < utc(hi) and utc(o.end) > utc(lo)]
+
+
+def test_the_stored_form_of_exceptions_is_a_new_dict_each_time():
+    changes = tuple(OccurrenceChange(dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(days=i), True) for i in range(40))
+    first = exceptions_json(changes)
+    first.clear()
+    assert len(exceptions_json(changes)) == 40
