@@ -77,6 +77,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     broker.start()
     hub.start()
     yield
+    app[keys.EVENTS].offload.close()
     await hub.stop()
     await broker.stop()
     await db.close()

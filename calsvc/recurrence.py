@@ -382,6 +382,11 @@ class Series:
     # what may_occur needs, worked out at its first call (_plain_of; _NOT_PLAIN when it cannot tell)
     plain: Any = dataclasses.field(default=None, init=False, compare=False, repr=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled without `plain`, a cache whose marker object would not survive the trip
+        return Series, (self.start, self.duration, self.tz, self.parts, self.exdates, self.rdates,
+                        self.last_start, self.days)
+
     @property
     def local_start(self) -> dt.datetime:
         return self.start.astimezone(self.tz)
