@@ -153,15 +153,21 @@ def decode(raw: bytes, media: str) -> Any:
 
 # -- validation -------------------------------------------------------------------------
 
+MAX_DEPTH = 32  # objects and arrays within each other in a body
+
+
 def _check_values(value: Any, loc: list[str | int]) -> None:
     """What JSON can hold, whichever format the body came in: PostgreSQL text cannot hold
     U+0000, and a msgpack map may have keys that are not strings or values of extension
     types, which no field takes (and that a request's fingerprint for Idempotency-Key could
-    not write). errors.Validation naming where. Walks with its own stack: decoders accept
-    nesting deeper than Python's recursion limit."""
+    not write), nor nesting deeper than MAX_DEPTH (no field nests a tenth as deep; the
+    fingerprint's encoder stops at 254). errors.Validation naming where. Walks with its own
+    stack: decoders accept nesting deeper than Python's recursion limit."""
     stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
     while stack:
         item, where = stack.pop()
+        if len(where) > MAX_DEPTH + len(loc) and isinstance(item, (dict, list)):
+            raise messages.too_deep(where[:len(loc) + MAX_DEPTH], MAX_DEPTH)
         if isinstance(item, str):
             if "\x00" in item:
                 raise messages.nul(where)

@@ -273,3 +273,8 @@ def key_not_string(loc: Loc) -> errors.Validation:
 
 def extension_value(loc: Loc) -> errors.Validation:
     return errors.Validation.at(loc, f"{label(loc)} is a msgpack extension value, which no field takes", "type_error")
+
+
+def too_deep(loc: Loc, depth: int) -> errors.Validation:
+    return errors.Validation.at(loc, f"{label(loc)} nests objects and arrays more than {depth} deep; no member "
+                                     "of any body nests that deep")

@@ -255,3 +255,32 @@ async def test_a_batch_that_wrote_nothing_leaves_its_key_free(client, database_u
     assert resp.status == 207 and (await resp.json())["results"][0]["status"] == 201
     assert "Idempotent-Replayed" not in resp.headers
     assert await count_events(database_url) == 1
+
+
+@pytest.mark.parametrize("path", ["batch", "transaction"])
+@pytest.mark.parametrize("media", ["json", "msgpack"])
+async def test_deep_nesting_is_a_422_with_an_idempotency_key_too(client, database_url, path, media):
+    """300 levels of nesting inside an item: the request's fingerprint (orjson stops at 254)
+    was a 500; a body nesting past 32 levels is a 422 naming where it went too deep."""
+    _, _, headers = await user_with_token(client)
+    deep: object = "x"
+    for _ in range(300):
+        deep = {"x": deep}
+    if path == "transaction":
+        url, body = "/api/transactions", {"operations": [{"op": "create", "event": {**item(0), "deep": "DEEP"}}]}
+    else:
+        url, body = "/api/events/batch", {"events": [{**item(0), "deep": "DEEP"}], "atomic": False}
+    if media == "msgpack":
+        target = body["operations"][0]["event"] if path == "transaction" else body["events"][0]
+        target["deep"] = deep
+    if media == "json":  # orjson writes no more than 254 levels: the deep part by hand
+        raw = orjson.dumps(body).replace(b'"DEEP"', b'{"x":' * 300 + b'"x"' + b'}' * 300)
+    else:
+        raw = msgpack.packb(body)
+    for key in (None, "deep-1"):
+        sent = {**headers, "Content-Type": f"application/{media}"}
+        if key:
+            sent["Idempotency-Key"] = key
+        problem = await assert_problem(await client.post(url, data=raw, headers=sent), 422, "validation")
+        assert "32" in problem["detail"]
+    assert await count_events(database_url) == 0
