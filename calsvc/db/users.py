@@ -89,6 +89,15 @@ async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash
     return status == "UPDATE 1"
 
 
+async def hold_password(conn: asyncpg.Connection, user_id: int, password_hash: str) -> bool:
+    """Whether the live user `user_id` still has the hash `password_hash`, share-locking the
+    row until the transaction ends (a password change, which updates the row, waits)."""
+    return await conn.fetchval(
+        "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR SHARE",
+        user_id, password_hash,
+    ) is not None
+
+
 async def lock_live_user(conn: asyncpg.Connection, user_id: int, password_hash: str) -> bool:
     """Lock the row of the live user `user_id` while their hash is `password_hash`; whether
     there is one. (FOR NO KEY UPDATE: rows that refer to the user may still be written.)"""

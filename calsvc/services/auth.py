@@ -59,7 +59,15 @@ class AuthService:
             raise errors.Unauthorized(BAD_LOGIN)
         if not await self.hasher.check(password, creds.password_hash):
             raise errors.Unauthorized(BAD_LOGIN)
-        return await run_in_tx(self.db, "login", self._new_family, creds.user.id)
+        return await run_in_tx(self.db, "login", self._login, creds.user.id, creds.password_hash.decode())
+
+    async def _login(self, tx: Tx, user_id: int, checked_hash: str) -> TokenPair:
+        # The password was checked against a hash read before: a password change (or a close)
+        # that committed meanwhile refuses the old password; one under way waits for this
+        # login, and then revokes it with every other.
+        if not await user_db.hold_password(tx.conn, user_id, checked_hash):
+            raise errors.Unauthorized(BAD_LOGIN)
+        return await self._new_family(tx, user_id)
 
     async def _new_family(self, tx: Tx, user_id: int) -> TokenPair:
         family = uuid.uuid4()

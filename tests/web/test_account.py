@@ -374,3 +374,26 @@ async def test_a_create_or_share_that_waited_for_a_close_finds_the_account_gone(
     assert body["errors"][0]["loc"][-1] == "user_id"
     rows = await sql(database_url, "SELECT count(*) AS n FROM event_permissions WHERE user_id = $1", me["id"])
     assert rows[0]["n"] == 0
+
+
+async def test_a_login_checked_against_the_old_password_loses_to_its_change(client, database_url):
+    """A login whose bcrypt check of the old hash ends while the password is being changed:
+    the test plays the change (the user's row updated, not yet committed); the login waits
+    for it and is refused, instead of opening a login with the old password."""
+    user, _, _ = await user_with_token(client)
+    conn = await asyncpg.connect(database_url)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute("UPDATE users SET password_hash = 'changed' WHERE id = $1", user["id"])
+        logging_in = asyncio.ensure_future(client.post("/api/auth/login", json={
+            "username": user["username"], "password": PASSWORD}))
+        await asyncio.sleep(0.3)
+        assert not logging_in.done()  # waits for the change
+        await tx.commit()
+    except BaseException:
+        await tx.rollback()
+        raise
+    finally:
+        await conn.close()
+    await assert_problem(await logging_in, 401, "unauthorized")
