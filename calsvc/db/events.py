@@ -351,13 +351,14 @@ _REGULAR_SPAN = dt.timedelta(hours=24)  # the most a regular row's envelope last
 
 async def users_sharing_with(conn: asyncpg.Connection, user_id: int, others: list[int]) -> set[int]:
     """Those of `others` who gave `user_id` access to at least one live event they own (their
-    own act: a share the other way, or an event `user_id` handed over to them, does not count)."""
+    own act: a share the other way, or an event `user_id` handed over to them, does not count),
+    and whose account is live."""
     rows = await conn.fetch(
         """
         -- per other user, stop at the first of the caller's permissions that they granted on an
         -- event they own
         SELECT o.id FROM unnest($2::bigint[]) AS o(id)
-        WHERE EXISTS (
+        WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = o.id AND u.deleted_at IS NULL) AND EXISTS (
             SELECT 1 FROM event_permissions mine
             JOIN event_permissions theirs ON theirs.event_id = mine.event_id AND theirs.user_id = o.id
             WHERE mine.user_id = $1 AND mine.live AND mine.granted_by = o.id AND theirs.role = 'owner')

@@ -378,7 +378,7 @@ async def test_freebusy_for_self_and_people_sharing_nothing(client):
     await assert_problem(resp, 422, "validation")
 
 
-async def test_freebusy_needs_the_consent_of_the_user_shown(client):
+async def test_freebusy_needs_the_consent_of_the_user_shown(client, database_url):
     """Busy times are shown to people the user gave access to an event they own; a share made
     the other way (the asker's own act), or an event handed over to the user, is no consent."""
     (asker, ah), (victim, vh), (third, th) = [(u, h) for u, _, h in [await user_with_token(client) for _ in range(3)]]
@@ -409,6 +409,14 @@ async def test_freebusy_needs_the_consent_of_the_user_shown(client):
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["items"] == [{"user_id": victim["id"], "busy": [
         {"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}]}]
+    # an account an operator removed is gone for free/busy too
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", victim["id"])
+        await assert_problem(await client.get("/api/freebusy", params=window, headers=ah), 404, "not-found")
+    finally:
+        await conn.execute("UPDATE users SET deleted_at = NULL WHERE id = $1", victim["id"])
+        await conn.close()
     # the other way round, the throwaway was the asker's consent to the victim
     resp = await client.get("/api/freebusy", params={**window, "users": str(asker["id"])}, headers=vh)
     assert resp.status == 200, await resp.text()
