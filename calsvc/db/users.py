@@ -109,7 +109,18 @@ async def lock_live_user(conn: asyncpg.Connection, user_id: int, password_hash: 
 
 async def close_user(conn: asyncpg.Connection, user_id: int) -> None:
     """Close the account: email, full name and password hash erased, the username replaced
-    by `deleted-user-<id>` (the name every history then shows), the row kept for them."""
+    by `deleted-user-<id>` (the name every history then shows), the row kept for them; the
+    notifications it acted in, written with its name in front, show the new one."""
+    await conn.execute(
+        """
+        -- every summary starts with its actor's name (services.notifications.ACTOR)
+        UPDATE notifications n
+        SET summary = 'deleted-user-' || u.id || substr(n.summary, length(u.username) + 1)
+        FROM users u
+        WHERE u.id = $1 AND u.deleted_at IS NULL AND n.actor_id = u.id AND starts_with(n.summary, u.username)
+        """,
+        user_id,
+    )
     await conn.execute(
         """
         UPDATE users

@@ -165,6 +165,10 @@ async def test_closing_deletes_owned_events_leaves_the_others_and_erases_the_per
         ("updated", gone, None), ("left", gone, gone)]
     assert changelog[-1]["changes"] == [{"field": "role", "old": "editor", "new": None}]
     assert (await kinds(client, oh))[-1] == ("permission.revoked", theirs["id"], f'{gone} left "Theirs"')
+    # what it did before is told under that name too (it was written with the old one)
+    told = [n for n in (await inbox(client, oh, limit=500))["items"] if n["actor"]["id"] == closer["id"]]
+    assert len(told) >= 2 and all(n["summary"].startswith(f"{gone} ") for n in told), told
+    assert not any(closer["username"] in n["summary"] for n in told)
     assert (await client.get(f"/api/events/{theirs['id']}", headers=oh)).status == 200  # theirs stays
 
     # every token of the account is dead, and its login
