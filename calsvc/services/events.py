@@ -485,6 +485,9 @@ def _exception_of(event: Event, original: dt.datetime) -> dict[str, Any]:
 
 
 MAX_EXCEPTIONS = 1000  # changed and cancelled occurrences of one series
+# Characters of text in them: every version keeps them all, so 1,000 descriptions of 10,000
+# characters would write 30 MB a change.
+MAX_EXCEPTION_TEXT = 100_000
 
 
 def _replace_exception(event: Event, change: OccurrenceChange) -> tuple[OccurrenceChange, ...]:
@@ -499,7 +502,18 @@ def _replace_exception(event: Event, change: OccurrenceChange) -> tuple[Occurren
             ("path", "occurrence_start"),
             f"the series already has {MAX_EXCEPTIONS:,} changed or cancelled occurrences, the most one series "
             "keeps; split it: end this series before the occurrence and continue the rule as a new event")
-    return tuple(sorted((*others, change), key=lambda c: c.original))
+    changed = tuple(sorted((*others, change), key=lambda c: c.original))
+    text = _exception_text(changed)
+    if text > MAX_EXCEPTION_TEXT and text > _exception_text(event.exceptions):
+        raise errors.Validation.at(
+            ("body",), f"the changed occurrences of one series hold at most {MAX_EXCEPTION_TEXT:,} characters of "
+                       "titles, descriptions and locations; shorten them, or split the series")
+    return changed
+
+
+def _exception_text(changes: tuple[OccurrenceChange, ...]) -> int:
+    return sum(len(v) for c in changes for k, v in c.overrides.items()
+               if k in ("title", "description", "location") and isinstance(v, str))
 
 
 BUSY = "busy"  # the title of a conflict with an event the caller cannot see (its id shown as 0)

@@ -272,3 +272,21 @@ async def test_a_series_keeps_at_most_1000_exceptions(client, database_url):
     assert resp.status == 200, await resp.text()
     items = await occurrences(client, headers, event, window="start=2026-01-08T00:00:00Z&end=2026-01-09T00:00:00Z")
     assert [(o["title"], o["cancelled"]) for o in items] == [("Back, renamed", False)]
+
+
+async def test_the_changed_occurrences_of_a_series_hold_at_most_100000_characters(client):
+    _, _, headers = await user_with_token(client)
+    event = await series(client, headers, start_time="2026-01-05T08:00:00Z", end_time="2026-01-05T08:15:00Z",
+                         timezone="UTC", recurrence={"rrule": "FREQ=DAILY"})
+    first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+    at = lambda i: occurrence_url(event, (first + dt.timedelta(days=i)).isoformat())  # noqa: E731
+    for i in range(10):
+        resp = await client.put(at(i), json={"description": "x" * 10_000}, headers=headers)
+        assert resp.status == 200, await resp.text()
+    body = await assert_problem(await client.put(at(10), json={"description": "y"}, headers=headers), 422, "validation")
+    assert "100,000 characters" in body["detail"]
+    # shortening one is fine, and then there is room again
+    resp = await client.put(at(0), json={"description": "short"}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    resp = await client.put(at(10), json={"description": "y"}, headers=headers)
+    assert resp.status == 200, await resp.text()
