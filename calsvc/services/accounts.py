@@ -36,17 +36,18 @@ class AccountService:
         await run_in_tx(self.db, "close_account", self._close, user_id, hashed)
 
     async def _close(self, tx: Tx, user_id: int, hashed: str) -> None:
-        # The user's calendar first, as every writer of the user's events takes it before an
-        # event's row: creates and changes of their events queue behind the close.
-        await event_db.lock_calendar(tx.conn, user_id)
         if not await user_db.lock_live_user(tx.conn, user_id, hashed):
             # closed, or its password changed, since the password was checked
             raise errors.Unauthorized(BAD_PASSWORD)
+        # Every change of access and every writer of an event takes its row lock, rows before
+        # calendars: the rows of every event the user has access to, then the user's calendar
+        # (creates of theirs queue behind the close), then the rows again, for events created
+        # in between. From then on who owns what and who has access stay as read.
+        await event_db.lock_events_of(tx.conn, user_id)
+        await event_db.lock_calendar(tx.conn, user_id)
+        event_ids = await event_db.lock_events_of(tx.conn, user_id)
         # Renamed first: what the others are told below names the account as its history will.
         await user_db.close_user(tx.conn, user_id)
-        # Every change of access and every writer of an event takes its row lock, so once all
-        # are held, who owns what and who has access stay as read next.
-        event_ids = await event_db.lock_events_of(tx.conn, user_id)
         for first in range(0, len(event_ids), EVENTS_AT_ONCE):
             chunk = event_ids[first:first + EVENTS_AT_ONCE]
             owned = await event_db.owned_among(tx.conn, user_id, chunk)

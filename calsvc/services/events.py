@@ -1093,30 +1093,26 @@ class EventService:
 
     async def _locked(self, tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...],
                       lock_calendar: bool = True, deleted_ok: bool = False) -> Event:
-        """The event as the user sees it, its row locked, and (first, so every writer takes
-        the locks in one order: calendar, then event) its owner's calendar locked.
-        errors.NotFound when the user cannot see it (`deleted_ok`: its owner sees it deleted);
-        errors.Forbidden when their role is not one of `roles`, found before any lock is
-        taken (a viewer must not hold the owner's calendar), and again once the locks are held
-        (a role can change while a lock is awaited)."""
+        """The event as the user sees it, its row locked, then (every writer takes the locks in
+        this order: event rows, then calendars) its owner's calendar locked. errors.NotFound
+        when the user cannot see it (`deleted_ok`: its owner sees it deleted); errors.Forbidden
+        when their role is not one of `roles`, found before any lock is taken (a viewer must
+        hold nothing of the owner's) and again once the row is held (a role can change while
+        the lock is awaited). Holding the row, the owner cannot change (a transfer takes it),
+        and a writer waiting for it holds no calendar meanwhile."""
         if not 1 <= event_id < 2**63:
             raise errors.NotFound("no such event")
-        locked_owner = None
-        for _ in range(3):  # the owner can change (ownership transfer) between the reads
-            event = await event_db.find_event(tx.conn, event_id, user_id, deleted_ok)
-            if event is None:
-                raise errors.NotFound("no such event")
-            _require(event, roles)
-            if lock_calendar and event.owner_id != locked_owner:
-                await event_db.lock_calendar(tx.conn, event.owner_id)
-                locked_owner = event.owner_id
-            event = await event_db.lock_event(tx.conn, event_id, user_id, deleted_ok)
-            if event is None:
-                raise errors.NotFound("no such event")
-            _require(event, roles)
-            if not lock_calendar or event.owner_id == locked_owner:
-                return event
-        raise errors.Unavailable("the event is changing hands; try again")
+        event = await event_db.find_event(tx.conn, event_id, user_id, deleted_ok)
+        if event is None:
+            raise errors.NotFound("no such event")
+        _require(event, roles)
+        event = await event_db.lock_event(tx.conn, event_id, user_id, deleted_ok)
+        if event is None:
+            raise errors.NotFound("no such event")
+        _require(event, roles)
+        if lock_calendar:
+            await event_db.lock_calendar(tx.conn, event.owner_id)
+        return event
 
     async def _change(self, user_id: int, event_id: int, roles: tuple[str, ...], if_match: str | None,
                       build: Callable[[Tx, Event], Awaitable[Change | None]],

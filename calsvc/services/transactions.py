@@ -2,10 +2,11 @@
 unshare) in one database transaction, each done by the same code as its own route. The first
 operation that fails is raised as errors.TransactionOperation and nothing is written.
 
-Locks: the calendars the operations touch (the caller's for creates, the owners' of the events
-named by id) are taken first, in id order, then each operation takes its event's row as its
-route does; so two transactions never wait on each other in a circle (a deadlock the database
-still detects is retried by run_in_tx)."""
+Locks: the rows of the events the operations may change (by the caller's role), then the
+calendars they touch (the caller's for creates, the owners' of the events changed), each in id
+order, are taken first, as every writer takes them (rows, then calendars); then each operation
+takes what it needs as its route does, already held; so two transactions never wait on each
+other in a circle (a deadlock the database still detects is retried by run_in_tx)."""
 from __future__ import annotations
 
 import dataclasses
@@ -78,9 +79,9 @@ class TransactionService:
         return outcomes
 
     async def _lock_calendars(self, tx: Tx, user_id: int, ops: list[Op]) -> None:
-        """The calendars of the events the operations change (and the caller's, for creates),
-        then those events' rows, each in id order, before any operation takes them in its own
-        order. Only where the caller's role allows the operation: one that will answer 403
+        """The rows of the events the operations name, then the calendars of those they
+        change (and the caller's, for creates), each in id order, before any operation takes
+        them in its own order (rows before calendars, as every writer). Only where the caller's role allows the operation: one that will answer 403
         must not hold another owner's calendar or event while the operations before it run."""
         named = sorted({op.target for op in ops if isinstance(op.target, int)})
         roles = await event_db.roles_of(tx.conn, named, user_id) if named else {}
@@ -89,10 +90,10 @@ class TransactionService:
         owners = {roles[op.target][1] for op in allowed if op.kind in ("update", "delete")}
         if any(op.kind == "create" for op in ops):
             owners.add(user_id)
-        for owner in sorted(owners):
-            await event_db.lock_calendar(tx.conn, owner)
         if allowed:
             await event_db.lock_events(tx.conn, sorted({op.target for op in allowed}))
+        for owner in sorted(owners):
+            await event_db.lock_calendar(tx.conn, owner)
 
     async def _one(self, tx: Tx, user_id: int, op: Op, strategy: str, created: dict[str, int]) -> Outcome:
         if op.kind == "create":

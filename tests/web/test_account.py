@@ -201,7 +201,7 @@ async def test_closing_deletes_owned_events_leaves_the_others_and_erases_the_per
 
 async def test_closing_writes_what_the_per_event_routes_write(client, database_url):
     """An event deleted by its owner and one deleted by the close: the same version and the
-    same notification (but for the actor's name, erased by then); an event left by a user
+    same notification (the actor's name in both is the closed account's); an event left by a user
     and one left by the close: the same changelog entry and notification."""
     (closer, ch), (friend, fh), (owner, oh) = await people(client, 3)
     by_route = (await create(client, ch, title="A", description="d", location="L"))[1]
@@ -236,12 +236,12 @@ async def test_closing_writes_what_the_per_event_routes_write(client, database_u
     assert [tuple(r)[1:] for r in changes] == [("left", closer["id"], "editor", None, closer["id"])] * 2
     assert [r["event_id"] for r in changes] == [left_by_route["id"], left_by_close["id"]]
 
-    gone = f"deleted-user-{closer['id']}"
+    gone = f"deleted-user-{closer['id']}"  # the name both show (the first rewritten by the close)
     assert (await kinds(client, fh))[-2:] == [
-        ("event.deleted", by_route["id"], f'{closer["username"]} deleted "A"'),
+        ("event.deleted", by_route["id"], f'{gone} deleted "A"'),
         ("event.deleted", by_close["id"], f'{gone} deleted "A"')]
     assert (await kinds(client, oh))[-2:] == [
-        ("permission.revoked", left_by_route["id"], f'{closer["username"]} left "B"'),
+        ("permission.revoked", left_by_route["id"], f'{gone} left "B"'),
         ("permission.revoked", left_by_close["id"], f'{gone} left "B"')]
 
 

@@ -233,3 +233,23 @@ async def test_a_viewer_takes_no_lock_of_the_owners(client, database_url, held):
         await tx.rollback()
         await conn.close()
     assert await counts(database_url) == before
+
+
+async def test_a_change_waiting_for_an_event_holds_no_calendar(client, database_url):
+    """A viewer's transaction that leaves the owner's event holds its row to its end (the
+    test holds it instead): the owner's PATCH of that event waits, but holds nothing while it
+    waits, so the owner's creates go on (rows are locked before calendars)."""
+    (owner, oh), (viewer, vh) = await people(client, 2)
+    _, theirs = await create(client, oh)
+    conn, tx = await _holding(database_url, "SELECT 1 FROM events WHERE id = $1 FOR UPDATE", theirs["id"])
+    try:
+        patching = asyncio.ensure_future(client.patch(f"/api/events/{theirs['id']}", headers=oh,
+                                                      json={"title": "Renamed"}))
+        await asyncio.sleep(0.3)
+        assert not patching.done()
+        resp = await asyncio.wait_for(client.post("/api/events", headers=oh, json=LATER), timeout=3)
+        assert resp.status == 201, await resp.text()
+    finally:
+        await tx.rollback()
+        await conn.close()
+    assert (await patching).status == 200
