@@ -139,15 +139,19 @@ async def revoke_many(conn: asyncpg.Connection, event_ids: list[int], user_id: i
 
 async def find_users(conn: asyncpg.Connection, ids: list[int], usernames: list[str],
                      emails: list[str]) -> list[tuple[int, str, str]]:
-    """Live users named by id, username or email (both ignoring case): (id, username, email),
-    their rows share-locked until the transaction ends: closing an account locks its row
-    first, so a share to it either waits for the close and finds no one, or commits first and
-    is found by the close."""
+    """Live users named by id, username or email (both ignoring case): (id, username, email)."""
     rows = await conn.fetch(
         """
         SELECT id, username, email FROM users
         WHERE deleted_at IS NULL
           AND (id = ANY($1::bigint[]) OR lower(username) = ANY($2::text[]) OR lower(email) = ANY($3::text[]))
-        FOR SHARE
         """, ids, [u.lower() for u in usernames], [e.lower() for e in emails])
     return [(r["id"], r["username"], r["email"]) for r in rows]
+
+
+async def hold_live_users(conn: asyncpg.Connection, user_ids: list[int]) -> set[int]:
+    """Those of `user_ids` whose account is live, their rows share-locked until the
+    transaction ends (closing an account locks its row first)."""
+    rows = await conn.fetch("SELECT id FROM users WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL "
+                            "ORDER BY id FOR SHARE", user_ids)
+    return {r["id"] for r in rows}

@@ -69,6 +69,20 @@ class SharingService:
         changed = [(u, role) for u, action, role in changes if action == "role_changed"]
         if changed:
             self._role_changed(tx, event, user_id, [(u, names[u], role) for u, role in changed])
+        granted = sorted(u for u, _ in grants)
+
+        async def still_live() -> None:
+            # At the commit, not when they were looked up: the share holds their rows only for
+            # that moment (a long transaction must not hold up their password change or close),
+            # and a close that committed meanwhile is seen; one under way waits for this share
+            # and then leaves the event like any other.
+            gone = set(granted) - await permission_db.hold_live_users(tx.conn, granted)
+            for index, ((target, _), entry) in enumerate(zip(grants, users)):
+                if target in gone:
+                    key = next(k for k in ("user_id", "username", "email") if entry.get(k) is not None)
+                    raise errors.Validation.at((*loc, index, key), f"no user with that {key.replace('_', ' ')}")
+
+        tx.call_before_commit(still_live)
         return await permission_db.list_permissions(tx.conn, event.id)
 
     def _role_changed(self, tx: Tx, event: Event, actor_id: int, changes: list[tuple[int, str, str]]) -> None:

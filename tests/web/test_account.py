@@ -9,6 +9,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from calsvc.db import notifications as notifications_db
 from calsvc.services import accounts, notifications
 from tests.conftest import PASSWORD, assert_problem, login, register, user_with_token
 from tests.web.test_auth import bearer, me_status, refresh
@@ -401,3 +402,27 @@ async def test_a_login_checked_against_the_old_password_loses_to_its_change(clie
     finally:
         await conn.close()
     await assert_problem(await logging_in, 401, "unauthorized")
+
+
+async def test_a_share_in_a_long_transaction_does_not_hold_up_the_users_password_change(client, database_url):
+    """A share to V whose transaction goes on (here it waits, as it commits, for the lock of
+    V's notification bucket, which the test holds) holds nothing of V's meanwhile: V changes
+    their password at once; the share then commits."""
+    (owner, oh), (victim, vh) = await people(client, 2)
+    _, event = await create(client, oh)
+    conn = await asyncpg.connect(database_url)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)", notifications_db.LOCK_CLASS,
+                           victim["id"] % notifications_db.BUCKETS)
+        sharing = asyncio.ensure_future(client.post(f"/api/events/{event['id']}/share", headers=oh,
+                                                    json={"user_id": victim["id"], "role": "viewer"}))
+        await asyncio.sleep(0.3)
+        assert not sharing.done()  # waiting at its commit
+        resp = await asyncio.wait_for(change_password(client, vh), timeout=3)
+        assert resp.status == 200, await resp.text()
+    finally:
+        await tx.rollback()
+        await conn.close()
+    assert (await sharing).status == 200
