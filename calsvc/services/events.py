@@ -519,10 +519,17 @@ def _exception_text(changes: tuple[OccurrenceChange, ...]) -> int:
 BUSY = "busy"  # the title of a conflict with an event the caller cannot see (its id shown as 0)
 
 
-async def _hidden_from(tx: Tx, user_id: int, event_ids: list[int]) -> set[int]:
-    """Those of `event_ids` that `user_id` cannot see: an editor changing someone else's event
-    learns that its owner is busy then, not what with (SPEC 1: never reveal that an event exists)."""
-    return set(event_ids) - await event_db.visible_among(tx.conn, user_id, event_ids)
+async def _as_seen_by(tx: Tx, user_id: int, owner_id: int, event_ids: list[int]) -> dict[int, bool | None]:
+    """How an editor changing someone else's event may see each conflict found in the
+    owner's calendar: True, an event they can see (listed as it is); False, one they cannot
+    (listed as the owner being busy then, without what with: never reveal that an event
+    exists); None, not at all, when the owner has not given them free/busy (an event they own
+    shared with them): a transfer made by the editor is no such consent."""
+    visible = await event_db.visible_among(tx.conn, user_id, event_ids)
+    if set(event_ids) <= visible:
+        return dict.fromkeys(event_ids, True)
+    consented = bool(await event_db.users_sharing_with(tx.conn, user_id, [owner_id]))
+    return {e: True if e in visible else (False if consented else None) for e in event_ids}
 
 
 def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
@@ -1145,13 +1152,18 @@ class EventService:
                                                mine=change.check)
         except errors.SchedulingConflict as exc:
             if event.owner_id != user_id and isinstance(exc.extra.get("conflicts"), list):
-                hidden = await _hidden_from(tx, user_id, [c["event_id"] for c in exc.extra["conflicts"]])
-                exc.extra["conflicts"] = [{**c, "event_id": 0, "title": BUSY} if c["event_id"] in hidden else c
-                                          for c in exc.extra["conflicts"]]
+                items = exc.extra["conflicts"]
+                shown = await _as_seen_by(tx, user_id, event.owner_id, [c["event_id"] for c in items])
+                exc.extra["conflicts"] = [c if shown[c["event_id"]] else {**c, "event_id": 0, "title": BUSY}
+                                          for c in items if shown[c["event_id"]] is not None]
+                if len(exc.extra["conflicts"]) < len(items):
+                    exc.detail += (f" ({len(items) - len(exc.extra['conflicts'])} of them with events you cannot "
+                                   "see, in a calendar whose busy times are not shown to you)")
             raise
         if event.owner_id != user_id and found:
-            hidden = await _hidden_from(tx, user_id, [b.event_id for b in found])
-            found = [dataclasses.replace(b, event_id=0, title=BUSY) if b.event_id in hidden else b for b in found]
+            shown = await _as_seen_by(tx, user_id, event.owner_id, [b.event_id for b in found])
+            found = [b if shown[b.event_id] else dataclasses.replace(b, event_id=0, title=BUSY)
+                     for b in found if shown[b.event_id] is not None]
         if draft is not change.draft:  # moved by shift
             new = snapshot(draft, event.owner_id)
             fields = changed_fields(old, new)

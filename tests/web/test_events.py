@@ -452,3 +452,38 @@ async def test_events_spanning_a_dst_change_are_measured_in_elapsed_time(client)
         **berlin, "title": "f", "start_time": "2026-03-29T01:30:00+01:00", "end_time": "2026-03-29T03:30:00+02:00",
         "recurrence": {"rrule": "FREQ=DAILY;COUNT=2"}})
     assert resp.status == 201, await resp.text()
+
+
+async def test_a_transfer_is_no_consent_to_see_busy_times(client):
+    """An editor changing someone else's event learns of the owner's other events only as
+    free/busy would show them: after handing an event over to a victim (no act of the
+    victim's), its old owner cannot read the victim's busy times off conflict answers; once
+    the victim shares an event of their own with them, the hidden ones show as "busy"."""
+    (asker, ah), (victim, vh), (third, th) = [(u, h) for u, _, h in [await user_with_token(client) for _ in range(3)]]
+    _, private = await create(client, th, title="Private", start_time="2027-01-04T10:00:00Z",
+                              end_time="2027-01-04T11:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{private['id']}/share", headers=th, json={"user_id": victim["id"], "role": "viewer"})
+    assert resp.status == 200
+    _, handed = await create(client, ah, title="Handed", start_time="2027-02-01T09:00:00Z",
+                             end_time="2027-02-01T10:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{handed['id']}/share", headers=ah, json={"user_id": victim["id"], "role": "editor"})
+    assert resp.status == 200
+    resp = await client.put(f"/api/events/{handed['id']}/permissions/{victim['id']}", headers=ah, json={"role": "owner"})
+    assert resp.status == 200
+    january = {"start_time": "2027-01-01T00:00:00Z", "end_time": "2027-01-31T00:00:00Z"}
+    body = await assert_problem(await client.patch(f"/api/events/{handed['id']}", headers=ah, json=january),
+                                409, "scheduling-conflict")
+    assert body["conflicts"] == [] and "cannot see" in body["detail"]
+    resp = await client.patch(f"/api/events/{handed['id']}", headers=ah, json=january, params={"on_conflict": "allow"})
+    assert resp.status == 200 and (await resp.json())["conflicts"] == []
+    resp = await client.patch(f"/api/events/{handed['id']}", headers=ah, json={
+        "start_time": "2027-02-01T09:00:00Z", "end_time": "2027-02-01T10:00:00Z"})
+    assert resp.status == 200
+    _, own = await create(client, vh, title="Own", start_time="2027-03-01T09:00:00Z",
+                          end_time="2027-03-01T10:00:00Z", timezone="UTC")
+    resp = await client.post(f"/api/events/{own['id']}/share", headers=vh, json={"user_id": asker["id"], "role": "viewer"})
+    assert resp.status == 200
+    body = await assert_problem(await client.patch(f"/api/events/{handed['id']}", headers=ah, json=january),
+                                409, "scheduling-conflict")
+    assert body["conflicts"] == [{"event_id": 0, "title": "busy", "start_time": "2027-01-04T10:00:00Z",
+                                  "end_time": "2027-01-04T11:00:00Z"}]
