@@ -439,8 +439,16 @@ def _busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
 def _decide(mine: list[tuple[dt.datetime, dt.datetime]], events: list[Event], lower: dt.datetime,
             upper: dt.datetime, exclude: int | None, near: conflicts.Cover | None) -> list[conflicts.Busy]:
     """The conflicts of the intervals `mine` (covering `near`, when more than one) with the
-    calendar `events` in [lower, upper)."""
-    return conflicts.find_conflicts(mine, _busy(events, lower, upper, exclude, near))
+    calendar `events` in [lower, upper): the first LISTED of them."""
+    return conflicts.find_conflicts(mine, _busy(events, lower, upper, exclude, near), LISTED)
+
+
+def _much_work(occurrences: int, candidates: list[Event], lower: dt.datetime, upper: dt.datetime) -> bool:
+    """Whether deciding a check is more than a few milliseconds of CPU: a draft of many
+    occurrences, many candidates, or series to expand over more than a couple of days (what
+    a check costs grows with the calendar, not only with the draft)."""
+    return (occurrences > MANY_OCCURRENCES or len(candidates) > 256
+            or (upper - lower > 2 * _DAY and any(e.rrule is not None for e in candidates)))
 
 
 async def _window_work(work: Callable[[], T]) -> T:
@@ -661,6 +669,10 @@ class Change:
     summary: str | None = None  # what the others read (services.notifications); None: the fields changed
 
 
+# Conflicts listed for one change (a 409's, or the answer's under allow): a year-long event
+# over ten hourly series would list 80,000.
+LISTED = 1000
+_DAY = dt.timedelta(days=1)
 # Conflicts listed for one item of a batch (its 409's, or its answer's under allow): 500 items
 # that all overlap would otherwise list each other's occurrences, 90 million of them.
 BATCH_LISTED = 100
@@ -874,7 +886,7 @@ class EventService:
         near = conflicts.Cover(mine) if len(mine) > 1 else None
         pieces = near.pieces if near is not None and len(near.pieces) <= PROBED_PIECES else None
         candidates = await self._calendar(tx.conn, owner_id, lower, upper, tx, pieces)
-        if len(mine) > MANY_OCCURRENCES:  # CPU work of tens of milliseconds: off the event loop
+        if _much_work(len(mine), candidates, lower, upper):  # off the event loop
             found = await asyncio.get_running_loop().run_in_executor(
                 _CHECKS, _decide, mine, candidates, lower, upper, exclude, near)
         else:
@@ -884,8 +896,9 @@ class EventService:
         if strategy == "shift":
             start, until = _shift_window(draft)
             around = await self._calendar(tx.conn, owner_id, start, until, tx)
-            return _shift(draft, [(b.start, b.end) for b in _busy(around, start, until, exclude)], found), []
-        raise _conflict(found)
+            busy = await asyncio.get_running_loop().run_in_executor(_CHECKS, _busy, around, start, until, exclude)
+            return _shift(draft, [(b.start, b.end) for b in busy], found), []
+        raise _conflict(found, LISTED)
 
     async def _insert(self, tx: Tx, user_id: int, draft: Draft, strategy: str,
                       record: Recorder | None) -> tuple[Event, list[conflicts.Busy]]:

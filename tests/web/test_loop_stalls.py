@@ -104,3 +104,20 @@ async def test_a_batch_brings_at_most_500000_occurrences_to_its_check(client, da
     body = await assert_problem(resp, 422, "validation")
     assert body["errors"][0]["loc"] == ["body", "events"] and "500,000" in body["detail"]
     assert stall[0] < STALL, f"the loop was held {stall[0]:.3f} s"
+
+
+async def test_a_single_event_over_a_crowded_calendar_is_checked_off_the_loop(client):
+    """One event of a year over ten hourly series: few occurrences of its own, 80,000 of the
+    calendar's to expand. The check runs in a thread; the 409 lists the first 1,000."""
+    _, _, headers = await user_with_token(client)
+    items = [{**DAILY, "title": f"Hourly {i}", "start_time": f"2027-01-01T00:{i * 5:02d}:00Z",
+              "end_time": f"2027-01-01T00:{i * 5 + 5:02d}:00Z", "recurrence": {"rrule": "FREQ=HOURLY;COUNT=8000"}}
+             for i in range(10)]
+    resp = await client.post("/api/events/batch", headers=headers, json={"events": items})
+    assert resp.status == 201, await resp.text()
+    year = {"title": "Sabbatical", "start_time": "2027-01-01T00:00:00Z", "end_time": "2027-12-31T00:00:00Z"}
+    async with longest_stall() as stall:
+        resp = await client.post("/api/events", headers=headers, json=year)
+    body = await assert_problem(resp, 409, "scheduling-conflict")
+    assert len(body["conflicts"]) == 1000 and "at least 1000" in body["detail"]
+    assert stall[0] < STALL, f"the loop was held {stall[0]:.3f} s"
