@@ -451,6 +451,32 @@ def _much_work(occurrences: int, candidates: list[Event], lower: dt.datetime, up
             or (upper - lower > 2 * _DAY and any(e.rrule is not None for e in candidates)))
 
 
+def _costly(rows: list[Event]) -> bool:
+    """Whether deciding which of `rows` a window holds, or expanding them, may take more than
+    a few milliseconds: many series, or one whose occurrences may_occur cannot place (a rule
+    such as 29 February on a Monday is walked day by day over decades)."""
+    series = [e for e in rows if e.rrule is not None]
+    return len(series) > 16 or any(not recurrence.is_plain(series_of(e)) for e in series)
+
+
+def _in_window_of(rows: list[Event], start: dt.datetime | None, end: dt.datetime | None) -> list[Event]:
+    return [e for e in rows if in_window(e, start, end)]
+
+
+def _occurrences_in(rows: list[Event], start: dt.datetime, end: dt.datetime, limit: int) -> list[Occurrence]:
+    """The occurrences of `rows` in the window, each expansion only as far as `limit` still
+    allows; errors.Validation past it."""
+    found: list[Occurrence] = []
+    for event in rows:
+        try:
+            found += occurrences_of(event, start, end, cancelled=False, limit=limit - len(found))
+        except errors.Validation:
+            raise errors.Validation.at(
+                ("query", "end"), f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; "
+                                  "ask for a shorter window") from None
+    return found
+
+
 async def _window_work(work: Callable[[], T]) -> T:
     """`work()` (expanding the calendars of a window) in a thread; errors.Validation when
     the window holds more occurrences than CHECK_LIMIT."""
@@ -1205,11 +1231,15 @@ class EventService:
             while True:
                 rows = await event_db.list_visible(conn, user_id, role=role, window=window, q=q,
                                                    after=after, limit=limit + 1)
-                for event in rows:
-                    if window is None or in_window(event, start, end):
-                        page.append(event)
-                        if len(page) > limit:
-                            return page[:limit], True
+                if window is not None:
+                    rows_in = await off_loop(_in_window_of, rows, start, end) if _costly(rows) else (
+                        _in_window_of(rows, start, end))
+                else:
+                    rows_in = rows
+                for event in rows_in:
+                    page.append(event)
+                    if len(page) > limit:
+                        return page[:limit], True
                 if len(rows) <= limit:
                     return page, False
                 after = (rows[-1].start_time, rows[-1].id)
@@ -1225,14 +1255,9 @@ class EventService:
             while True:
                 rows = await event_db.list_visible(conn, user_id, role=role, window=(start, end), q=q,
                                                    after=after, limit=500)
-                for event in rows:  # each expansion only as far as the bound still allows
-                    try:
-                        found.extend(occurrences_of(event, start, end, cancelled=False,
-                                                    limit=recurrence.MAX_OCCURRENCES - len(found)))
-                    except errors.Validation:
-                        raise errors.Validation.at(
-                            ("query", "end"), f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; "
-                                              "ask for a shorter window") from None
+                left = recurrence.MAX_OCCURRENCES - len(found)
+                found += await off_loop(_occurrences_in, rows, start, end, left) if _costly(rows) else (
+                    _occurrences_in(rows, start, end, left))
                 if len(rows) < 500:
                     break
                 after = (rows[-1].start_time, rows[-1].id)
