@@ -152,36 +152,55 @@ def earliest_free_slot(start: dt.datetime, duration: dt.timedelta, busy: Iterabl
     return start if t == begin else t.astimezone(start.tzinfo)
 
 
-def overlapping_pairs(occurrences: Iterable[Busy]) -> list[Overlap]:
+def overlapping_pairs(occurrences: Iterable[Busy], after: tuple[dt.datetime, int, int, dt.datetime] | None = None,
+                      limit: int | None = None) -> list[Overlap]:
     """Every overlap between occurrences of two different events (GET /api/events/conflicts):
     one item per overlapping pair of occurrences, ordered by (start, first_id, second_id,
     end), identical items (two occurrences of one series overlapping another event over the
-    same interval) once. Occurrences of the same event never pair; duplicates of one
-    (event_id, start instant) count once. An empty list when nothing overlaps."""
+    same interval) once; only those after the key `after`, and the first `limit` of them.
+    Occurrences of the same event never pair; duplicates of one (event_id, start instant)
+    count once. An empty list when nothing overlaps."""
     # Sweep by start, keeping the occurrences still running grouped by event, so an event
-    # whose own occurrences overlap each other costs nothing per pair.
+    # whose own occurrences overlap each other costs nothing per pair. An overlap starts where
+    # the later of its two occurrences does, so the pairs come in order of start: each start's
+    # few are ordered as they come, and the sweep stops once the page is full (a calendar of
+    # series overlapping at every hour has a million pairs; one sort of them all held the
+    # interpreter lock for a second).
     running: dict[int, dict[int, dt.datetime]] = {}  # event_id -> seq -> end
     ending: list[tuple[dt.datetime, int, int]] = []  # heap of (end, seq, event_id)
-    pairs: list[Overlap] = []
+    out: list[Overlap] = []
+    group: set[Overlap] = set()
     counter = itertools.count()
+
+    def flush() -> bool:
+        out.extend(p for p in sorted(group, key=_pair_key) if after is None or _pair_key(p) > after)
+        group.clear()
+        return limit is not None and len(out) >= limit
+
     for start, end, item in _unique(occurrences):
+        if group and next(iter(group)).start != start and flush():
+            return out[:limit]
         while ending and ending[0][0] <= start:
             _, seq, event_id = heapq.heappop(ending)
-            group = running[event_id]
-            del group[seq]
-            if not group:
+            running_group = running[event_id]
+            del running_group[seq]
+            if not running_group:
                 del running[event_id]
-        for event_id, group in running.items():
+        for event_id, running_group in running.items():
             if event_id == item.event_id:
                 continue
             low, high = sorted((event_id, item.event_id))
-            for other_end in group.values():
-                pairs.append(Overlap(low, high, start, min(end, other_end)))
+            for other_end in running_group.values():
+                group.add(Overlap(low, high, start, min(end, other_end)))
         seq = next(counter)
         running.setdefault(item.event_id, {})[seq] = end
         heapq.heappush(ending, (end, seq, item.event_id))
-    # two occurrences of one series can overlap another event alike: one item per overlap
-    return sorted(set(pairs), key=lambda p: (p.start, p.first_id, p.second_id, p.end))
+    flush()
+    return out if limit is None else out[:limit]
+
+
+def _pair_key(pair: Overlap) -> tuple[dt.datetime, int, int, dt.datetime]:
+    return pair.start, pair.first_id, pair.second_id, pair.end
 
 
 class Calendar:

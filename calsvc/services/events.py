@@ -1264,15 +1264,17 @@ class EventService:
         found.sort(key=order_key)
         return found
 
-    async def overlapping_pairs(self, user_id: int, start: dt.datetime,
-                                end: dt.datetime) -> list[conflicts.Overlap]:
-        """Pairs of events in the user's calendar with overlapping occurrences in the window."""
+    async def overlapping_pairs(self, user_id: int, start: dt.datetime, end: dt.datetime,
+                                after: tuple[dt.datetime, int, int, dt.datetime] | None,
+                                limit: int) -> list[conflicts.Overlap]:
+        """The first `limit` pairs (after the key `after`) of events in the user's calendar with
+        overlapping occurrences in the window (see conflicts.overlapping_pairs)."""
         check_window(start, end)
         async with self.db.acquire() as conn:
             events = await self._calendar(conn, user_id, start, end)
 
         def work() -> list[conflicts.Overlap]:
-            return conflicts.overlapping_pairs(_busy(events, start, end, None, limit=CHECK_LIMIT))
+            return conflicts.overlapping_pairs(_busy(events, start, end, None, limit=CHECK_LIMIT), after, limit)
 
         return await _window_work(work)
 

@@ -356,14 +356,14 @@ async def list_occurrences(request: web.Request, user: models.User, query: schem
 
 
 async def list_conflicts(request: web.Request, user: models.User, query: schemas.WindowQuery) -> web.Response:
-    pairs = await request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end)
+    last = None
     if query.cursor:  # items are unique by (start, ids, end), their order
         stamp, first, second, until = codec.decode_cursor(query.cursor, (str, int, int, str))
         try:
             last = (_aware(stamp), first, second, _aware(until))
         except ValueError:
-            raise codec.invalid_cursor() from None
-        pairs = [p for p in pairs if (p.start, p.first_id, p.second_id, p.end) > last]
+            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
+    pairs = await request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end, last, query.limit + 1)
     page = pairs[: query.limit]
     cursor = None
     if len(pairs) > query.limit:

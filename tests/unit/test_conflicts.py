@@ -4,6 +4,7 @@ random occurrences in several zones around a DST change, against brute force."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 from zoneinfo import ZoneInfo
 
@@ -331,3 +332,26 @@ def test_overlapping_pairs_match_every_pair(calendar):
     pairs = overlapping_pairs(calendar)
     assert [(p.first_id, p.second_id, p.start.timestamp(), p.end.timestamp()) for p in pairs] == expected
     assert all(p.start.tzinfo is UTC and p.end.tzinfo is UTC for p in pairs)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_overlapping_pairs_page_by_page_is_the_whole_list(seed):
+    """Asked for the pairs after a key, at most so many, the sweep stops early: page after
+    page, the same list as asked for all at once."""
+    rng = random.Random(seed)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    busy = []
+    for i in range(rng.randint(0, 80)):
+        start = base + dt.timedelta(minutes=15 * rng.randint(0, 200))
+        busy.append(Busy(i % 25, f"e{i}", start, start + dt.timedelta(minutes=15 * rng.randint(0, 12))))
+    whole = overlapping_pairs(busy)
+    size = rng.randint(1, 7)
+    paged, after = [], None
+    while True:
+        page = overlapping_pairs(busy, after, size + 1)
+        paged += page[:size]
+        if len(page) <= size:
+            break
+        last = page[size - 1]
+        after = (last.start, last.first_id, last.second_id, last.end)
+    assert paged == whole
