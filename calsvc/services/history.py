@@ -11,12 +11,15 @@ import orjson
 
 from calsvc import errors
 from calsvc.db import history as history_db
-from calsvc.db.pool import Database
+from calsvc.db.pool import Database, off_loop
 
 # The fields of an event a version keeps, as the API names them (a snapshot stores the rule,
 # EXDATEs and RDATEs apart: they are one field, `recurrence`).
 FIELDS = ("title", "description", "location", "start_time", "end_time", "timezone", "all_day",
           "recurrence", "exceptions")
+
+
+BIG_PAGE = 256 * 1024  # characters of snapshots in a changelog page past which it is compared in a thread
 
 
 def shown(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +61,21 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: 
     for field in FIELDS:
         before = None if old is None else old[field]
         if old is None or not same(field, before, new[field]):
-            changes.append({"field": field, "old": before, "new": new[field]})
+            after = new[field]
+            if field == "exceptions" and old is not None:
+                before, after = _changed_exceptions(before, after)
+            changes.append({"field": field, "old": before, "new": after})
     return changes
+
+
+def _changed_exceptions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[list, list]:
+    """Of two lists of a series' exceptions, those that differ (by occurrence), each side's
+    own: a change of one occurrence of a series with 1,000 of them lists one or two, not
+    2,000."""
+    before = {e["occurrence_start"]: e for e in old}
+    after = {e["occurrence_start"]: e for e in new}
+    return ([e for k, e in before.items() if after.get(k) != e],
+            [e for k, e in after.items() if before.get(k) != e])
 
 
 def description_diff(old: str, new: str, old_version: int, new_version: int) -> list[str]:
@@ -157,7 +173,12 @@ class HistoryService:
     async def changelog(self, user_id: int, event_id: int, after_seq: int, limit: int) -> list[Entry]:
         async with self.db.acquire() as conn:
             await self._check(conn, user_id, event_id)
-            return [_entry(r) for r in await history_db.changelog(conn, event_id, after_seq, limit)]
+            rows = await history_db.changelog(conn, event_id, after_seq, limit)
+        # Each version's snapshot and the one before it parsed and compared: up to 500 pairs
+        # of snapshots that may each be hundreds of kilobytes (a series' exceptions)
+        if sum(len(r["snapshot"] or "") for r in rows) > BIG_PAGE:
+            return await off_loop(lambda: [_entry(r) for r in rows])
+        return [_entry(r) for r in rows]
 
     async def diff(self, user_id: int, event_id: int, first: int, second: int) -> Diff:
         async with self.db.acquire() as conn:

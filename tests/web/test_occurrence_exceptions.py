@@ -272,6 +272,14 @@ async def test_a_series_keeps_at_most_1000_exceptions(client, database_url):
     assert resp.status == 200, await resp.text()
     items = await occurrences(client, headers, event, window="start=2026-01-08T00:00:00Z&end=2026-01-09T00:00:00Z")
     assert [(o["title"], o["cancelled"]) for o in items] == [("Back, renamed", False)]
+    # the changelog shows the occurrence each version changed, not the 1,000 others
+    resp = await client.get(f"/api/events/{event['id']}/changelog", headers=headers)
+    *_, renamed, back = (await resp.json())["items"]
+    [change] = back["changes"]
+    assert change == {"field": "exceptions", "new": [
+        {"occurrence_start": "2026-01-08T08:00:00+00:00", "cancelled": False, "title": "Back, renamed"}], "old": [
+        {"occurrence_start": "2026-01-08T08:00:00+00:00", "cancelled": True}]}
+    assert [len(c["old"]) + len(c["new"]) for c in renamed["changes"]] == [2]
 
 
 async def test_the_changed_occurrences_of_a_series_hold_at_most_100000_characters(client):
