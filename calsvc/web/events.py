@@ -1,6 +1,7 @@
 """Handlers of /api/events."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -144,12 +145,17 @@ async def once(request: web.Request, user: models.User, body: msgspec.Struct, qu
             if stored is None:  # the other request's answer expired at once: cannot happen in 24 h
                 raise errors.Unavailable("try again") from None
     headers = {"Idempotent-Replayed": "true"}
-    value = orjson.loads(stored.body)
-    if stored.location:
+    if stored.location:  # one event created: its answer is small, and has the version
+        value = orjson.loads(stored.body)
         headers["Location"] = stored.location
-    if isinstance(value, dict) and "version" in value:
         headers.update({"ETag": f'"{value["version"]}"', "Vary": "Accept"})
-    return codec.respond(request, value, status=stored.status, headers=headers)
+        return codec.respond(request, value, status=stored.status, headers=headers)
+    # a batch's or a transaction's answer, megabytes maybe: sent as stored when JSON is wanted,
+    # converted in a thread otherwise
+    if (request.get(keys.MEDIA) or codec.JSON) == codec.JSON:
+        return web.Response(body=stored.body, status=stored.status, content_type=codec.JSON, headers=headers)
+    body = await asyncio.to_thread(lambda: codec.encode(orjson.loads(stored.body), codec.MSGPACK))
+    return web.Response(body=body, status=stored.status, content_type=codec.MSGPACK, headers=headers)
 
 
 def _respond(request: web.Request, answer: Answer) -> web.Response:

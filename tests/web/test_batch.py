@@ -203,6 +203,20 @@ async def test_idempotent_create_returns_the_first_answer(client, database_url):
                          422, "validation")
 
 
+async def test_a_batch_answer_is_replayed_as_stored_or_converted(client, database_url):
+    _, _, headers = await user_with_token(client)
+    keyed = {**headers, "Idempotency-Key": "batch-replay"}
+    body = {"events": [item(i) for i in range(3)]}
+    first = await client.post("/api/events/batch", json=body, headers=keyed)
+    again = await client.post("/api/events/batch", json=body, headers=keyed)
+    packed = await client.post("/api/events/batch", json=body, headers={**keyed, "Accept": "application/msgpack"})
+    assert first.status == again.status == packed.status == 201
+    assert await again.read() == await first.read() and again.headers["Idempotent-Replayed"] == "true"
+    assert packed.content_type == "application/msgpack"
+    assert msgpack.unpackb(await packed.read()) == await first.json()
+    assert await count_events(database_url) == 3
+
+
 async def test_failed_requests_are_not_remembered(client, database_url):
     _, _, headers = await user_with_token(client)
     await client.post("/api/events", json=item(0), headers=headers)
