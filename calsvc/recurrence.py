@@ -635,6 +635,26 @@ def _whole_periods(freq: str, start: dt.datetime, target: dt.datetime) -> int:
     return int((target - start).total_seconds() // 3600)
 
 
+_ROUGH_PERIOD = {"YEARLY": dt.timedelta(days=365), "MONTHLY": dt.timedelta(days=28),
+                 "WEEKLY": dt.timedelta(days=7), "DAILY": dt.timedelta(days=1), "HOURLY": dt.timedelta(hours=1)}
+
+
+def rough_count(series: Series, lower: dt.datetime, upper: dt.datetime) -> int:
+    """About how many occurrences `series` has in [lower, upper), at most (each BY list that
+    can multiply a period's occurrences counted as if it did), without walking the rule: how
+    much work expanding it is."""
+    if series.parts is None:
+        return 1 + len(series.rdates)
+    parts = series.parts
+    periods = (upper - lower) / (_ROUGH_PERIOD[parts["FREQ"]] * int(parts.get("INTERVAL", 1)))
+    per_period = 1
+    for name in ("BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYHOUR", "BYMINUTE", "BYSECOND", "BYMONTH"):
+        if name in parts:
+            per_period *= len(parts[name].split(","))
+    count = int(periods + 1) * per_period + len(series.rdates)
+    return min(count, int(parts["COUNT"])) if "COUNT" in parts else count
+
+
 def check_window(start: dt.datetime, end: dt.datetime) -> None:
     if end <= start:
         raise RecurrenceError("the window's end must be after its start")

@@ -704,6 +704,7 @@ _DAY = dt.timedelta(days=1)
 BATCH_LISTED = 100
 BATCH_OCCURRENCES = 500_000  # occurrences a batch may bring to its conflict check
 MANY_SERIES = 32  # series in a batch from which its check runs in a process of its own
+HEAVY_OCCURRENCES = 20_000  # or occurrences (roughly counted)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -754,6 +755,15 @@ def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str, atomic: boo
                                        key=lambda interval: interval[0].astimezone(dt.timezone.utc)))
     lower, upper = (min(r[0] for r in reach), max(r[1] for r in reach)) if reach else (EARLIEST, EARLIEST)
     return BatchPlan(drafts, mine, lower, upper, near, near.pieces if len(near.pieces) <= PROBED_PIECES else None)
+
+
+def _heavy_batch(drafts: list[Draft | errors.Problem]) -> bool:
+    """Whether checking a batch is seconds of work (for services.offload): many series, or
+    occurrences that a rough count puts past HEAVY_OCCURRENCES."""
+    series = [d for d in drafts if isinstance(d, Draft) and d.series is not None]
+    if len(series) > MANY_SERIES:
+        return True
+    return sum(recurrence.rough_count(d.series, *_check_range(d)) for d in series) > HEAVY_OCCURRENCES
 
 
 def _batch_range(drafts: list[Draft | errors.Problem], strategy: str) -> tuple[dt.datetime, dt.datetime]:
@@ -948,8 +958,12 @@ class EventService:
         drafts = await off_loop(self._check_items, items, strategy)
         if atomic:
             self._raise_first(drafts)
-        return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, strategy,
-                               atomic, record)
+        if not _heavy_batch(drafts):
+            return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, strategy,
+                                   atomic, record, False)
+        async with self.offload.turn():  # before the transaction: waiting, it holds nothing
+            return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, strategy,
+                                   atomic, record, True)
 
     @staticmethod
     def _check_items(items: list[dict[str, Any] | errors.Problem], strategy: str) -> list[Draft | errors.Problem]:
@@ -974,7 +988,8 @@ class EventService:
                 raise errors.BatchItem.of(index, result)
 
     async def _insert_many(self, tx: Tx, user_id: int, drafts: list[Draft | errors.Problem], strategy: str,
-                           atomic: bool, record: Recorder | None) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
+                           atomic: bool, record: Recorder | None,
+                           heavy: bool) -> list[tuple[Event, list[conflicts.Busy]] | errors.Problem]:
         if record is not None:
             await record.claim(tx)
         await event_db.lock_calendar(tx.conn, user_id)
@@ -984,7 +999,7 @@ class EventService:
             # CPU work (expanding every item, the calendar's series, the placement) in a thread:
             # the loop only reads the candidates in between
             loop = asyncio.get_running_loop()
-            if sum(1 for d in drafts if isinstance(d, Draft) and d.series is not None) > MANY_SERIES:
+            if heavy:
                 # seconds of work: in a process of its own, the calendar read over the whole range
                 lower, upper = _batch_range(drafts, strategy)
                 candidates = await self._calendar(tx.conn, user_id, lower, upper, tx)

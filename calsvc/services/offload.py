@@ -10,18 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 from calsvc import errors
 
 T = TypeVar("T")
 
 
+MAX_WAITING = 4  # requests waiting for their turn at the child, past which one gets a 503
+
+
 class Offload:
     def __init__(self) -> None:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._turns = asyncio.Semaphore(1)  # the child does one thing at a time
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """The child's next turn, to be waited for before the work takes any connection or
+        lock (a request queued behind others holds nothing meanwhile); errors.Unavailable when
+        MAX_WAITING requests are waiting already."""
+        if self._waiting >= MAX_WAITING:
+            raise errors.Unavailable("too many large batches are being checked; try again shortly")
+        self._waiting += 1
+        try:
+            await self._turns.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the child process (a module-level function; arguments and result

@@ -14,6 +14,7 @@ from dateutil.relativedelta import relativedelta
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from calsvc import recurrence as recurrence_module
 from calsvc.recurrence import (
     may_occur, stored_parts,
     MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, has_occurrence, occurrence_starts,
@@ -1294,3 +1295,20 @@ def test_a_rule_that_occurs_once_in_decades_is_found_with_one_walk():
     assert not has_occurrence(series, dt.datetime(2045, 1, 1, tzinfo=UTC), None)
     assert has_occurrence(series, dt.datetime(2043, 1, 1, tzinfo=UTC), None)
     assert time.perf_counter() - began < 0.5
+
+
+@pytest.mark.parametrize("rule", ["FREQ=DAILY", "FREQ=HOURLY;COUNT=500", "FREQ=WEEKLY;BYDAY=MO,WE,FR",
+                                  "FREQ=MONTHLY;BYDAY=1MO,3MO", "FREQ=MONTHLY;BYMONTHDAY=1,15,-1",
+                                  "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", "FREQ=DAILY;BYHOUR=9,12,15;BYMINUTE=0,30",
+                                  "FREQ=WEEKLY;INTERVAL=3", "FREQ=DAILY;BYMONTH=2,3;BYDAY=MO"])
+def test_a_rough_count_is_never_below_the_real_one(rule):
+    tz = ZoneInfo("Europe/Berlin")
+    start = dt.datetime(2026, 1, 5, 9, tzinfo=tz)
+    series = recurrence_module.prepare(start, dt.timedelta(minutes=30), tz, recurrence_module.parse_rule(rule, tz))
+    for days in (1, 30, 731):
+        upper = start + dt.timedelta(days=days)
+        real = len(recurrence_module.occurrence_starts(series, start, upper, limit=100_000))
+        rough = recurrence_module.rough_count(series, start, upper)
+        assert real <= rough, (days, real, rough)
+        if "BYMONTH=" not in rule:  # only filters make it much rougher
+            assert rough <= 4 * real + 40, (days, real, rough)
