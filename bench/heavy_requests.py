@@ -21,6 +21,7 @@ default configuration (one worker, the access log on at INFO) but rate limits of
 alone sends thousands of requests a minute) and 10-hour access tokens.
 
     .venv/bin/python bench/heavy_requests.py [--pg postgresql://postgres@127.0.0.1:5432] [--markdown FILE]
+        [--only exceptions]
 """
 from __future__ import annotations
 
@@ -145,6 +146,10 @@ async def run(args: argparse.Namespace) -> list[str]:
                 "title": "Probe", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T10:00:00Z"})
             probe_path = f"/api/events/{json.loads(body)['id']}"
 
+            if args.only == "exceptions":
+                rows.append(await exceptions(api))
+                return rows
+
             async def quiet() -> None:
                 await asyncio.sleep(3)
 
@@ -222,6 +227,7 @@ def main() -> int:
     parser.add_argument("--pg", default=os.environ.get("CALSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"))
     parser.add_argument("--server-log", default="/tmp/calsvc-heavy.log")
     parser.add_argument("--markdown")
+    parser.add_argument("--only", choices=["exceptions"], help="run this scenario alone")
     args = parser.parse_args()
     rows = asyncio.run(run(args))
     head = ["| scenario | heavy request | requests measured | p50 ms | p99 ms | max ms | |",
