@@ -227,7 +227,13 @@ class Calendar:
                 length = (end - start) // _MICROSECOND
                 grouped.setdefault(length.bit_length(), []).append((start, next(self._seq), end, item))
         for size, entries in grouped.items():
-            self._classes.setdefault(size, SortedList()).update(entries)
+            kept = self._classes.get(size)
+            if kept is None:
+                self._classes[size] = SortedList(entries)
+            elif len(entries) == 1:
+                kept.add(entries[0])
+            else:
+                kept.update(entries)
 
     def _overlapping(self, start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, int, Busy]]:
         """(UTC start, sequence, occurrence) of those overlapping [start, end) (UTC), class by class."""
@@ -246,7 +252,12 @@ class Calendar:
         of the intervals' union: at most `limit` of them (the first found, going through the
         pieces in time order), ordered by (start, event_id)."""
         found: dict[tuple[int, dt.datetime], Busy] = {}
-        for start, end in merge_intervals(intervals):
+        if not self._classes:
+            return []
+        intervals = list(intervals)
+        pieces = merge_intervals(intervals) if len(intervals) > 1 else [
+            (_utc(s), _utc(e)) for s, e in intervals if _utc(s) < _utc(e)]
+        for start, end in pieces:
             for s, _, item in self._overlapping(start, end):
                 found.setdefault((item.event_id, s), item)
                 if limit is not None and len(found) >= limit:

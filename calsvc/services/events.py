@@ -372,6 +372,7 @@ CHECK_LIMIT = 100_000
 MANY_OCCURRENCES = 32
 PIECES_ONE_BY_ONE = 200  # up to this many (merged) draft occurrences, series are tested piece by piece
 PROBED_PIECES = 2000     # up to this many, the candidate query probes the calendar once per piece
+PROBE_SPAN = dt.timedelta(days=31)  # ... of a batch, when they span more than this
 # Threads of their own: a check waits for one inside its transaction, holding the calendar's
 # lock and a connection, so it must not queue behind bcrypt or batch validation (the default
 # executor's).
@@ -754,7 +755,10 @@ def _plan_batch(drafts: list[Draft | errors.Problem], strategy: str, atomic: boo
     near = conflicts.Cover(heapq.merge(reach if strategy == "shift" else (), *mine.values(),
                                        key=lambda interval: interval[0].astimezone(dt.timezone.utc)))
     lower, upper = (min(r[0] for r in reach), max(r[1] for r in reach)) if reach else (EARLIEST, EARLIEST)
-    return BatchPlan(drafts, mine, lower, upper, near, near.pieces if len(near.pieces) <= PROBED_PIECES else None)
+    # probing the calendar once per piece pays when the pieces are few in a long range (series
+    # over two years); a batch of events within weeks reads the range at once
+    probe = len(near.pieces) <= PROBED_PIECES and upper - lower > PROBE_SPAN
+    return BatchPlan(drafts, mine, lower, upper, near, near.pieces if probe else None)
 
 
 def _heavy_batch(drafts: list[Draft | errors.Problem]) -> bool:
@@ -1005,16 +1009,25 @@ class EventService:
                 candidates = await self._calendar(tx.conn, user_id, lower, upper, tx)
                 results, rows = await self.offload.run(_check_batch, drafts, candidates, strategy, atomic, user_id)
             else:
-                plan = await loop.run_in_executor(_CHECKS, _plan_batch, drafts, strategy, atomic)
+                # events without a rule (most batches): a few milliseconds, not worth a thread
+                single = all(d.series is None for d in drafts if isinstance(d, Draft))
+                plan = _plan_batch(drafts, strategy, atomic) if single else (
+                    await loop.run_in_executor(_CHECKS, _plan_batch, drafts, strategy, atomic))
                 candidates = await self._calendar(tx.conn, user_id, plan.lower, plan.upper, tx,
                                                   plan.pieces) if plan.mine else []
-                results, rows = await loop.run_in_executor(_CHECKS, _place_batch, plan, candidates, strategy, atomic,
-                                                           user_id)
+                if single and not _much_work(0, candidates, plan.lower, plan.upper):
+                    results, rows = _place_batch(plan, candidates, strategy, atomic, user_id)
+                else:
+                    results, rows = await loop.run_in_executor(_CHECKS, _place_batch, plan, candidates, strategy,
+                                                               atomic, user_id)
         placed = [(i, r) for i, r in enumerate(results) if isinstance(r, tuple)]
         if placed:
             events = await event_db.insert_events(tx.conn, user_id, rows)
-            # tens of thousands of conflicts to rename when the items overlap: in a thread too
-            await asyncio.get_running_loop().run_in_executor(_CHECKS, _name_placed, results, placed, events)
+            if sum(len(found) for _, (_, found) in placed) > 1000:
+                # tens of thousands of conflicts to rename when the items overlap: in a thread
+                await asyncio.get_running_loop().run_in_executor(_CHECKS, _name_placed, results, placed, events)
+            else:
+                _name_placed(results, placed, events)
         if record is not None:
             if placed:
                 await record.save(tx, results)
