@@ -32,7 +32,7 @@ from calsvc.web.docs import add_docs
 from calsvc.web.metrics import Metrics
 from calsvc.web.middlewares import api_middleware, edge_middleware, on_response_prepare
 from calsvc.web.notifications import item_json
-from calsvc.web.routes import ROUTES, add_routes
+from calsvc.web.routes import add_routes
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def create_app(settings: Settings) -> web.Application:
         app[keys.USER_LIMITER] = MemoryLimiter(settings.rate_limit.user_per_minute)
     app[keys.MIGRATIONS] = migrate.all_ids()
     app[keys.METRICS] = Metrics(lambda: _pool_sizes(app))
-    app[keys.OPENAPI] = openapi.build(ROUTES)
+    app[keys.OPENAPI] = openapi.document()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
     app.on_shutdown.append(_close_streams)

@@ -24,13 +24,22 @@ async def redoc(request: web.Request) -> web.Response:
     return web.Response(text=_REDOC.format(script=script), content_type="text/html")
 
 
+_PAGE: list[tuple[str, str]] = []  # the Swagger UI page and its files' folder: made once
+
+
+def _swagger_page(app: web.Application) -> tuple[str, str]:
+    if not _PAGE:
+        doc = ApplicationDocument(app, app_type="aiohttp", config_rel_url="/openapi.json",
+                                  url_prefix="/docs", title="calsvc API")
+        doc.parameters["url"] = '"/openapi.json"'
+        _PAGE.append((doc.doc_html, doc.static_dir))
+    return _PAGE[0]
+
+
 def add_docs(app: web.Application) -> None:
     """Mount /openapi.json, /docs (Swagger UI from the installed package, pointed at
     /openapi.json itself) and /redoc."""
-    doc = ApplicationDocument(app, app_type="aiohttp", config_rel_url="/openapi.json",
-                              url_prefix="/docs", title="calsvc API")
-    doc.parameters["url"] = '"/openapi.json"'
-    page = doc.doc_html
+    page, static_dir = _swagger_page(app)
 
     async def swagger_ui(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
@@ -39,4 +48,4 @@ def add_docs(app: web.Application) -> None:
     app.router.add_get("/redoc", redoc)
     app.router.add_get("/docs", swagger_ui)
     app.router.add_get("/docs/", swagger_ui)
-    app.router.add_static("/docs/static", doc.static_dir)
+    app.router.add_static("/docs/static", static_dir)

@@ -1,6 +1,8 @@
 """OpenAPI 3.1, generated from the route table and its msgspec types."""
 from __future__ import annotations
 
+import functools
+
 import re
 from typing import Any, Iterable
 
@@ -143,6 +145,13 @@ def _operation(route: Route) -> dict[str, Any]:
 def _describe(status: int) -> str:
     return {200: "OK", 201: "Created", 204: "No content", 207: "Multi-status", 304: "Not modified",
             503: "Not ready"}.get(status, "OK")
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The document of the route table (built once per process: about 40 ms; never change it)."""
+    from calsvc.web.routes import ROUTES
+    return build(ROUTES)
 
 
 def build(routes: list[Route]) -> dict[str, Any]:
