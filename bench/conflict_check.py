@@ -5,9 +5,9 @@
 
 Seeds the database `calsvc_bench_conflicts` once (set-based SQL plus one COPY; skipped when
 its marker row says it already holds the same data), then times, in process and with the
-service's own code (calsvc.db.pool.Database, EventService._resolve, EventService.create):
+service's own code (calsvc.db.pool.Database, ConflictChecker.check, EventService.create):
 
-- single: lock_calendar + _resolve(tx, owner, draft, "allow", None) of a 30-90 min single
+- single: lock_calendar + ConflictChecker.check(tx, owner, draft, "allow", None) of a 30-90 min single
   event, in one transaction that is rolled back (acquire -> rollback, what create spends
   before its INSERT);
 - weekly endless: the same for a weekly series without end (checked over the 2-year horizon);
@@ -43,10 +43,13 @@ from calsvc.config import Settings
 from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import run_in_tx
-from calsvc.services import events as event_service
+from calsvc import occurrences
+from calsvc.services import conflict_check
+from calsvc.services.conflict_check import ConflictChecker
 from calsvc.notify.broker import Broker
 from calsvc.services.notifications import Notifications
-from calsvc.services.events import EventService, check_event
+from calsvc.drafts import check_event
+from calsvc.services.events import EventService
 
 DB_NAME = "calsvc_bench_conflicts"
 DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -104,7 +107,7 @@ async def timed_check(db: Database, service: EventService, owner: int, draft, re
 
     async def check(tx):
         await event_db.lock_calendar(tx.conn, owner)
-        box.append(await service._resolve(tx, owner, draft, "allow", None))
+        box.append(await service.checker.check(tx, owner, draft, "allow", None))
         raise _Rollback
 
     began = time.perf_counter()
@@ -137,13 +140,13 @@ class CountingConn:
 
 
 PHASES = ("acquire+BEGIN", "advisory lock", "SQL round trips (conn.fetch)", "decode rows + cache of long events",
-          "draft occurrences", "candidate expansion (_busy)", "decision (find_conflicts)",
-          "rest of _resolve", "ROLLBACK+release")
+          "draft occurrences", "candidate expansion (calendar_busy)", "decision (find_conflicts)",
+          "rest of the check", "ROLLBACK+release")
 
 
 class PhaseTimers:
-    """Timers around the module-level functions EventService._resolve calls (looked up at
-    call time, so wrapping them times the real _resolve); installed only for the breakdown."""
+    """Timers around the module-level functions ConflictChecker.check calls (looked up at
+    call time, so wrapping them times the real check); installed only for the breakdown."""
 
     def __init__(self, service: EventService) -> None:
         self.service = service
@@ -169,10 +172,10 @@ class PhaseTimers:
         setattr(module, name, timed)
 
     def wrap_calendar(self) -> None:
-        """Times EventService._calendar (the candidate query, the cache of long events and,
+        """Times ConflictChecker.calendar (the candidate query, the cache of long events and,
         on a miss, the query for what the cache lacks): database time vs the rest."""
-        service = self.service
-        original = service._calendar
+        checker = self.service.checker
+        original = checker.calendar
 
         async def timed(conn, *args, **kwargs):
             counting = CountingConn(conn)
@@ -184,14 +187,13 @@ class PhaseTimers:
                 self.add(PHASES[2], counting.fetch_s)
                 self.add(PHASES[3], total - counting.fetch_s)
 
-        service._calendar = timed  # an instance attribute over the method
-        self._restore.append((service, "_calendar", None))
+        checker.calendar = timed  # type: ignore[method-assign]  # an instance attribute over the method
+        self._restore.append((checker, "calendar", None))
 
     def __enter__(self) -> "PhaseTimers":
         self.wrap_calendar()
-        for name in ("_draft_busy", "_intervals"):  # the draft's own occurrences (either name)
-            self.wrap(event_service, name, "draft occurrences")
-        self.wrap(event_service, "_busy", "candidate expansion (_busy)")
+        self.wrap(conflict_check, "draft_intervals", "draft occurrences")
+        self.wrap(conflict_check, "calendar_busy", "candidate expansion (calendar_busy)")
         self.wrap(conflicts, "find_conflicts", "decision (find_conflicts)")
         return self
 
@@ -205,7 +207,7 @@ class PhaseTimers:
 
 async def phased_check(db: Database, service: EventService, owner: int, draft,
                        phases: dict[str, list[float]], counts: Result, timers: PhaseTimers) -> None:
-    """One check as timed_check does it (run_in_tx, lock_calendar, the real _resolve), with
+    """One check as timed_check does it (run_in_tx, lock_calendar, the real check), with
     the time split into phases."""
     marks: dict[str, float] = {}
     timers.spent.clear()
@@ -215,7 +217,7 @@ async def phased_check(db: Database, service: EventService, owner: int, draft,
         marks["in"] = time.perf_counter()
         await event_db.lock_calendar(tx.conn, owner)
         marks["locked"] = time.perf_counter()
-        box.append(await service._resolve(tx, owner, draft, "allow", None))
+        box.append(await service.checker.check(tx, owner, draft, "allow", None))
         marks["resolved"] = time.perf_counter()
         raise _Rollback
 
@@ -231,7 +233,7 @@ async def phased_check(db: Database, service: EventService, owner: int, draft,
         "acquire+BEGIN": marks["in"] - began,
         "advisory lock": marks["locked"] - marks["in"],
         **{p: spent.get(p, 0.0) for p in PHASES[2:7]},
-        "rest of _resolve": (marks["resolved"] - marks["locked"]) - inner,
+        "rest of the check": (marks["resolved"] - marks["locked"]) - inner,
         "ROLLBACK+release": ended - marks["resolved"],
     }
     for name in PHASES:
@@ -268,13 +270,13 @@ def phase_table(title: str, phases: dict[str, list[float]]) -> str:
 
 async def candidates_of(db: Database, service: EventService, owner: int, draft, result: Result) -> None:
     async with db.acquire() as conn:
-        lower, upper = event_service._check_range(draft)
-        mine = event_service._draft_busy(draft, lower, upper)
-        # the rows _resolve reads: a draft of many occurrences probes once per occurrence
+        lower, upper = conflict_check.check_range(draft)
+        mine = conflict_check.draft_intervals(draft, lower, upper)
+        # the rows the check reads: a draft of many occurrences probes once per occurrence
         pieces = conflicts.Cover(mine).pieces if len(mine) > 1 else None
-        if pieces is not None and len(pieces) > event_service.PROBED_PIECES:
+        if pieces is not None and len(pieces) > conflict_check.PROBED_PIECES:
             pieces = None
-        found = await service._calendar(conn, owner, lower, upper, pieces=pieces)
+        found = await service.checker.calendar(conn, owner, lower, upper, pieces=pieces)
     result.candidates.append(len(found))
     result.series.append(sum(1 for e in found if e.rrule is not None))
 
@@ -325,7 +327,7 @@ async def main() -> None:
                                             "command_timeout": 60})
     db = await Database.connect(DB_URL, settings.database)
     # creates announce nothing: a broker that wakes nobody is enough here
-    service = EventService(db, Notifications(db, Broker(None)))  # type: ignore[arg-type]
+    service = EventService(db, Notifications(db, Broker(None)), ConflictChecker())  # type: ignore[arg-type]
     try:
         async with db.acquire() as conn:
             stats = await conn.fetchrow("""
@@ -354,7 +356,7 @@ async def main() -> None:
         owner, draft, _ = draft_of(single_fields)
         async with db.acquire() as conn:
             counting = CountingConn(conn)
-            lower, upper = event_service._check_range(draft)
+            lower, upper = conflict_check.check_range(draft)
             await event_db.list_calendar(counting, owner, lower, upper)
             sql, qargs = counting.last
             plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *qargs)
@@ -362,15 +364,15 @@ async def main() -> None:
                   f"[{lower.isoformat()}, {upper.isoformat()}), {counting.rows} rows):")
             print("\n".join("    " + r[0] for r in plan))
             owner, wdraft, _ = draft_of(weekly_fields)
-            lower, upper = event_service._check_range(wdraft)
+            lower, upper = conflict_check.check_range(wdraft)
             plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, owner, lower, upper)
             print(f"\nthe same for a weekly endless draft (owner {owner}, [{lower:%Y-%m-%d}, {upper:%Y-%m-%d})):")
             print("\n".join("    " + r[0] for r in plan))
 
         print(f"\nmeasuring (one connection at a time, sequential; load average {os.getloadavg()[0]:.2f}):",
               flush=True)
-        single, weekly = Result("single event, check (lock + _resolve, rolled back)"), \
-            Result("weekly endless series, check (lock + _resolve, rolled back)")
+        single, weekly = Result("single event, check (lock + check, rolled back)"), \
+            Result("weekly endless series, check (lock + check, rolled back)")
         check_event_ms: list[float] = []
 
         async def single_step(i: int) -> None:
@@ -379,9 +381,9 @@ async def main() -> None:
             if i >= 0:
                 await candidates_of(db, service, owner, draft, single)
 
-        cache_before = event_service._series.cache_info()
+        cache_before = occurrences._series.cache_info()
         await run_loop("single checks", args.samples, args.warmup, single_step)
-        cache = event_service._series.cache_info()
+        cache = occurrences._series.cache_info()
         single_cache = (cache.hits - cache_before.hits, cache.misses - cache_before.misses, cache.maxsize)
         long_cache = (service.long_events.hits, service.long_events.misses, len(service.long_events))
 
@@ -448,7 +450,7 @@ async def main() -> None:
         print(f"conflicts found per single check (allow): mean {statistics.mean(single.found):.2f}; "
               f"per weekly check: mean {statistics.mean(weekly.found or [math.nan]):.1f}")
         hits, misses, maxsize = single_cache
-        print(f"series cache (services.events._series, lru maxsize {maxsize}) during the single checks: "
+        print(f"series cache (occurrences._series, lru maxsize {maxsize}) during the single checks: "
               f"{hits:,} hits, {misses:,} misses ({hits / max(1, hits + misses):.0%} hit rate)")
         hits, misses, size = long_cache
         print(f"long events cache (EventService.long_events, by id and version) up to the end of the single "
@@ -461,7 +463,7 @@ async def main() -> None:
 
         # Where the time goes: the same checks, phase by phase.
         print(f"\nbreakdown ({args.breakdown_samples} more checks per path, timers around each step):\n")
-        cache_before = event_service._series.cache_info()
+        cache_before = occurrences._series.cache_info()
         for label, make, n in (("single event", single_fields, args.breakdown_samples),
                                ("weekly endless series", weekly_fields, min(args.breakdown_samples // 5, recurring_n))):
             if n == 0:
@@ -474,8 +476,8 @@ async def main() -> None:
                     await phased_check(db, service, owner, draft, phases, counts, timers)
             print(phase_table(f"{label} ({n} checks)", phases))
             print()
-        cache = event_service._series.cache_info()
-        print(f"series cache (services.events._series, lru maxsize {cache.maxsize}): "
+        cache = occurrences._series.cache_info()
+        print(f"series cache (occurrences._series, lru maxsize {cache.maxsize}): "
               f"{cache.hits - cache_before.hits:,} hits, {cache.misses - cache_before.misses:,} misses "
               f"during the breakdown; {cache.currsize:,} cached")
 

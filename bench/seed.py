@@ -31,7 +31,7 @@ import asyncpg
 import orjson
 
 from calsvc.db import migrate
-from calsvc.services.events import check_event
+from calsvc.drafts import check_event
 
 UTC = dt.UTC
 # The seeded range: 104 whole weeks from Monday 2026-01-05 (local dates of each owner).

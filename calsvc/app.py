@@ -20,6 +20,8 @@ from calsvc.notify.hub import Hub, Stream
 from calsvc.ratelimit import MemoryLimiter, RedisLimiter
 from calsvc.services.accounts import AccountService
 from calsvc.services.auth import AuthService
+from calsvc.services.batch import BatchService
+from calsvc.services.conflict_check import ConflictChecker
 from calsvc.services.events import EventService
 from calsvc.services.history import HistoryService
 from calsvc.services.idempotency import Idempotency
@@ -68,7 +70,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.HUB] = hub
     app[keys.NOTIFICATIONS] = notifications
     app[keys.AUTH] = AuthService(db, app[keys.TOKENS], hasher, broker)
-    app[keys.EVENTS] = EventService(db, notifications)
+    checker = ConflictChecker()
+    app[keys.EVENTS] = EventService(db, notifications, checker)
+    app[keys.BATCH] = BatchService(db, checker)
     app[keys.SHARING] = SharingService(db, notifications)
     app[keys.HISTORY] = HistoryService(db)
     app[keys.TRANSACTIONS] = TransactionService(db, app[keys.EVENTS], app[keys.SHARING])
@@ -77,7 +81,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     broker.start()
     hub.start()
     yield
-    app[keys.EVENTS].offload.close()
+    app[keys.BATCH].offload.close()
     await hub.stop()
     await broker.stop()
     await db.close()

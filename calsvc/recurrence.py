@@ -1,5 +1,5 @@
-"""Recurrence rules: parse and normalise RRULE text or a structured pattern, and expand a
-series in a window. Pure: no SQL, no HTTP.
+"""Recurrence rules: parse and normalise RRULE text (calsvc.patterns: the structured
+pattern), and expand a series in a window. Pure: no SQL, no HTTP.
 
 Expansion happens in the event's time zone, so an occurrence keeps its wall-clock time
 across DST changes. A time that falls in a DST gap is taken with the offset before the gap
@@ -107,7 +107,7 @@ def parse_rule(text: str, tz: ZoneInfo) -> dict[str, str]:
     if "COUNT" in parts:
         parts["COUNT"] = str(_positive_int(parts["COUNT"], "COUNT", MAX_COUNT))
     if "UNTIL" in parts:
-        parts["UNTIL"] = _format_until(_parse_until(parts["UNTIL"], tz))
+        parts["UNTIL"] = format_until(_parse_until(parts["UNTIL"], tz))
     for name, (low, high, signed) in _LIST_RANGES.items():
         if name in parts:
             parts[name] = _int_list(parts[name], name, low, high, signed)
@@ -284,56 +284,8 @@ def _parse_until(text: str, tz: ZoneInfo) -> dt.datetime:
     return value.replace(tzinfo=tz).astimezone(UTC)
 
 
-def _format_until(value: dt.datetime) -> str:
+def format_until(value: dt.datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-# -- the structured pattern ---------------------------------------------------------------
-
-def rule_from_pattern(pattern: dict[str, Any], tz: ZoneInfo) -> dict[str, str]:
-    """`{frequency, interval?, by_weekday?, by_month_day?, count?, until?}` as rule parts.
-    `until` is an aware datetime (or a date, meaning the end of that day in `tz`)."""
-    frequency = str(pattern.get("frequency", "")).upper()
-    pieces = [f"FREQ={frequency}"]
-    if pattern.get("interval") is not None:
-        pieces.append(f"INTERVAL={pattern['interval']}")
-    if pattern.get("count") is not None:
-        pieces.append(f"COUNT={pattern['count']}")
-    until = pattern.get("until")
-    if until is not None:
-        if isinstance(until, dt.datetime):
-            if until.tzinfo is None:
-                raise RecurrenceError("pattern.until needs an offset")
-            pieces.append(f"UNTIL={_format_until(until)}")
-        else:
-            pieces.append(f"UNTIL={until.strftime('%Y%m%d')}")
-    if pattern.get("by_month_day"):
-        days = pattern["by_month_day"]
-        days = days if isinstance(days, (list, tuple)) else [days]
-        pieces.append("BYMONTHDAY=" + ",".join(str(d) for d in days))
-    if pattern.get("by_weekday"):
-        pieces.append("BYDAY=" + ",".join(str(d).upper() for d in pattern["by_weekday"]))
-    return parse_rule(";".join(pieces), tz)
-
-
-def pattern_from_rule(parts: dict[str, str]) -> dict[str, Any] | None:
-    """The structured pattern describing these parts, or None when it cannot."""
-    allowed = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY"}
-    if set(parts) - allowed:
-        return None
-    if "BYDAY" in parts and any(not d.isalpha() for d in parts["BYDAY"].split(",")):
-        return None
-    until = None
-    if "UNTIL" in parts:
-        until = dt.datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return {
-        "frequency": parts["FREQ"].lower(),
-        "interval": int(parts.get("INTERVAL", 1)),
-        "by_weekday": parts["BYDAY"].split(",") if "BYDAY" in parts else [],
-        "by_month_day": [int(d) for d in parts["BYMONTHDAY"].split(",")] if "BYMONTHDAY" in parts else [],
-        "count": int(parts["COUNT"]) if "COUNT" in parts else None,
-        "until": until,
-    }
 
 
 # -- series and expansion -----------------------------------------------------------------
@@ -494,7 +446,7 @@ def _expansion_rule(series: Series, not_before: dt.datetime) -> du.rrule:
     local = series.local_start
     if "COUNT" in parts:
         del parts["COUNT"]
-        parts["UNTIL"] = _format_until(series.last_start)
+        parts["UNTIL"] = format_until(series.last_start)
     freq = parts["FREQ"]
     interval = int(parts.get("INTERVAL", 1))
     has_day = any(p in parts for p in ("BYMONTHDAY", "BYDAY", "BYYEARDAY", "BYWEEKNO"))

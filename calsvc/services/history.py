@@ -1,5 +1,5 @@
-"""History (SPEC 7): versions, their snapshots, the changelog and diffs. Reads only; the
-rollback is a change like any other (services.events)."""
+"""History: versions, their snapshots, the changelog and diffs. Reads only; the rollback is
+a change like any other (services.events)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,43 +12,9 @@ import orjson
 from calsvc import errors
 from calsvc.db import history as history_db
 from calsvc.db.pool import Database, off_loop
-
-# The fields of an event a version keeps, as the API names them (a snapshot stores the rule,
-# EXDATEs and RDATEs apart: they are one field, `recurrence`).
-FIELDS = ("title", "description", "location", "start_time", "end_time", "timezone", "all_day",
-          "recurrence", "exceptions")
-
+from calsvc.snapshots import FIELDS, api_fields, same, shown
 
 BIG_PAGE = 256 * 1024  # characters of snapshots in a changelog page past which it is compared in a thread
-
-
-def shown(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """A stored snapshot (services.events.snapshot) as the API shows it."""
-    rec = None
-    if snapshot.get("rrule") is not None:
-        rec = {"rrule": snapshot["rrule"], "exdates": snapshot.get("exdates", []),
-               "rdates": snapshot.get("rdates", [])}
-    exceptions = [{"occurrence_start": key, "cancelled": bool(value.get("cancelled")),
-                   **{k: v for k, v in value.items() if k != "cancelled"}}
-                  for key, value in sorted(snapshot.get("exceptions", {}).items())]
-    return {"title": snapshot["title"], "description": snapshot.get("description", ""),
-            "location": snapshot.get("location"), "start_time": snapshot["start_time"],
-            "end_time": snapshot["end_time"], "timezone": snapshot["timezone"],
-            "all_day": snapshot.get("all_day", False), "recurrence": rec, "exceptions": exceptions}
-
-
-def api_fields(stored_keys: list[str]) -> list[str]:
-    """Snapshot keys (as version rows record changed fields) named as the API names them."""
-    names = {"rrule": "recurrence", "exdates": "recurrence", "rdates": "recurrence"}
-    return list(dict.fromkeys(names.get(k, k) for k in stored_keys if k != "owner_id"))
-
-
-def same(field: str, a: Any, b: Any) -> bool:
-    """Whether two values of a field are the same: times are the same instant, whatever the
-    offset they are written with (a new time zone rewrites them, it does not move them)."""
-    if field in ("start_time", "end_time") and isinstance(a, str) and isinstance(b, str):
-        return dt.datetime.fromisoformat(a) == dt.datetime.fromisoformat(b)
-    return a == b
 
 
 def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: bool = False,
@@ -62,7 +28,7 @@ def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: 
         before = None if old is None else old[field]
         if old is None or not same(field, before, new[field]):
             after = new[field]
-            if field == "exceptions" and old is not None:
+            if field == "exceptions" and old is not None and before is not None:
                 before, after = _changed_exceptions(before, after)
             changes.append({"field": field, "old": before, "new": after})
     return changes

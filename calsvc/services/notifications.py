@@ -1,4 +1,4 @@
-"""Notifications (SPEC 8): who hears of a change, what they read, and their list.
+"""Notifications: who hears of a change, what they read, and their list.
 
 A service that changes an event calls `note(tx, ...)`; the notes of a transaction are
 written as its last statements (just before it commits, so they commit or roll back with
@@ -107,7 +107,7 @@ class Notifications:
 
     # -- reading --------------------------------------------------------------------------
 
-    async def list(self, user_id: int, before: int | None, unread: bool, limit: int) -> tuple[list[Notification], int]:
+    async def page(self, user_id: int, before: int | None, unread: bool, limit: int) -> tuple[list[Notification], int]:
         """A page, newest first (`limit` rows, those before id `before`), and the unread count."""
         async with self.db.acquire() as conn:
             found = await notification_db.list_notifications(conn, user_id, before or 2**63 - 1, unread, limit)

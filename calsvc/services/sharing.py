@@ -1,6 +1,6 @@
-"""Sharing (SPEC 6): who may see an event and as what. Every change of access takes the
+"""Sharing: who may see an event and as what. Every change of access takes the
 event's row lock, so it queues with the writers of that event, and is logged with its actor
-for the changelog. Sharing checks no calendar (SPEC 4)."""
+for the changelog. Sharing checks no calendar: being shared an event is no booking."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,21 +11,11 @@ from calsvc.db import permissions as permission_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import Event, Permission, with_article
+from calsvc.services.access import ANY_ROLE, locked_event
 from calsvc.services.notifications import ACTOR, Notifications, listing, literal, quoted
 
 GRANTABLE = ("editor", "viewer")
 MAX_SHARES = 100  # users in one share request
-
-
-async def locked_event(tx: Tx, user_id: int, event_id: int) -> Event:
-    """The live event as `user_id` sees it, its row locked; errors.NotFound when they cannot."""
-    event = None
-    # visible first: a stranger neither locks the event nor learns from a wait that it exists
-    if 1 <= event_id < 2**63 and await event_db.find_event(tx.conn, event_id, user_id) is not None:
-        event = await event_db.lock_event(tx.conn, event_id, user_id)
-    if event is None:
-        raise errors.NotFound("no such event")
-    return event
 
 
 def _owner_only(event: Event, what: str) -> None:
@@ -53,9 +43,9 @@ class SharingService:
 
     async def share_tx(self, tx: Tx, user_id: int, event_id: int, users: list[dict[str, Any]],
                        loc: tuple[str | int, ...]) -> list[Permission]:
-        event = await locked_event(tx, user_id, event_id)
+        event = await locked_event(tx, user_id, event_id, ANY_ROLE, lock_calendar=False)
         _owner_only(event, "share the event")
-        grants, names = await self._resolve(tx, event, users, loc)
+        grants, names = await self._grants(tx, event, users, loc)
         if await permission_db.count_permissions(tx.conn, event.id, [u for u, _ in grants]) > permission_db.MAX_PERMISSIONS:
             raise errors.Validation.at(loc, f"an event is shared with at most {permission_db.MAX_PERMISSIONS} people")
         changes = await permission_db.grant(tx.conn, event.id, grants, user_id)
@@ -94,7 +84,7 @@ class SharingService:
             {u: f"{ACTOR} made you {with_article(role)} of {title}" for u, _, role in changes})
 
     @staticmethod
-    async def _resolve(tx: Tx, event: Event, users: list[dict[str, Any]],
+    async def _grants(tx: Tx, event: Event, users: list[dict[str, Any]],
                        loc: tuple[str | int, ...]) -> tuple[list[tuple[int, str]], dict[int, str]]:
         """(user id, role) for each entry, and the usernames; errors.Validation at the entry
         naming an unknown user, the owner, a user named twice or a role that cannot be granted."""
@@ -102,7 +92,7 @@ class SharingService:
             raise errors.Validation.at(loc, "name at least one user")
         if len(users) > MAX_SHARES:
             raise errors.Validation.at(loc, f"at most {MAX_SHARES} users per request")
-        keys = []
+        keys: list[tuple[str, Any]] = []
         for index, entry in enumerate(users):
             named = [k for k in ("user_id", "username", "email") if entry.get(k) is not None]
             if len(named) != 1:
@@ -115,7 +105,7 @@ class SharingService:
         found = await permission_db.find_users(
             tx.conn, [v for k, v in keys if k == "user_id" and 1 <= v < 2**63],
             [v for k, v in keys if k == "username"], [v for k, v in keys if k == "email"])
-        by = {"user_id": {u[0]: u[0] for u in found}, "username": {u[1].lower(): u[0] for u in found},
+        by: dict[str, dict[Any, int]] = {"user_id": {u[0]: u[0] for u in found}, "username": {u[1].lower(): u[0] for u in found},
               "email": {u[2].lower(): u[0] for u in found}}
         grants: list[tuple[int, str]] = []
         seen: set[int] = set()
@@ -135,7 +125,7 @@ class SharingService:
         """Change the role of someone who has access; `owner` transfers ownership (the old
         owner becomes an editor). The owner only."""
         async def change(tx: Tx) -> list[Permission]:
-            event = await locked_event(tx, user_id, event_id)
+            event = await locked_event(tx, user_id, event_id, ANY_ROLE, lock_calendar=False)
             _owner_only(event, "change roles")
             if not 1 <= target < 2**63:
                 raise errors.NotFound("that user has no access to the event (share it with them first)")
@@ -163,7 +153,7 @@ class SharingService:
         await run_in_tx(self.db, "revoke", self.revoke_tx, user_id, event_id, target)
 
     async def revoke_tx(self, tx: Tx, user_id: int, event_id: int, target: int) -> None:
-        event = await locked_event(tx, user_id, event_id)
+        event = await locked_event(tx, user_id, event_id, ANY_ROLE, lock_calendar=False)
         if target != user_id:
             _owner_only(event, "revoke other people's access")
         if target == event.owner_id:

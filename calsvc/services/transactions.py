@@ -1,4 +1,4 @@
-"""POST /api/transactions (SPEC 5): up to 100 operations (create, update, delete, share,
+"""POST /api/transactions: up to 100 operations (create, update, delete, share,
 unshare) in one database transaction, each done by the same code as its own route. The first
 operation that fails is raised as errors.TransactionOperation and nothing is written.
 
@@ -18,7 +18,9 @@ from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import Event
-from calsvc.services.events import EDITOR_ROLES, Change, EventService, _check_strategy, checked, stored_fields
+from calsvc.services.access import EDITOR_ROLES
+from calsvc.services.conflict_check import OnConflict, check_on_conflict
+from calsvc.services.events import EventService, checked, with_fields
 from calsvc.services.idempotency import Recorder
 from calsvc.services.sharing import SharingService
 
@@ -52,14 +54,14 @@ class TransactionService:
         self.events = events
         self.sharing = sharing
 
-    async def run(self, user_id: int, ops: list[Op | errors.Problem], strategy: str,
+    async def run(self, user_id: int, ops: list[Op | errors.Problem], on_conflict: OnConflict,
                   record: Recorder | None = None) -> list[Outcome]:
         """Each item is a checked operation or the problem of one that did not parse; that
         problem is raised when its turn comes, so the answer names the first operation that
         fails, in order."""
-        return await run_in_tx(self.db, "transaction", self._run, user_id, ops, strategy, record)
+        return await run_in_tx(self.db, "transaction", self._run, user_id, ops, on_conflict, record)
 
-    async def _run(self, tx: Tx, user_id: int, ops: list[Op | errors.Problem], strategy: str,
+    async def _run(self, tx: Tx, user_id: int, ops: list[Op | errors.Problem], on_conflict: OnConflict,
                    record: Recorder | None) -> list[Outcome]:
         if record is not None:
             await record.claim(tx)
@@ -71,7 +73,7 @@ class TransactionService:
                 if isinstance(op, errors.Problem):
                     raise op
                 _check_refs(op, created)
-                outcomes.append(await self._one(tx, user_id, op, strategy, created))
+                outcomes.append(await self._one(tx, user_id, op, on_conflict, created))
             except errors.Problem as exc:
                 raise errors.TransactionOperation.of(index, exc) from None
         if record is not None:
@@ -81,47 +83,38 @@ class TransactionService:
     async def _lock_calendars(self, tx: Tx, user_id: int, ops: list[Op]) -> None:
         """The rows of the events the operations name, then the calendars of those they
         change (and the caller's, for creates), each in id order, before any operation takes
-        them in its own order (rows before calendars, as every writer). Only where the caller's role allows the operation: one that will answer 403
-        must not hold another owner's calendar or event while the operations before it run."""
+        them in its own order (rows before calendars, as every writer). Only where the caller's
+        role allows the operation: one that will answer 403 must not hold another owner's calendar or event while the operations before it run."""
         named = sorted({op.target for op in ops if isinstance(op.target, int)})
         roles = await event_db.roles_of(tx.conn, named, user_id) if named else {}
-        allowed = [op for op in ops if isinstance(op.target, int) and op.target in roles
+        allowed = [(op, op.target) for op in ops if isinstance(op.target, int) and op.target in roles
                    and _allows(op, roles[op.target][0], user_id)]
-        owners = {roles[op.target][1] for op in allowed if op.kind in ("update", "delete")}
+        owners = {roles[target][1] for op, target in allowed if op.kind in ("update", "delete")}
         if any(op.kind == "create" for op in ops):
             owners.add(user_id)
         if allowed:
-            await event_db.lock_events(tx.conn, sorted({op.target for op in allowed}))
+            await event_db.lock_events(tx.conn, sorted({target for _, target in allowed}))
         for owner in sorted(owners):
             await event_db.lock_calendar(tx.conn, owner)
 
-    async def _one(self, tx: Tx, user_id: int, op: Op, strategy: str, created: dict[str, int]) -> Outcome:
+    async def _one(self, tx: Tx, user_id: int, op: Op, on_conflict: OnConflict, created: dict[str, int]) -> Outcome:
         if op.kind == "create":
             assert op.fields is not None
             draft = await checked(op.fields)
-            _check_strategy(draft, strategy, ("body", "on_conflict"))
-            event, found = await self.events._insert(tx, user_id, draft, strategy, None)
+            check_on_conflict(draft, on_conflict, ("body", "on_conflict"))
+            event, found = await self.events.insert(tx, user_id, draft, on_conflict)
             if op.ref is not None:
                 created[op.ref] = event.id
             return Outcome(201, event, found)
         event_id = created[op.target[1:]] if isinstance(op.target, str) else op.target
         assert isinstance(event_id, int)
-        if_match = None if op.if_version is None else f'"{op.if_version}"'
+        expected = None if op.if_version is None else frozenset((op.if_version,))
         if op.kind == "update":
-            changes = dict(op.fields or {})
-            if "description" in changes and changes["description"] is None:
-                changes["description"] = ""  # as PATCH: null clears it
-
-            async def build(tx: Tx, current: Event) -> Change | None:
-                draft = await checked({**stored_fields(current), **changes})
-                _check_strategy(draft, strategy, ("body", "on_conflict"))
-                return Change(draft, "updated")
-
-            event, found = await self.events._change_tx(tx, user_id, event_id, EDITOR_ROLES, if_match, build,
-                                                        strategy)
+            build = with_fields(dict(op.fields or {}), on_conflict, ("body", "on_conflict"))  # as PATCH
+            event, found = await self.events.change(tx, user_id, event_id, expected, build, on_conflict)
             return Outcome(200, event, found)
         if op.kind == "delete":
-            await self.events._delete(tx, user_id, event_id, if_match)
+            await self.events.delete_in(tx, user_id, event_id, expected)
             return Outcome(204)
         if op.kind == "share":
             await self.sharing.share_tx(tx, user_id, event_id, op.users or [], ("body", "users"))

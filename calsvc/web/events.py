@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import re
 from typing import Any, Awaitable, Callable, Iterator
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,7 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.conflicts import Busy
-from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
+from calsvc.occurrences import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, messages, schemas
 from calsvc.web.routing import path_int
@@ -25,6 +26,22 @@ Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
 
 def etag(event: models.Event) -> str:
     return f'"{event.version}"'
+
+
+_STRONG_TAG = re.compile(r'"([1-9][0-9]{0,9})"')
+
+
+def expected_versions(request: web.Request) -> frozenset[int] | None:
+    """The versions If-Match names (RFC 9110 13.1.1): strong comparison, so a weak tag (or
+    anything but an ETag of ours) names none; None without the header, or with `*` (the
+    event exists: any version)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tags = [t.strip() for t in header.split(",")]
+    if "*" in tags:
+        return None
+    return frozenset(int(m.group(1)) for t in tags if (m := _STRONG_TAG.fullmatch(t)))
 
 
 def render_event(event: models.Event) -> schemas.Event:
@@ -208,7 +225,7 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
         return 207, schemas.BatchResults(results=out), {}
 
     return await once(request, user, body, query,
-                       lambda record: request.app[keys.EVENTS].create_many(user.id, items, strategy, body.atomic,
+                       lambda record: request.app[keys.BATCH].create_many(user.id, items, strategy, body.atomic,
                                                                            record),
                        answer)
 
@@ -232,14 +249,14 @@ async def update_event(request: web.Request, user: models.User, body: schemas.Ev
     strategy = _strategy(query, body)
     with current_shown():
         event, found = await request.app[keys.EVENTS].update(
-            user.id, _event_id(request), _changes(body), if_match=request.headers.get("If-Match"),
-            strategy=strategy, merge=merge_of(query, body))
+            user.id, _event_id(request), _changes(body), expected=expected_versions(request),
+            on_conflict=strategy, merge=merge_of(query, body))
     return event_response(request, event, found=found if strategy == "allow" else None)
 
 
 async def delete_event(request: web.Request, user: models.User) -> web.Response:
     with current_shown():
-        await request.app[keys.EVENTS].delete(user.id, _event_id(request), if_match=request.headers.get("If-Match"))
+        await request.app[keys.EVENTS].delete(user.id, _event_id(request), expected=expected_versions(request))
     return web.Response(status=204)
 
 
@@ -265,7 +282,7 @@ async def change_occurrence(request: web.Request, user: models.User, body: schem
     with current_shown():
         event, occ, found = await request.app[keys.EVENTS].change_occurrence(
             user.id, _event_id(request), _occurrence_start(request), _changes(body),
-            if_match=request.headers.get("If-Match"), strategy=strategy)
+            expected=expected_versions(request), on_conflict=strategy)
     value = render_occurrence(occ)
     if strategy == "allow":
         value.conflicts = [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start,
@@ -276,7 +293,7 @@ async def change_occurrence(request: web.Request, user: models.User, body: schem
 async def cancel_occurrence(request: web.Request, user: models.User) -> web.Response:
     with current_shown():
         await request.app[keys.EVENTS].cancel_occurrence(
-            user.id, _event_id(request), _occurrence_start(request), if_match=request.headers.get("If-Match"))
+            user.id, _event_id(request), _occurrence_start(request), expected=expected_versions(request))
     return web.Response(status=204)
 
 
@@ -313,7 +330,7 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
             after = (dt.datetime.fromisoformat(stamp), event_id)
         except ValueError:
             raise codec.invalid_cursor() from None
-    events, more = await request.app[keys.EVENTS].list(
+    events, more = await request.app[keys.EVENTS].page(
         user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
         limit=query.limit)
     cursor = codec.encode_cursor([events[-1].start_time.isoformat(), events[-1].id]) if more else None

@@ -15,7 +15,7 @@ from calsvc import models
 from calsvc.services.history import FIELDS, Diff, Entry, Version
 from calsvc.web import codec, keys, schemas
 from calsvc.web.routing import path_int
-from calsvc.web.events import current_shown, event_response
+from calsvc.web.events import current_shown, event_response, expected_versions
 
 
 def _event_id(request: web.Request) -> int:
@@ -89,7 +89,7 @@ async def rollback(request: web.Request, user: models.User, body: schemas.Rollba
     with current_shown():
         event, found = await request.app[keys.EVENTS].rollback(
             user.id, _event_id(request), path_int(request, "version"),
-            if_match=request.headers.get("If-Match"), strategy=strategy)
+            expected=expected_versions(request), on_conflict=strategy)
     return event_response(request, event, found=found if strategy == "allow" else None)
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from calsvc.services.accounts import AccountService
     from calsvc.services.notifications import Notifications
     from calsvc.services.auth import AuthService
+    from calsvc.services.batch import BatchService
     from calsvc.services.events import EventService
     from calsvc.services.history import HistoryService
     from calsvc.services.idempotency import Idempotency
@@ -26,6 +27,7 @@ DB: web.AppKey["Database"] = web.AppKey("db")
 AUTH: web.AppKey["AuthService"] = web.AppKey("auth")
 ACCOUNTS: web.AppKey["AccountService"] = web.AppKey("accounts")
 EVENTS: web.AppKey["EventService"] = web.AppKey("events")
+BATCH: web.AppKey["BatchService"] = web.AppKey("batch")
 SHARING: web.AppKey["SharingService"] = web.AppKey("sharing")
 HISTORY: web.AppKey["HistoryService"] = web.AppKey("history")
 TRANSACTIONS: web.AppKey["TransactionService"] = web.AppKey("transactions")

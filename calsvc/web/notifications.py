@@ -35,7 +35,7 @@ def item_json(n: models.Notification) -> str:
 async def list_notifications(request: web.Request, user: models.User,
                              query: schemas.NotificationsQuery) -> web.Response:
     before = codec.decode_cursor(query.cursor, (int,))[0] if query.cursor else None
-    found, unread = await request.app[keys.NOTIFICATIONS].list(user.id, before, query.unread, query.limit + 1)
+    found, unread = await request.app[keys.NOTIFICATIONS].page(user.id, before, query.unread, query.limit + 1)
     cursor = codec.encode_cursor([found[query.limit - 1].id]) if len(found) > query.limit else None
     page = schemas.NotificationPage(items=[render(n) for n in found[: query.limit]], next_cursor=cursor,
                                     unread_count=unread)

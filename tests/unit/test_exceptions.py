@@ -12,7 +12,8 @@ import pytest
 
 from calsvc import conflicts, errors
 from calsvc.models import OccurrenceChange, exceptions_from_json, exceptions_json
-from calsvc.services.events import check_event, expand
+from calsvc.drafts import check_event
+from calsvc.occurrences import expand
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.timezone.utc

@@ -18,8 +18,9 @@ from calsvc import recurrence as recurrence_module
 from calsvc.recurrence import (
     may_occur, stored_parts,
     MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, has_occurrence, occurrence_starts,
-    parse_rule, pattern_from_rule, prepare, rule_from_pattern,
+    parse_rule, prepare,
 )
+from calsvc.patterns import pattern_from_rule, rule_from_pattern
 
 UTC = dt.timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
