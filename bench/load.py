@@ -49,7 +49,7 @@ Saturday 08:00 and Sunday 13:00 UTC (a weekend in all 8 zones, and seeded series
 working days), never the same slot twice. So their check meets the owner's endless series (the
 candidates every check meets) but none of the seeded single events. Rollbacks alternate each event between its versions
 1 and 2 (the benchmark adds version 2, a new title, through the API the first time), so each
-one writes a version; their times stay, so the check runs but cannot reject (SPEC 4, update).
+one writes a version; their times stay, so the check runs but cannot reject (an update that moves nothing).
 The events that creates and batches wrote are deleted at the end (and at the start, if a run was
 killed), so the seed stays the same; the rollbacks' versions and notifications stay.
 

@@ -1,6 +1,6 @@
 -- Sharing (issue 4): every change of who may see an event, with its actor, for the changelog;
 -- and one order over all the changes of an event. A shared sequence numbers both the content
--- versions and the access changes as they are written, so the changelog (SPEC 7) lists them
+-- versions and the access changes as they are written, so the changelog lists them
 -- in the order they happened, even within one transaction.
 -- depends: 0005.split-calendar-candidates
 CREATE SEQUENCE event_changes_seq AS bigint;

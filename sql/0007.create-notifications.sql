@@ -1,4 +1,4 @@
--- Notifications (SPEC 8, issue 5): one row per recipient of a change, written in the
+-- Notifications: one row per recipient of a change, written in the
 -- change's own transaction (a rolled-back change announces nothing; a committed one is
 -- never lost). The event stream replays "this user's rows after id N", so ids must be
 -- handed out to each user in commit order: the writer takes, just before its insert, a

@@ -1,4 +1,4 @@
-"""Idempotency-Key (SPEC 5): a retry with the same key and the same request gets the first
+"""Idempotency-Key: a retry with the same key and the same request gets the first
 answer instead of writing twice; the same key with another request is a 422. The answer is
 stored in the transaction of the write it reports, so both commit or neither does; only
 answers of writes that happened are kept (a 409 or 422 leaves the key free)."""
