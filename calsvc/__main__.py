@@ -113,7 +113,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
     stopping = False
     fast_exits = 0
 
-    def spawn() -> tuple[multiprocessing.Process, float]:
+    def spawn() -> tuple[multiprocessing.process.BaseProcess, float]:
         process = ctx.Process(target=run_worker, args=(settings, sock), daemon=False)
         process.start()
         return process, time.monotonic()
@@ -140,7 +140,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
             time.sleep(0.5 * 2**fast_exits)
             workers[i] = spawn()
     for process, _ in workers:
-        if process.is_alive():
+        if process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + settings.server.shutdown_timeout + 5
     for process, _ in workers:

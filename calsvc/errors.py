@@ -163,6 +163,7 @@ class BatchItem(Problem):
 
     slug = "batch-item"
     field = "events"  # where the items are in the body
+    inner: Problem | None = None  # the item's own problem
 
     @classmethod
     def of(cls, index: int, inner: Problem) -> "BatchItem":

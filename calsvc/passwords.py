@@ -40,13 +40,13 @@ class Hasher:
     async def check(self, password: str, hashed: bytes) -> bool:
         return await asyncio.to_thread(check_sync, password, hashed)
 
-    async def warm_up(self) -> None:
-        """Make the hash that unknown logins are checked against."""
+    async def warm_up(self) -> bytes:
+        """Make the hash that unknown logins are checked against (once); it."""
         if self._dummy is None:
             self._dummy = (await self.hash("calsvc-timing-equaliser")).encode("ascii")
+        return self._dummy
 
     async def check_unknown(self, password: str) -> bool:
         """Spend a check's time for a login name that matched nobody; always False."""
-        await self.warm_up()
-        await self.check(password, self._dummy)
+        await self.check(password, await self.warm_up())
         return False
