@@ -121,7 +121,7 @@ def with_article(role: str) -> str:
 class Event(msgspec.Struct, frozen=True):
     """An event as stored, with the caller's role on it. A frozen msgspec Struct rather than
     a frozen dataclass: those set each of 20 fields through object.__setattr__, and building
-    51 events for a page of 50 took 0.11 ms, a fifth of the request (a Struct: see bench/README)."""
+    the events of a page was a sizeable part of a list request (bench/README.md)."""
 
     id: int
     owner_id: int
