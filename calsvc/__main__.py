@@ -38,7 +38,7 @@ def _prepare(settings: Settings) -> tuple[Settings, object | None]:
     return settings, server
 
 
-def _migrate(settings: Settings, always: bool = False) -> None:
+def ensure_migrated(settings: Settings, always: bool = False) -> None:
     """Apply pending migrations (`always`, or when auto_migrate is on); else refuse to go on."""
     from calsvc.db import migrate
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 validate(settings)
         _setup_logging(settings.server.log_level)
         settings, embedded_server = _prepare(settings)
-        _migrate(settings, always=args.command == "migrate")
+        ensure_migrated(settings, always=args.command == "migrate")
     except ConfigError as exc:
         print(f"calsvc: {exc}", file=sys.stderr)
         return 2

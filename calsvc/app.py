@@ -88,9 +88,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _garbage_collection(app: web.Application) -> AsyncIterator[None]:
-    """Keep full garbage collections short. Measured (bench/sse_fanout.py): with 2,000 open
-    event streams a process tracks about 270,000 objects, and each full collection walked
-    them all for 150-195 ms, stalling every stream. Long-lived objects (the app, open
+    """Keep full garbage collections short. With thousands of open event streams a process
+    tracks hundreds of thousands of objects, and each full collection walked them all,
+    stalling every stream (bench/sse_fanout.py). Long-lived objects (the app, open
     connections) are frozen out of the collector's walk every FREEZE_EVERY seconds; every
     THAW_EVERY seconds they are thawed for one full collection, so garbage cycles among
     them are still reclaimed (one such pause per THAW_EVERY). Freezing is cheap (it moves

@@ -121,7 +121,7 @@ def with_article(role: str) -> str:
 class Event(msgspec.Struct, frozen=True):
     """An event as stored, with the caller's role on it. A frozen msgspec Struct rather than
     a frozen dataclass: those set each of 20 fields through object.__setattr__, and building
-    51 events for a page of 50 took 0.11 ms, a fifth of the request (a Struct: see bench/README)."""
+    the events of a page was a sizeable part of a list request (bench/README.md)."""
 
     id: int
     owner_id: int
@@ -147,9 +147,9 @@ class Event(msgspec.Struct, frozen=True):
     @classmethod
     def from_row(cls, row: Any, at: int = 0) -> "Event":
         """From the columns ROW_COLUMNS, in that order, starting at column `at`, optionally
-        followed by `deleted` (the queries build their lists from db.events._EVENT_COLUMNS,
-        which is checked against ROW_COLUMNS). By position: reading 20 columns by name
-        cost as much as building the event."""
+        followed by `deleted` (the queries build their lists from db.events.EVENT_COLUMNS,
+        which tests/db/test_columns.py checks against ROW_COLUMNS). By position: reading 20
+        columns by name cost as much as building the event."""
         (id_, owner_id, title, description, location, start, end, timezone, all_day, rrule, exdates,
          rdates, exceptions, last_start, version, created_at, updated_at, updated_by, role) = row[at:at + 19]
         return cls(

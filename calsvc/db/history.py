@@ -2,12 +2,100 @@
 db.events and db.permissions), in the one order of the shared change sequence."""
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+from typing import Any, Mapping
+
 import asyncpg
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Access:
+    """Whether an event is deleted, and a user's role on it: what deciding whether they may
+    read its history needs."""
+
+    deleted: bool
+    role: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Access":
+        return cls(row["deleted"], row["role"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VersionRow:
+    """A version of an event, without its content; `changed_fields` as the snapshot names
+    them (`rrule`, `exdates`, ...)."""
+
+    version: int
+    kind: str
+    at: dt.datetime
+    actor_id: int
+    actor_username: str
+    changed_fields: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "VersionRow":
+        return cls(row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"],
+                   tuple(row["changed_fields"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnapshotRow(VersionRow):
+    """A version of an event with its content: the snapshot as stored (JSON text)."""
+
+    snapshot: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "SnapshotRow":
+        return cls(row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"],
+                   tuple(row["changed_fields"]), row["snapshot"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VersionChange:
+    """A version in the changelog: its snapshot and, unless it is the first, the snapshot
+    and kind of the version before it (both as stored: JSON text)."""
+
+    seq: int
+    version: int
+    action: str
+    at: dt.datetime
+    actor_id: int
+    actor_username: str
+    snapshot: str
+    previous: str | None
+    previous_kind: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "VersionChange":
+        return cls(row["seq"], row["version"], row["action"], row["at"], row["actor_id"], row["actor_username"],
+                   row["snapshot"], row["previous"], row["previous_kind"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccessChange:
+    """A change of someone's access in the changelog (a role is None where there was none)."""
+
+    seq: int
+    action: str
+    at: dt.datetime
+    actor_id: int
+    actor_username: str
+    user_id: int
+    username: str
+    old_role: str | None
+    new_role: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "AccessChange":
+        return cls(row["seq"], row["action"], row["at"], row["actor_id"], row["actor_username"], row["user_id"],
+                   row["username"], row["old_role"], row["new_role"])
+
+
 _ACCESS = """
--- who may read the history of event $1: anyone with a permission row while it is live, its
--- owner alone once deleted (SPEC 7)
-SELECT e.deleted_at IS NOT NULL AS deleted, p.role, e.version
+-- whether event $1 is deleted, and the role of user $2 on it (no row: they have none)
+SELECT e.deleted_at IS NOT NULL AS deleted, p.role
 FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = $2
 WHERE e.id = $1
 """
@@ -50,19 +138,28 @@ LIMIT $3
 """
 
 
-async def access(conn: asyncpg.Connection, event_id: int, user_id: int) -> asyncpg.Record | None:
-    """(deleted, role, version) of the event for `user_id`; None when they have no row."""
-    return await conn.fetchrow(_ACCESS, event_id, user_id)
+async def access(conn: asyncpg.Connection, event_id: int, user_id: int) -> Access | None:
+    """The event's state and the role of `user_id` on it; None when they have no role (or
+    there is no such event)."""
+    row = await conn.fetchrow(_ACCESS, event_id, user_id)
+    return None if row is None else Access.from_row(row)
 
 
-async def versions(conn: asyncpg.Connection, event_id: int, after: int, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(_VERSIONS, event_id, after, limit)
+async def versions(conn: asyncpg.Connection, event_id: int, after: int, limit: int) -> list[VersionRow]:
+    """The event's versions after number `after`, oldest first, at most `limit`; [] when
+    there are none."""
+    return [VersionRow.from_row(r) for r in await conn.fetch(_VERSIONS, event_id, after, limit)]
 
 
-async def snapshots(conn: asyncpg.Connection, event_id: int, numbers: list[int]) -> dict[int, asyncpg.Record]:
-    """The versions `numbers` of the event with their snapshots (JSON text), by number."""
-    return {r["version"]: r for r in await conn.fetch(_VERSION, event_id, numbers)}
+async def snapshots(conn: asyncpg.Connection, event_id: int, numbers: list[int]) -> dict[int, SnapshotRow]:
+    """The versions `numbers` of the event with their snapshots, by number; a number the
+    event has no version of is missing."""
+    return {r["version"]: SnapshotRow.from_row(r) for r in await conn.fetch(_VERSION, event_id, numbers)}
 
 
-async def changelog(conn: asyncpg.Connection, event_id: int, after_seq: int, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(_CHANGELOG, event_id, after_seq, limit)
+async def changelog(conn: asyncpg.Connection, event_id: int, after_seq: int,
+                    limit: int) -> list[VersionChange | AccessChange]:
+    """The event's changes after `after_seq` in the change sequence, oldest first, at most
+    `limit`; [] when there are none."""
+    rows = await conn.fetch(_CHANGELOG, event_id, after_seq, limit)
+    return [AccessChange.from_row(r) if r["version"] is None else VersionChange.from_row(r) for r in rows]

@@ -25,7 +25,9 @@ def yoyo_url(dsn: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", dsn)
 
 
-def _backend_and_migrations(dsn: str):
+def backend_and_migrations(dsn: str):
+    """yoyo's backend for the database at `dsn` (the caller closes backend.connection) and
+    every migration."""
     return get_backend(yoyo_url(dsn)), read_migrations(str(migrations_dir()))
 
 
@@ -35,7 +37,7 @@ def all_ids() -> list[str]:
 
 def pending(dsn: str) -> list[str]:
     """Ids of the migrations not yet applied to the database at `dsn`."""
-    backend, migrations = _backend_and_migrations(dsn)
+    backend, migrations = backend_and_migrations(dsn)
     try:
         return [m.id for m in backend.to_apply(migrations)]
     finally:
@@ -44,7 +46,7 @@ def pending(dsn: str) -> list[str]:
 
 def apply_all(dsn: str) -> list[str]:
     """Apply every pending migration under yoyo's lock; return the ids applied."""
-    backend, migrations = _backend_and_migrations(dsn)
+    backend, migrations = backend_and_migrations(dsn)
     try:
         with backend.lock():
             todo = backend.to_apply(migrations)
@@ -59,7 +61,7 @@ def apply_all(dsn: str) -> list[str]:
 
 def rollback_all(dsn: str) -> list[str]:
     """Roll back every applied migration (newest first); return the ids rolled back."""
-    backend, migrations = _backend_and_migrations(dsn)
+    backend, migrations = backend_and_migrations(dsn)
     try:
         with backend.lock():
             todo = backend.to_rollback(migrations)

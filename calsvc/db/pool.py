@@ -100,8 +100,8 @@ class Database:
         self.settings = settings
         # First come, first served: asyncpg's pool queue lets a newcomer take a connection
         # released for a waiter, who then queues again at the back (asyncio.Queue.get); under
-        # load some requests waited many times over (measured: GET one event at -c32, p99
-        # 42 -> 175 ms once requests held their connection longer). asyncio.Semaphore is FIFO.
+        # load some requests waited many times over, the more so the longer requests held
+        # their connection (bench/README.md). asyncio.Semaphore is FIFO.
         self._turns = asyncio.Semaphore(settings.pool_max_size)
 
     @classmethod
@@ -139,11 +139,11 @@ class Database:
         """Within it, the first `uses` acquires of the current task (that do not nest in
         another) get the same connection, taken at the first and given back after the last
         of them (or when the lease ends): a request checks its token and runs its first
-        queries on one connection instead of taking one from the pool for each (measured:
-        the pool's acquire and release were 18% of a GET of one event). The connection goes
+        queries on one connection instead of taking one from the pool for each (the pool's
+        acquire and release were a large part of a GET of one event). The connection goes
         back as soon as those are done, not at the end of the request: held while the
-        answer is rendered, ten connections served fewer requests at once (list of 50 at
-        -c32: the worker idle 23% of the time). Other tasks (asyncio.gather, tasks started
+        answer is rendered, the pool's connections served fewer requests at once and the
+        worker sat idle (bench/README.md). Other tasks (asyncio.gather, tasks started
         inside) and nested acquires get connections of their own, as without a lease. A
         connection left in a transaction or broken is not kept for the next acquire."""
         lease = _Lease(self, asyncio.current_task(), uses)

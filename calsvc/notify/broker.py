@@ -1,4 +1,4 @@
-"""Wake-ups between processes (SPEC 8): PostgreSQL LISTEN/NOTIFY by default, Redis pub/sub
+"""Wake-ups between processes: PostgreSQL LISTEN/NOTIFY by default, Redis pub/sub
 when Redis is configured. A wake-up says only whose notifications to read again ("n:1,2,3",
 or "n:*" for everyone) or whose streams' tokens to check again ("r:7"); the notifications
 themselves are always read from the database, so a lost wake-up costs time (the hub's

@@ -93,7 +93,7 @@ async def merged_fields(tx: Tx, event: Event, changes: dict[str, Any], base_vers
     found = await history_db.snapshots(tx.conn, event.id, [base_version])
     if base_version not in found:
         raise errors.Validation.at(("query", "base_version"), "the event has no such version")
-    base_snapshot = orjson.loads(found[base_version]["snapshot"])
+    base_snapshot = orjson.loads(found[base_version].snapshot)
     mine_draft = await checked({**fields_of_snapshot(base_snapshot), **changes})
     base, theirs, mine = (shown(snap) for snap in (
         base_snapshot, snapshot(event, event.owner_id), snapshot(mine_draft, event.owner_id)))
@@ -223,7 +223,7 @@ class EventService:
             found = await history_db.snapshots(tx.conn, event.id, [number]) if 1 <= number < 2**31 else {}
             if number not in found:
                 raise errors.NotFound("the event has no such version")
-            draft = await checked(fields_of_snapshot(orjson.loads(found[number]["snapshot"])))
+            draft = await checked(fields_of_snapshot(orjson.loads(found[number].snapshot)))
             check_on_conflict(draft, on_conflict)
             if event.deleted:
                 return Change(draft, "rolled_back", summary=f"{ACTOR} restored {quoted(draft.title)} (version {number})")

@@ -61,10 +61,11 @@ class Version:
     snapshot: dict[str, Any] | None = None  # shown
 
     @classmethod
-    def from_row(cls, row: Any) -> "Version":
-        snap = row.get("snapshot") if hasattr(row, "get") else None
-        return cls(row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"],
-                   api_fields(list(row["changed_fields"])),
+    def from_row(cls, row: history_db.VersionRow) -> "Version":
+        """The version as the API shows it; with its snapshot when `row` has one."""
+        snap = row.snapshot if isinstance(row, history_db.SnapshotRow) else None
+        return cls(row.version, row.kind, row.at, row.actor_id, row.actor_username,
+                   api_fields(list(row.changed_fields)),
                    None if snap is None else shown(orjson.loads(snap)))
 
 
@@ -93,20 +94,18 @@ class Diff:
     new: Version
 
 
-def _entry(row: Any) -> Entry:
-    if row["version"] is None:
-        action, old, new = row["action"], row["old_role"], row["new_role"]
-        changes = [{"field": "role", "old": old, "new": new}]
-        return Entry(row["seq"], None, action, row["at"], row["actor_id"], row["actor_username"], changes,
-                     row["user_id"], row["username"])
-    new = shown(orjson.loads(row["snapshot"]))
-    old = None if row["previous"] is None else shown(orjson.loads(row["previous"]))
-    if row["action"] == "deleted":
+def _entry(row: history_db.VersionChange | history_db.AccessChange) -> Entry:
+    if isinstance(row, history_db.AccessChange):
+        changes = [{"field": "role", "old": row.old_role, "new": row.new_role}]
+        return Entry(row.seq, None, row.action, row.at, row.actor_id, row.actor_username, changes,
+                     row.user_id, row.username)
+    new = shown(orjson.loads(row.snapshot))
+    old = None if row.previous is None else shown(orjson.loads(row.previous))
+    if row.action == "deleted":
         changes = [{"field": "deleted", "old": False, "new": True}]
     else:
-        changes = field_changes(old, new, row["previous_kind"] == "deleted", False)
-    return Entry(row["seq"], row["version"], row["action"], row["at"], row["actor_id"], row["actor_username"],
-                 changes)
+        changes = field_changes(old, new, row.previous_kind == "deleted", False)
+    return Entry(row.seq, row.version, row.action, row.at, row.actor_id, row.actor_username, changes)
 
 
 class HistoryService:
@@ -117,10 +116,10 @@ class HistoryService:
     async def _check(conn: Any, user_id: int, event_id: int) -> None:
         """errors.NotFound unless the user may read the event's history: anyone with access
         while it is live, its owner alone once it is deleted."""
-        row = None
+        access = None
         if 1 <= event_id < 2**63:
-            row = await history_db.access(conn, event_id, user_id)
-        if row is None or (row["deleted"] and row["role"] != "owner"):
+            access = await history_db.access(conn, event_id, user_id)
+        if access is None or (access.deleted and access.role != "owner"):
             raise errors.NotFound("no such event")
 
     async def history(self, user_id: int, event_id: int, after: int, limit: int) -> list[Version]:
@@ -142,7 +141,7 @@ class HistoryService:
             rows = await history_db.changelog(conn, event_id, after_seq, limit)
         # Each version's snapshot and the one before it parsed and compared: up to 500 pairs
         # of snapshots that may each be hundreds of kilobytes (a series' exceptions)
-        if sum(len(r["snapshot"] or "") for r in rows) > BIG_PAGE:
+        if sum(len(r.snapshot) for r in rows if isinstance(r, history_db.VersionChange)) > BIG_PAGE:
             return await off_loop(lambda: [_entry(r) for r in rows])
         return [_entry(r) for r in rows]
 

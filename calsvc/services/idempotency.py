@@ -37,10 +37,10 @@ class Idempotency:
 
     async def replay(self, user_id: int, key: str, route: str, request_hash: bytes) -> StoredAnswer | None:
         """The answer stored under the key for this same request; None when there is none;
-        errors.Validation when the key was used for another request. (A claimed row is filled
-        in the transaction that claimed it, so a committed row always holds its answer.)"""
+        errors.Validation when the key was used for another request. (A claimed key gets its
+        answer in the transaction that claimed it, so a committed row always holds one.)"""
         async with self.db.acquire() as conn:
-            answer = await idem_db.find(conn, user_id, key, self._since())
+            answer = await idem_db.find_answer(conn, user_id, key, self._since())
         if answer is not None and (answer.route, answer.request_hash) != (route, request_hash):
             raise errors.Validation.at(LOC, "this Idempotency-Key was used with another request in the last 24 hours")
         return answer
@@ -58,7 +58,8 @@ class Recorder:
     """Keeps an answer with the write it reports. A write calls `claim` first in its
     transaction: the key's row is inserted, so a concurrent request with the same key waits
     on it and then gets KeyTaken (its write rolls back and it replays the answer). `save`
-    fills the row with the rendered answer just before the commit."""
+    puts the rendered answer into the row just before the commit; `release` gives the key
+    up instead."""
 
     def __init__(self, user_id: int, key: str, route: str, request_hash: bytes,
                  render: Callable[[Any], tuple[int, bytes, str | None]]) -> None:
@@ -67,14 +68,13 @@ class Recorder:
 
     async def claim(self, tx: Tx) -> None:
         since = dt.datetime.now(dt.timezone.utc) - KEEP
-        pending = StoredAnswer(self.route, self.request_hash, 0, b"", None)
-        if not await idem_db.save(tx.conn, self.user_id, self.key, pending, since):
+        if not await idem_db.claim_key(tx.conn, self.user_id, self.key, self.route, self.request_hash, since):
             raise KeyTaken(self.key)
 
     async def release(self, tx: Tx) -> None:
         """Give the claimed key up (the request wrote nothing)."""
-        await idem_db.forget(tx.conn, self.user_id, self.key)
+        await idem_db.release_key(tx.conn, self.user_id, self.key)
 
     async def save(self, tx: Tx, result: Any) -> None:
         status, body, location = self.render(result)
-        await idem_db.fill(tx.conn, self.user_id, self.key, status, body, location)
+        await idem_db.save_answer(tx.conn, self.user_id, self.key, status, body, location)

@@ -7,7 +7,7 @@ import uuid
 import psycopg
 import pytest
 
-from calsvc.__main__ import _migrate
+from calsvc.__main__ import ensure_migrated
 from calsvc.config import ConfigError, Settings
 from calsvc.db import migrate
 from tests.conftest import admin_execute, db_url
@@ -84,16 +84,16 @@ def test_apply_rollback_apply_on_an_empty_database(empty_db):
 def test_migrate_refuses_pending_without_auto_migrate(empty_db):
     manual = Settings().replace(database={"url": empty_db, "auto_migrate": False})
     with pytest.raises(ConfigError) as raised:
-        _migrate(manual)
+        ensure_migrated(manual)
     message = str(raised.value)
     assert "auto_migrate" in message
     assert all(mid in message for mid in migrate.all_ids())
     assert migrate.pending(empty_db) == migrate.all_ids()  # refused, and applied nothing
 
     # With auto_migrate on, the same call applies them; then the manual mode starts.
-    _migrate(manual.replace(database={"auto_migrate": True}))
+    ensure_migrated(manual.replace(database={"auto_migrate": True}))
     assert migrate.pending(empty_db) == []
-    _migrate(manual)
+    ensure_migrated(manual)
 
 
 def test_migrate_refuses_when_only_some_are_pending(empty_db):
@@ -104,12 +104,12 @@ def test_migrate_refuses_when_only_some_are_pending(empty_db):
         conn.execute("DELETE FROM _yoyo_migration WHERE migration_id = %s", (ids[-1],))
     assert migrate.pending(empty_db) == [ids[-1]]
     with pytest.raises(ConfigError, match=ids[-1]):
-        _migrate(Settings().replace(database={"url": empty_db, "auto_migrate": False}))
+        ensure_migrated(Settings().replace(database={"url": empty_db, "auto_migrate": False}))
 
 
 def test_notification_counts_start_from_the_unread_notifications_already_there(empty_db):
     """Migration 0009 counts what an existing database holds, then its triggers keep up."""
-    backend, migrations = migrate._backend_and_migrations(empty_db)
+    backend, migrations = migrate.backend_and_migrations(empty_db)
     try:
         with backend.lock():
             backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0009")))
