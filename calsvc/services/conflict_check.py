@@ -55,14 +55,14 @@ def draft_intervals(draft: Draft, lower: dt.datetime, upper: dt.datetime) -> lis
     """The draft's occurrences overlapping [lower, upper) as intervals (cancelled ones aside);
     errors.Validation when there are more than a conflict check looks at."""
     try:
-        found = expand(draft.series, 0, draft.title, draft.start_time, draft.end_time, draft.exceptions,
-                       lower, upper, cancelled=False, limit=CHECK_LIMIT)
+        occurrences = expand(draft.series, 0, draft.title, draft.start_time, draft.end_time, draft.exceptions,
+                             lower, upper, cancelled=False, limit=CHECK_LIMIT)
     except recurrence.RecurrenceError:
         raise errors.Validation.at(
             ("body", "recurrence"),
             f"the rule has more than {CHECK_LIMIT:,} occurrences in the {CONFLICT_HORIZON.days} days a conflict "
             "check covers (the whole series when it ends); use fewer occurrences") from None
-    return [(o.start, o.end) for o in found]
+    return [(o.start, o.end) for o in occurrences]
 
 
 def check_range(draft: Draft) -> tuple[dt.datetime, dt.datetime]:

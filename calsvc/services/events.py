@@ -90,10 +90,10 @@ async def merged_fields(tx: Tx, event: Event, changes: dict[str, Any], base_vers
     `prefer` settles it. Fields compare as a version keeps them."""
     if base_version > event.version:
         raise errors.Validation.at(("query", "base_version"), f"the event is at version {event.version}")
-    found = await history_db.snapshots(tx.conn, event.id, [base_version])
-    if base_version not in found:
+    versions = await history_db.snapshots(tx.conn, event.id, [base_version])
+    if base_version not in versions:
         raise errors.Validation.at(("query", "base_version"), "the event has no such version")
-    base_snapshot = orjson.loads(found[base_version].snapshot)
+    base_snapshot = orjson.loads(versions[base_version].snapshot)
     mine_draft = await checked({**fields_of_snapshot(base_snapshot), **changes})
     base, theirs, mine = (shown(snap) for snap in (
         base_snapshot, snapshot(event, event.owner_id), snapshot(mine_draft, event.owner_id)))
@@ -146,9 +146,9 @@ class EventService:
         """Write a checked draft in `user_id`'s calendar, in `tx`: its lock taken, the draft
         checked against it."""
         await event_db.lock_calendar(tx.conn, user_id)
-        draft, found = await self.checker.check(tx, user_id, draft, on_conflict, exclude=None)
+        draft, overlaps = await self.checker.check(tx, user_id, draft, on_conflict, exclude=None)
         [event] = await event_db.insert_events(tx.conn, user_id, orjson.dumps([draft.row(user_id)]).decode())
-        return event, found
+        return event, overlaps
 
     # -- change ---------------------------------------------------------------------------
 
@@ -193,9 +193,9 @@ class EventService:
 
         if on_conflict == "shift":
             raise errors.Validation.at(("query", "on_conflict"), "shift applies to single events only")
-        event, found = await run_in_tx(self.db, "change_occurrence", self.change, user_id, event_id, expected,
-                                       build, on_conflict)
-        return event, occurrence_at(event, original, CHECK_LIMIT), found
+        event, overlaps = await run_in_tx(self.db, "change_occurrence", self.change, user_id, event_id, expected,
+                                          build, on_conflict)
+        return event, occurrence_at(event, original, CHECK_LIMIT), overlaps
 
     async def cancel_occurrence(self, user_id: int, event_id: int, original: dt.datetime, *,
                                 expected: Expected = None) -> Event:
@@ -220,10 +220,10 @@ class EventService:
         calendar like an update; a deleted event (its owner alone finds it) is restored.
         Rolling back to what the event already is writes nothing."""
         async def build(tx: Tx, event: Event) -> Change | None:
-            found = await history_db.snapshots(tx.conn, event.id, [number]) if 1 <= number < 2**31 else {}
-            if number not in found:
+            versions = await history_db.snapshots(tx.conn, event.id, [number]) if 1 <= number < 2**31 else {}
+            if number not in versions:
                 raise errors.NotFound("the event has no such version")
-            draft = await checked(fields_of_snapshot(orjson.loads(found[number].snapshot)))
+            draft = await checked(fields_of_snapshot(orjson.loads(versions[number].snapshot)))
             check_on_conflict(draft, on_conflict)
             if event.deleted:
                 return Change(draft, "rolled_back", summary=f"{ACTOR} restored {quoted(draft.title)} (version {number})")
@@ -253,12 +253,12 @@ class EventService:
             # reported under `allow` but blocks nothing.
             on_conflict = "allow"
         try:
-            draft, found = await self.checker.check(tx, event.owner_id, change.draft, on_conflict,
+            draft, overlaps = await self.checker.check(tx, event.owner_id, change.draft, on_conflict,
                                                     exclude=event.id, mine=change.check)
         except errors.SchedulingConflict as exc:
             await hide_in_problem(tx, user_id, event.owner_id, exc)
             raise
-        found = await hide_from_editor(tx, user_id, event.owner_id, found)
+        overlaps = await hide_from_editor(tx, user_id, event.owner_id, overlaps)
         if draft is not change.draft:  # moved by shift
             new = snapshot(draft, event.owner_id)
             fields = changed_fields(old, new)
@@ -270,7 +270,7 @@ class EventService:
         summary = change.summary or f"{ACTOR} updated {quoted(updated.title)} ({', '.join(api_fields(fields))})"
         self.notifications.note(tx, "event.restored" if event.deleted else "event.updated", event.id, user_id,
                                 summary)
-        return updated, found
+        return updated, overlaps
 
     # -- delete ---------------------------------------------------------------------------
 
@@ -327,20 +327,20 @@ class EventService:
         """Every occurrence in the window of every event the user can see, by (start, event id);
         errors.Validation when the window is over 2 years or holds over 5,000 occurrences."""
         check_window(start, end)
-        found: list[Occurrence] = []
+        occurrences: list[Occurrence] = []
         after = None
         async with self.db.acquire() as conn:
             while True:
                 rows = await event_db.list_visible(conn, user_id, role=role, window=(start, end), q=q,
                                                    after=after, limit=500)
-                left = recurrence.MAX_OCCURRENCES - len(found)
-                found += await off_loop(occurrences_in, rows, start, end, left) if costly(rows) else (
+                left = recurrence.MAX_OCCURRENCES - len(occurrences)
+                occurrences += await off_loop(occurrences_in, rows, start, end, left) if costly(rows) else (
                     occurrences_in(rows, start, end, left))
                 if len(rows) < 500:
                     break
                 after = (rows[-1].start_time, rows[-1].id)
-        found.sort(key=order_key)
-        return found
+        occurrences.sort(key=order_key)
+        return occurrences
 
     async def overlapping_pairs(self, user_id: int, start: dt.datetime, end: dt.datetime,
                                 after: tuple[dt.datetime, int, int, dt.datetime] | None,

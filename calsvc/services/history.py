@@ -130,10 +130,10 @@ class HistoryService:
     async def version(self, user_id: int, event_id: int, number: int) -> Version:
         async with self.db.acquire() as conn:
             await self._check(conn, user_id, event_id)
-            found = await history_db.snapshots(conn, event_id, [number]) if 1 <= number < 2**31 else {}
-        if number not in found:
+            versions = await history_db.snapshots(conn, event_id, [number]) if 1 <= number < 2**31 else {}
+        if number not in versions:
             raise errors.NotFound("the event has no such version")
-        return Version.from_row(found[number])
+        return Version.from_row(versions[number])
 
     async def changelog(self, user_id: int, event_id: int, after_seq: int, limit: int) -> list[Entry]:
         async with self.db.acquire() as conn:
@@ -149,10 +149,10 @@ class HistoryService:
         async with self.db.acquire() as conn:
             await self._check(conn, user_id, event_id)
             numbers = [n for n in (first, second) if 1 <= n < 2**31]
-            found = await history_db.snapshots(conn, event_id, numbers) if numbers else {}
-        if first not in found or second not in found:
+            versions = await history_db.snapshots(conn, event_id, numbers) if numbers else {}
+        if first not in versions or second not in versions:
             raise errors.NotFound("the event has no such version")
-        old, new = Version.from_row(found[first]), Version.from_row(found[second])
+        old, new = Version.from_row(versions[first]), Version.from_row(versions[second])
         assert old.snapshot is not None and new.snapshot is not None
         changes = field_changes(old.snapshot, new.snapshot, old.kind == "deleted", new.kind == "deleted")
         lines = description_diff(old.snapshot["description"], new.snapshot["description"], first, second)
