@@ -1,4 +1,5 @@
 """Command line: `calsvc serve [--host H] [--port P] [--workers N]` and `calsvc migrate`."""
+
 from __future__ import annotations
 
 import argparse
@@ -102,8 +103,8 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     )
 
 
-FAST_EXIT = 5.0       # a worker that dies sooner than this after its start "failed to start"
-MAX_FAST_EXITS = 3    # in a row: then the whole service stops
+FAST_EXIT = 5.0  # a worker that dies sooner than this after its start "failed to start"
+MAX_FAST_EXITS = 3  # in a row: then the whole service stops
 
 
 def _serve_workers(settings: Settings, sock: socket.socket) -> int:
@@ -165,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         if args.command == "serve":
-            overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
-                                           ("workers", args.workers)) if v is not None}
+            overrides = {
+                k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None
+            }
             if overrides:
                 settings = settings.replace(server=overrides)
                 from calsvc.config import validate

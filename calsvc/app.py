@@ -1,22 +1,23 @@
 """The application factory: keys, lifetimes, middlewares, routes, CORS and docs."""
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp_cors
 from aiohttp import web
 
 from calsvc.config import Settings
 from calsvc.db import migrate
-from calsvc.db.pool import Database
-from calsvc.passwords import Hasher
 from calsvc.db import tokens as token_db
+from calsvc.db.pool import Database
 from calsvc.notify.broker import Broker, PgBroker, RedisBroker
 from calsvc.notify.hub import Hub, Stream
+from calsvc.passwords import Hasher
 from calsvc.ratelimit import MemoryLimiter, RedisLimiter
 from calsvc.services.accounts import AccountService
 from calsvc.services.auth import AuthService
@@ -39,13 +40,29 @@ from calsvc.web.routes import add_routes
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = 600.0
-FREEZE_EVERY = 5.0    # seconds (see _garbage_collection)
+FREEZE_EVERY = 5.0  # seconds (see _garbage_collection)
 THAW_EVERY = 600.0
 REDIS_TIMEOUT = 0.5  # seconds: a Redis that does not answer in time counts as down
-CORS_EXPOSE = ("ETag", "Location", "X-Request-ID", "Retry-After", "RateLimit-Limit",
-               "RateLimit-Remaining", "RateLimit-Reset", "WWW-Authenticate")
-CORS_ALLOW = ("Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
-              "Idempotency-Key", "Last-Event-ID", "X-Request-ID")
+CORS_EXPOSE = (
+    "ETag",
+    "Location",
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "WWW-Authenticate",
+)
+CORS_ALLOW = (
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "X-Request-ID",
+)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -154,24 +171,26 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings.database.url")
     if not settings.auth.secret:
         raise ValueError("create_app needs settings.auth.secret")
-    app = web.Application(
-        middlewares=[edge_middleware, api_middleware],
-        client_max_size=settings.server.max_body_bytes,
-    )
+    app = web.Application(middlewares=[edge_middleware, api_middleware], client_max_size=settings.server.max_body_bytes)
     app[keys.SETTINGS] = settings
     app[keys.TOKENS] = TokenCodec(settings.auth)
     if settings.redis.url:
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(
-            str(settings.redis.url), socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
-            health_check_interval=10)
+            str(settings.redis.url),
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            health_check_interval=10,
+        )
         app[keys.REDIS] = client
         prefix = settings.redis.prefix
-        app[keys.AUTH_LIMITER] = RedisLimiter(client, settings.rate_limit.auth_per_minute,
-                                              f"{prefix}:ratelimit:auth:", name="per-IP (auth)")
-        app[keys.USER_LIMITER] = RedisLimiter(client, settings.rate_limit.user_per_minute,
-                                              f"{prefix}:ratelimit:user:", name="per-user")
+        app[keys.AUTH_LIMITER] = RedisLimiter(
+            client, settings.rate_limit.auth_per_minute, f"{prefix}:ratelimit:auth:", name="per-IP (auth)"
+        )
+        app[keys.USER_LIMITER] = RedisLimiter(
+            client, settings.rate_limit.user_per_minute, f"{prefix}:ratelimit:user:", name="per-user"
+        )
     else:
         app[keys.AUTH_LIMITER] = MemoryLimiter(settings.rate_limit.auth_per_minute)
         app[keys.USER_LIMITER] = MemoryLimiter(settings.rate_limit.user_per_minute)
@@ -189,8 +208,11 @@ def create_app(settings: Settings) -> web.Application:
     if settings.cors.allow_origins:
         # Bearer tokens travel in a header, so no credentials (cookies) are needed.
         options = aiohttp_cors.ResourceOptions(
-            allow_credentials=False, expose_headers=CORS_EXPOSE, allow_headers=CORS_ALLOW,
-            allow_methods="*", max_age=600,
+            allow_credentials=False,
+            expose_headers=CORS_EXPOSE,
+            allow_headers=CORS_ALLOW,
+            allow_methods="*",
+            max_age=600,
         )
         cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.cors.allow_origins})
         for route in list(app.router.routes()):

@@ -4,6 +4,7 @@ Every key of every section can be overridden from the environment by its fixed n
 for example `CALSVC_DATABASE_URL` or `CALSVC_RATE_LIMIT_AUTH_PER_MINUTE`. Secrets are kept
 in `Secret` values whose repr hides them, so a settings object can be logged safely.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,9 @@ import os
 import re
 import secrets
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -40,7 +42,7 @@ class ServerSettings:
     shutdown_timeout: float = 5.0
     sse_heartbeat: float = 15.0  # seconds between the event stream's heartbeat comments
     header_timeout: float = 10.0  # seconds a request's headers may take to arrive (then 408)
-    body_timeout: float = 30.0   # seconds a body may go without a byte while it is read (then 408)
+    body_timeout: float = 30.0  # seconds a body may go without a byte while it is read (then 408)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ class Settings:
     def production(self) -> bool:
         return self.server.env == "production"
 
-    def replace(self, **sections: Mapping[str, Any]) -> "Settings":
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some keys changed: `settings.replace(auth={"bcrypt_rounds": 4})`."""
         changed = {}
         for name, values in sections.items():

@@ -16,6 +16,7 @@ Sorting plus one sweep keeps each function O((n + m) log(n + m)) (plus the size 
 answer for `overlapping_pairs`), so a candidate series of thousands of occurrences is
 checked against a calendar of thousands more without comparing every pair.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -23,11 +24,11 @@ import dataclasses
 import datetime as dt
 import heapq
 import itertools
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from sortedcontainers import SortedList
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SHIFT_HORIZON = dt.timedelta(days=30)
 
 Interval = tuple[dt.datetime, dt.datetime]
@@ -41,7 +42,7 @@ class Busy:
     event_id: int
     title: str
     start: dt.datetime  # aware
-    end: dt.datetime    # aware; exclusive
+    end: dt.datetime  # aware; exclusive
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,8 +127,9 @@ def find_conflicts(candidate: Iterable[Interval], busy: Iterable[Busy], limit: i
     return found
 
 
-def earliest_free_slot(start: dt.datetime, duration: dt.timedelta, busy: Iterable[Interval],
-                       horizon: dt.timedelta = SHIFT_HORIZON) -> dt.datetime | None:
+def earliest_free_slot(
+    start: dt.datetime, duration: dt.timedelta, busy: Iterable[Interval], horizon: dt.timedelta = SHIFT_HORIZON
+) -> dt.datetime | None:
     """The earliest t >= start with [t, t + duration) overlapping no busy interval and
     t < start + horizon (the `shift` strategy), shown in `start`'s zone; `start` itself when
     it is free. None when no such t exists. Busy intervals may overlap and come in any order.
@@ -152,8 +154,11 @@ def earliest_free_slot(start: dt.datetime, duration: dt.timedelta, busy: Iterabl
     return start if t == begin else t.astimezone(start.tzinfo)
 
 
-def overlapping_pairs(occurrences: Iterable[Busy], after: tuple[dt.datetime, int, int, dt.datetime] | None = None,
-                      limit: int | None = None) -> list[Overlap]:
+def overlapping_pairs(
+    occurrences: Iterable[Busy],
+    after: tuple[dt.datetime, int, int, dt.datetime] | None = None,
+    limit: int | None = None,
+) -> list[Overlap]:
     """Every overlap between occurrences of two different events (GET /api/events/conflicts):
     one item per overlapping pair of occurrences, ordered by (start, first_id, second_id,
     end), identical items (two occurrences of one series overlapping another event over the
@@ -255,8 +260,11 @@ class Calendar:
         if not self._classes:
             return []
         intervals = list(intervals)
-        pieces = merge_intervals(intervals) if len(intervals) > 1 else [
-            (_utc(s), _utc(e)) for s, e in intervals if _utc(s) < _utc(e)]
+        pieces = (
+            merge_intervals(intervals)
+            if len(intervals) > 1
+            else [(_utc(s), _utc(e)) for s, e in intervals if _utc(s) < _utc(e)]
+        )
         for start, end in pieces:
             for s, _, item in self._overlapping(start, end):
                 found.setdefault((item.event_id, s), item)

@@ -3,6 +3,7 @@
 Started by `calsvc serve`/`calsvc migrate` when no database URL is configured; reused on the
 next start; stopped when the process that started it exits.
 """
+
 from __future__ import annotations
 
 import logging

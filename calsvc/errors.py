@@ -2,9 +2,11 @@
 
 Each class's docstring is its `title`; `slug` makes its stable `type` (`/problems/<slug>`).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class Problem(Exception):
@@ -153,7 +155,7 @@ class Validation(Problem):
     slug = "validation"
 
     @classmethod
-    def at(cls, loc: Sequence[str | int], msg: str, kind: str = "value_error") -> "Validation":
+    def at(cls, loc: Sequence[str | int], msg: str, kind: str = "value_error") -> Validation:
         """One invalid value at `loc` (for example `("body", "start_time")`)."""
         return cls(msg, errors=[{"loc": list(loc), "msg": msg, "type": kind}])
 
@@ -166,7 +168,7 @@ class BatchItem(Problem):
     inner: Problem | None = None  # the item's own problem
 
     @classmethod
-    def of(cls, index: int, inner: Problem) -> "BatchItem":
+    def of(cls, index: int, inner: Problem) -> BatchItem:
         """The problem of item `index`: its status and members, `index`, and every error's
         `loc` moved under `["body", field, index]` (a body-wide error gets one) unless it is
         there already (an item validated where it stands)."""
@@ -219,7 +221,21 @@ class Unavailable(Problem):
 # Generic statuses that aiohttp itself raises (unknown route, method, size) map to these.
 BY_STATUS: dict[int, type[Problem]] = {
     cls.status: cls
-    for cls in (Malformed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, NotAcceptable,
-                Conflict, RequestTimeout, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Validation,
-                RateLimited, Internal, Unavailable)
+    for cls in (
+        Malformed,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        NotAcceptable,
+        Conflict,
+        RequestTimeout,
+        PreconditionFailed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Validation,
+        RateLimited,
+        Internal,
+        Unavailable,
+    )
 }

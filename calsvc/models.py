@@ -1,11 +1,13 @@
 """Rows as frozen, slotted dataclasses (Event: a frozen Struct). `from_row` takes an asyncpg record; no I/O here."""
+
 from __future__ import annotations
 
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 import orjson
@@ -20,7 +22,7 @@ class User:
     created_at: dt.datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "User":
+    def from_row(cls, row: Mapping[str, Any]) -> User:
         return cls(row["id"], row["username"], row["email"], row["full_name"], row["created_at"])
 
 
@@ -32,7 +34,7 @@ class Credentials:
     password_hash: bytes
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Credentials":
+    def from_row(cls, row: Mapping[str, Any]) -> Credentials:
         return cls(User.from_row(row), row["password_hash"].encode())
 
 
@@ -47,9 +49,16 @@ class RefreshToken:
     user_live: bool  # false once the account is closed or removed
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "RefreshToken":
-        return cls(row["jti"], row["family_id"], row["user_id"], row["expires_at"],
-                   row["rotated_at"], row["family_revoked_at"], row["user_live"])
+    def from_row(cls, row: Mapping[str, Any]) -> RefreshToken:
+        return cls(
+            row["jti"],
+            row["family_id"],
+            row["user_id"],
+            row["expires_at"],
+            row["rotated_at"],
+            row["family_revoked_at"],
+            row["user_live"],
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,9 +78,12 @@ class OccurrenceChange:
         return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in self.overrides.items()}
 
     @classmethod
-    def from_stored(cls, key: str, value: Mapping[str, Any]) -> "OccurrenceChange":
-        overrides = {k: dt.datetime.fromisoformat(v) if k in ("start_time", "end_time") else v
-                     for k, v in value.items() if k != "cancelled"}
+    def from_stored(cls, key: str, value: Mapping[str, Any]) -> OccurrenceChange:
+        overrides = {
+            k: dt.datetime.fromisoformat(v) if k in ("start_time", "end_time") else v
+            for k, v in value.items()
+            if k != "cancelled"
+        }
         return cls(dt.datetime.fromisoformat(key), bool(value.get("cancelled")), overrides)
 
 
@@ -88,7 +100,7 @@ def exceptions_json(changes: tuple[OccurrenceChange, ...]) -> dict[str, Any]:
     kept = _STORED.get(id(changes))
     if kept is not None and kept[0] is changes:
         return dict(kept[1])
-    stored = {c.original.astimezone(dt.timezone.utc).isoformat(): c.stored() for c in changes}
+    stored = {c.original.astimezone(dt.UTC).isoformat(): c.stored() for c in changes}
     if len(changes) >= _MANY:
         if len(_STORED) >= 16:
             _STORED.pop(next(iter(_STORED)), None)
@@ -106,8 +118,9 @@ def exceptions_from_json(text: str | None) -> tuple[OccurrenceChange, ...]:
 
 
 def _parse_exceptions(text: str) -> tuple[OccurrenceChange, ...]:
-    return tuple(sorted((OccurrenceChange.from_stored(k, v) for k, v in orjson.loads(text).items()),
-                        key=lambda c: c.original))
+    return tuple(
+        sorted((OccurrenceChange.from_stored(k, v) for k, v in orjson.loads(text).items()), key=lambda c: c.original)
+    )
 
 
 _parsed_exceptions = functools.lru_cache(maxsize=64)(_parse_exceptions)
@@ -145,24 +158,78 @@ class Event(msgspec.Struct, frozen=True):
     deleted: bool = False  # read as its owner may, to restore it
 
     @classmethod
-    def from_row(cls, row: Any, at: int = 0) -> "Event":
+    def from_row(cls, row: Any, at: int = 0) -> Event:
         """From the columns ROW_COLUMNS, in that order, starting at column `at`, optionally
         followed by `deleted` (the queries build their lists from db.events.EVENT_COLUMNS,
         which tests/db/test_columns.py checks against ROW_COLUMNS). By position: reading 20
         columns by name cost as much as building the event."""
-        (id_, owner_id, title, description, location, start, end, timezone, all_day, rrule, exdates,
-         rdates, exceptions, last_start, version, created_at, updated_at, updated_by, role) = row[at:at + 19]
+        (
+            id_,
+            owner_id,
+            title,
+            description,
+            location,
+            start,
+            end,
+            timezone,
+            all_day,
+            rrule,
+            exdates,
+            rdates,
+            exceptions,
+            last_start,
+            version,
+            created_at,
+            updated_at,
+            updated_by,
+            role,
+        ) = row[at : at + 19]
         return cls(
-            id_, owner_id, title, description, location, start, end, timezone, all_day, rrule,
-            tuple(exdates), tuple(rdates), version, created_at, updated_at, updated_by, role,
-            exceptions_from_json(exceptions), last_start, len(row) > at + 19 and row[at + 19],
+            id_,
+            owner_id,
+            title,
+            description,
+            location,
+            start,
+            end,
+            timezone,
+            all_day,
+            rrule,
+            tuple(exdates),
+            tuple(rdates),
+            version,
+            created_at,
+            updated_at,
+            updated_by,
+            role,
+            exceptions_from_json(exceptions),
+            last_start,
+            len(row) > at + 19 and row[at + 19],
         )
 
 
 # The columns Event.from_row reads, in order (then optionally `deleted`).
-ROW_COLUMNS = ("id", "owner_id", "title", "description", "location", "start_time", "end_time",
-               "timezone", "all_day", "rrule", "exdates", "rdates", "exceptions", "last_start",
-               "version", "created_at", "updated_at", "updated_by", "role")
+ROW_COLUMNS = (
+    "id",
+    "owner_id",
+    "title",
+    "description",
+    "location",
+    "start_time",
+    "end_time",
+    "timezone",
+    "all_day",
+    "rrule",
+    "exdates",
+    "rdates",
+    "exceptions",
+    "last_start",
+    "version",
+    "created_at",
+    "updated_at",
+    "updated_by",
+    "role",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,7 +243,7 @@ class Permission:
     granted_at: dt.datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Permission":
+    def from_row(cls, row: Mapping[str, Any]) -> Permission:
         return cls(row["user_id"], row["username"], row["role"], row["granted_by"], row["granted_at"])
 
 
@@ -191,7 +258,7 @@ class StoredAnswer:
     location: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "StoredAnswer":
+    def from_row(cls, row: Mapping[str, Any]) -> StoredAnswer:
         return cls(row["route"], bytes(row["request_hash"]), row["status"], bytes(row["body"]), row["location"])
 
 
@@ -210,6 +277,15 @@ class Notification:
     read_at: dt.datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Notification":
-        return cls(row["id"], row["user_id"], row["kind"], row["event_id"], row["actor_id"],
-                   row["actor_username"], row["summary"], row["created_at"], row["read_at"])
+    def from_row(cls, row: Mapping[str, Any]) -> Notification:
+        return cls(
+            row["id"],
+            row["user_id"],
+            row["kind"],
+            row["event_id"],
+            row["actor_id"],
+            row["actor_username"],
+            row["summary"],
+            row["created_at"],
+            row["read_at"],
+        )

@@ -1,20 +1,22 @@
 """Occurrences of stored events: each event's series (built once per version), the
 occurrences in a window with the exceptions applied, and the query windows they are asked
 for. Pure: no SQL, no HTTP."""
+
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import functools
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from calsvc import errors, patterns, recurrence
+from calsvc import errors, patterns, recurrence, rules
 from calsvc.models import Event, OccurrenceChange
 from calsvc.zones import known_zone
 
-EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
-LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,7 +34,7 @@ class Occurrence:
 
 def order_key(occ: Occurrence) -> tuple[dt.datetime, int, dt.datetime]:
     """How occurrences are listed: by start instant, event id, original start instant."""
-    utc = dt.timezone.utc
+    utc = dt.UTC
     return occ.start.astimezone(utc), occ.event_id, occ.original_start.astimezone(utc)
 
 
@@ -48,13 +50,23 @@ def with_exceptions(series: recurrence.Series, replaced: Iterable[dt.datetime]) 
 @functools.lru_cache(maxsize=4096)
 def pattern_of(rrule: str) -> dict[str, Any] | None:
     """The structured pattern of a stored (normalised, UTC) rule, or None."""
-    return patterns.pattern_from_rule(recurrence.parse_rule(rrule, ZoneInfo("UTC")))
+    return patterns.pattern_from_rule(rules.parse_rule(rrule, ZoneInfo("UTC")))
 
 
 @functools.lru_cache(maxsize=65536)
-def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, timezone: str,
-            rrule: str, exdates: tuple[dt.datetime, ...], rdates: tuple[dt.datetime, ...],
-            replaced: tuple[dt.datetime, ...], last_start: dt.datetime | None, all_day: bool) -> recurrence.Series:
+def _series(
+    event_id: int,
+    version: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    timezone: str,
+    rrule: str,
+    exdates: tuple[dt.datetime, ...],
+    rdates: tuple[dt.datetime, ...],
+    replaced: tuple[dt.datetime, ...],
+    last_start: dt.datetime | None,
+    all_day: bool,
+) -> recurrence.Series:
     tz = known_zone(timezone)
     parts = _parsed(rrule, timezone)
     days = (end.astimezone(tz).date() - start.astimezone(tz).date()).days if all_day else 0
@@ -63,34 +75,51 @@ def _series(event_id: int, version: int, start: dt.datetime, end: dt.datetime, t
         series = recurrence.prepare(start.astimezone(tz), end - start, tz, dict(parts), exdates, rdates, days)
     else:
         # checked when it was written: rebuild it without walking the rule
-        series = recurrence.Series(start.astimezone(tz), end - start, tz, parts,
-                                   tuple(sorted(d.astimezone(dt.timezone.utc) for d in exdates)),
-                                   tuple(sorted(d.astimezone(dt.timezone.utc) for d in rdates)),
-                                   None if last_start is None else last_start.astimezone(tz), days)
+        series = recurrence.Series(
+            start.astimezone(tz),
+            end - start,
+            tz,
+            parts,
+            tuple(sorted(d.astimezone(dt.UTC) for d in exdates)),
+            tuple(sorted(d.astimezone(dt.UTC) for d in rdates)),
+            None if last_start is None else last_start.astimezone(tz),
+            days,
+        )
     return with_exceptions(series, replaced)
 
 
 @functools.lru_cache(maxsize=16384)
 def _parsed(rrule: str, timezone: str) -> dict[str, str]:
     """The parts of a stored rule (shared: never change the dict). A stored rule is
-    normalised (`recurrence.format_rule`), so reading it back is a split, not a parse."""
-    return recurrence.stored_parts(rrule)
+    normalised (`rules.format_rule`), so reading it back is a split, not a parse."""
+    return rules.stored_parts(rrule)
 
 
 def series_of(event: Event) -> recurrence.Series:
     """The stored series of a recurring event, its exceptions' original starts left out
     (cached per event version)."""
-    return _series(event.id, event.version, event.start_time, event.end_time, event.timezone,
-                   event.rrule, event.exdates, event.rdates, tuple(c.original for c in event.exceptions),
-                   event.last_start, event.all_day)
+    return _series(
+        event.id,
+        event.version,
+        event.start_time,
+        event.end_time,
+        event.timezone,
+        event.rrule,
+        event.exdates,
+        event.rdates,
+        tuple(c.original for c in event.exceptions),
+        event.last_start,
+        event.all_day,
+    )
 
 
 def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) -> bool:
     """Whether an occurrence of `event` (cancelled ones aside) overlaps the window (None:
     open on that side)."""
     if event.rrule is None:
-        return ((start is None or recurrence.extent_end(event.start_time, event.end_time) > start)
-                and (end is None or event.start_time < end))
+        return (start is None or recurrence.extent_end(event.start_time, event.end_time) > start) and (
+            end is None or event.start_time < end
+        )
     for change in event.exceptions:
         if "start_time" in change.overrides and not change.cancelled:
             s, e = change.overrides["start_time"], change.overrides["end_time"]
@@ -99,21 +128,33 @@ def in_window(event: Event, start: dt.datetime | None, end: dt.datetime | None) 
     return recurrence.has_occurrence(series_of(event), start, end)
 
 
-def expand(series: recurrence.Series | None, event_id: int, title: str, start: dt.datetime,
-           end: dt.datetime, changes: tuple[OccurrenceChange, ...], lower: dt.datetime,
-           upper: dt.datetime, *, cancelled: bool, limit: int = recurrence.MAX_OCCURRENCES) -> list[Occurrence]:
+def expand(
+    series: recurrence.Series | None,
+    event_id: int,
+    title: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    changes: tuple[OccurrenceChange, ...],
+    lower: dt.datetime,
+    upper: dt.datetime,
+    *,
+    cancelled: bool,
+    limit: int = recurrence.MAX_OCCURRENCES,
+) -> list[Occurrence]:
     """The occurrences of an event (a single one when `series` is None) overlapping
     [lower, upper), exceptions applied (cancelled ones only when `cancelled`), ordered by
     start. RecurrenceError past `limit`."""
     # Every comparison on UTC instants: two datetimes in one zone compare by wall clock.
-    utc = dt.timezone.utc
+    utc = dt.UTC
     lower, upper = lower.astimezone(utc), upper.astimezone(utc)
     if series is None:
         overlaps = start.astimezone(utc) < upper and recurrence.extent_end(start, end) > lower
         return [Occurrence(event_id, start, start, end, title)] if overlaps else []
     tz, end_of = series.tz, series.end_of
-    found = [Occurrence(event_id, s, s, end_of(s).astimezone(tz), title)
-             for s in recurrence.occurrence_starts(series, lower, upper, limit=limit)]
+    found = [
+        Occurrence(event_id, s, s, end_of(s).astimezone(tz), title)
+        for s in recurrence.occurrence_starts(series, lower, upper, limit=limit)
+    ]
     reach = series.reach + recurrence.INSTANT
     for change in changes:
         o = change.overrides
@@ -132,21 +173,35 @@ def expand(series: recurrence.Series | None, event_id: int, title: str, start: d
     if changes:
         found.sort(key=order_key)
         if len(found) > limit:
-            raise recurrence.RecurrenceError(
-                f"more than {limit} occurrences in the window; ask for a shorter window")
+            raise recurrence.RecurrenceError(f"more than {limit} occurrences in the window; ask for a shorter window")
     return found
 
 
-def occurrences_of(event: Event, start: dt.datetime, end: dt.datetime, *, cancelled: bool = True,
-                   limit: int = recurrence.MAX_OCCURRENCES) -> list[Occurrence]:
+def occurrences_of(
+    event: Event,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    cancelled: bool = True,
+    limit: int = recurrence.MAX_OCCURRENCES,
+) -> list[Occurrence]:
     """The occurrences of `event` overlapping [start, end), exceptions applied, in order;
     errors.Validation (at the query) when the window is too long or holds too many."""
     tz = known_zone(event.timezone)
     series = series_of(event) if event.rrule is not None else None
     try:
-        return expand(series, event.id, event.title, event.start_time.astimezone(tz),
-                      event.end_time.astimezone(tz), event.exceptions, start, end,
-                      cancelled=cancelled, limit=limit)
+        return expand(
+            series,
+            event.id,
+            event.title,
+            event.start_time.astimezone(tz),
+            event.end_time.astimezone(tz),
+            event.exceptions,
+            start,
+            end,
+            cancelled=cancelled,
+            limit=limit,
+        )
     except recurrence.RecurrenceError as exc:
         raise errors.Validation.at(("query", "end"), str(exc)) from None
 
@@ -188,8 +243,9 @@ def occurrences_in(rows: list[Event], start: dt.datetime, end: dt.datetime, limi
             found += occurrences_of(event, start, end, cancelled=False, limit=limit - len(found))
         except errors.Validation:
             raise errors.Validation.at(
-                ("query", "end"), f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; "
-                                  "ask for a shorter window") from None
+                ("query", "end"),
+                f"more than {recurrence.MAX_OCCURRENCES} occurrences in the window; ask for a shorter window",
+            ) from None
     return found
 
 
@@ -198,20 +254,25 @@ def occurrence_at(event: Event, original: dt.datetime, limit: int) -> Occurrence
     errors.NotFound when there is none (errors.Validation for a single event). `limit`: the
     occurrences a window around it may hold."""
     if event.rrule is None:
-        raise errors.Validation.at(("path", "occurrence_start"),
-                                   "the event does not recur; change the event itself")
+        raise errors.Validation.at(("path", "occurrence_start"), "the event does not recur; change the event itself")
     tiny = dt.timedelta(microseconds=1)
     # UTC on both sides: an ambiguous wall-clock time (the hour clocks fall back) never
     # equals a time with a fixed offset in Python, even naming the same instant (PEP 495)
-    original = original.astimezone(dt.timezone.utc)
+    original = original.astimezone(dt.UTC)
     for occ in occurrences_of(event, original, original + tiny, limit=limit):
-        if occ.original_start.astimezone(dt.timezone.utc) == original:
+        if occ.original_start.astimezone(dt.UTC) == original:
             return occ
     for change in event.exceptions:  # moved far from its original start
         if change.original == original:
-            [occ] = [o for o in occurrences_of(
-                event, change.overrides.get("start_time", original),
-                change.overrides.get("end_time", original) + tiny, limit=limit)
-                if o.original_start.astimezone(dt.timezone.utc) == original]
+            [occ] = [
+                o
+                for o in occurrences_of(
+                    event,
+                    change.overrides.get("start_time", original),
+                    change.overrides.get("end_time", original) + tiny,
+                    limit=limit,
+                )
+                if o.original_start.astimezone(dt.UTC) == original
+            ]
             return occ
     raise errors.NotFound("no occurrence of this event starts at that time")

@@ -3,6 +3,7 @@
 The pre-hash makes every character of a long password count (bcrypt alone stops at
 72 bytes) and keeps bcrypt's input a fixed 44 ASCII bytes.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,13 +1,15 @@
 """The structured recurrence pattern (`{frequency, interval, by_weekday, by_month_day, count,
 until}`): the form of a rule that needs no RRULE syntax, read into rule parts and written
 back from them when a rule has one. Pure."""
+
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from calsvc.recurrence import UTC, RecurrenceError, format_until, parse_rule
+from calsvc.rules import UTC, RecurrenceError, format_until, parse_rule
+
 
 def rule_from_pattern(pattern: dict[str, Any], tz: ZoneInfo) -> dict[str, str]:
     """`{frequency, interval?, by_weekday?, by_month_day?, count?, until?}` as rule parts.

@@ -2,6 +2,7 @@
 and machine through Redis when it is configured. While Redis cannot be reached the limits
 fall back to the process's own (and it is logged); Redis is tried again every few seconds
 and takes over again as soon as it answers."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,7 @@ class RedisLimiter:
 
     RETRY_EVERY = 2.0  # seconds between attempts while Redis is unreachable
 
-    def __init__(self, redis: Any, limit: int, prefix: str, window: int = 60, clock=time.time,
-                 name: str = "") -> None:
+    def __init__(self, redis: Any, limit: int, prefix: str, window: int = 60, clock=time.time, name: str = "") -> None:
         self.redis = redis
         self.name = name or prefix
         self.limit = limit
@@ -91,8 +91,12 @@ class RedisLimiter:
                     count, _ = await pipe.execute()
             except Exception as exc:  # redis.RedisError, OSError, timeouts
                 if not self.down:
-                    log.warning("Redis unreachable (%s: %s): the %s rate limit is counted per process "
-                                "until it is back", type(exc).__name__, exc, self.name)
+                    log.warning(
+                        "Redis unreachable (%s: %s): the %s rate limit is counted per process until it is back",
+                        type(exc).__name__,
+                        exc,
+                        self.name,
+                    )
                 self.down = True
                 self._down_until = time.monotonic() + self.RETRY_EVERY
             else:

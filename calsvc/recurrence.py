@@ -1,5 +1,5 @@
-"""Recurrence rules: parse and normalise RRULE text (calsvc.patterns: the structured
-pattern), and expand a series in a window. Pure: no SQL, no HTTP.
+"""Recurrence: a series (a rule from calsvc.rules, with its start, length, zone and dates)
+expanded in a window. Pure: no SQL, no HTTP.
 
 Expansion happens in the event's time zone, so an occurrence keeps its wall-clock time
 across DST changes. A time that falls in a DST gap is taken with the offset before the gap
@@ -8,22 +8,22 @@ first instance. Expanding far from DTSTART is cheap: the rule is restarted at a 
 number of periods before the window instead of being walked from DTSTART, and a rule with
 COUNT is expanded as the same rule ending at its last occurrence (computed once).
 """
+
 from __future__ import annotations
 
-import calendar
 import dataclasses
-import functools
 import datetime as dt
-import math
-import re
-from typing import Any, Iterable
+import functools
+from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule as du
 from dateutil.relativedelta import relativedelta
 
-UTC = dt.timezone.utc
-MAX_COUNT = 10_000
+from calsvc.rules import WEEKDAYS, RecurrenceError, check_reachable, format_rule, format_until
+
+UTC = dt.UTC
 MAX_WINDOW = dt.timedelta(days=731)
 MAX_OCCURRENCES = 5_000
 # What an occurrence that lasts no time (a deadline, a reminder) marks in window tests: the
@@ -36,259 +36,30 @@ def extent_end(start: dt.datetime, end: dt.datetime) -> dt.datetime:
     microsecond after `start` when it lasts no time."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     return end if end > start else start + INSTANT
+
+
 FIRST_OCCURRENCE_HORIZON = relativedelta(years=10)
 COUNT_HORIZON = relativedelta(years=100)
 
-FREQUENCIES = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY")
-REFUSED_FREQUENCIES = ("MINUTELY", "SECONDLY")
-WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
-# Canonical order of the parts in a normalised rule.
-PART_ORDER = ("FREQ", "INTERVAL", "COUNT", "UNTIL", "BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY",
-              "BYDAY", "BYHOUR", "BYMINUTE", "BYSECOND", "BYSETPOS", "WKST")
-_FREQ_CONST = {"YEARLY": du.YEARLY, "MONTHLY": du.MONTHLY, "WEEKLY": du.WEEKLY,
-               "DAILY": du.DAILY, "HOURLY": du.HOURLY}
-_PERIOD = {"YEARLY": relativedelta(years=1), "MONTHLY": relativedelta(months=1),
-           "WEEKLY": relativedelta(weeks=1), "DAILY": relativedelta(days=1),
-           "HOURLY": relativedelta(hours=1)}
-_PERIOD_SPAN = {"YEARLY": dt.timedelta(days=366), "MONTHLY": dt.timedelta(days=31),
-                "WEEKLY": dt.timedelta(weeks=1), "DAILY": dt.timedelta(days=1),
-                "HOURLY": dt.timedelta(hours=1)}
-# re.ASCII: \d is 0-9 only (not "١" or "³", which int() reads or refuses)
-_INT_LIST = re.compile(r"^[+-]?\d{1,3}(,[+-]?\d{1,3})*$", re.ASCII)
-_BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$", re.ASCII)
-_UNTIL = re.compile(r"^(\d{8})(T(\d{6})(Z)?)?$", re.ASCII)
-_LIST_RANGES = {"BYMONTH": (1, 12, False), "BYWEEKNO": (1, 53, True), "BYYEARDAY": (1, 366, True),
-                "BYMONTHDAY": (1, 31, True), "BYHOUR": (0, 23, False), "BYMINUTE": (0, 59, False),
-                "BYSECOND": (0, 60, False), "BYSETPOS": (1, 366, True)}
-
-
-class RecurrenceError(ValueError):
-    """A rule, pattern or window that cannot be used; the message says why (a 422)."""
-
-
-# -- parsing and normalising --------------------------------------------------------------
-
-def parse_rule(text: str, tz: ZoneInfo) -> dict[str, str]:
-    """The parts of an RRULE value (with or without `RRULE:`), checked and normalised:
-    upper case, UNTIL in UTC (a local UNTIL is taken in `tz`), INTERVAL=1 dropped."""
-    body = text.strip()
-    if body.upper().startswith("RRULE:"):
-        body = body[6:]
-    if not body:
-        raise RecurrenceError("the rule is empty")
-    if "\n" in body or "\r" in body:
-        raise RecurrenceError("give one RRULE value (DTSTART, EXDATE and RDATE are separate fields)")
-    parts: dict[str, str] = {}
-    for item in body.strip(";").split(";"):
-        name, sep, value = item.partition("=")
-        name, value = name.strip().upper(), value.strip().upper()
-        if not sep or not name or not value:
-            raise RecurrenceError(f"{item!r} is not NAME=VALUE")
-        if name not in PART_ORDER:
-            raise RecurrenceError(f"{name} is not a recurrence rule part")
-        if name in parts:
-            raise RecurrenceError(f"{name} is given twice")
-        parts[name] = value
-    freq = parts.get("FREQ")
-    if freq is None:
-        raise RecurrenceError("FREQ is required")
-    if freq in REFUSED_FREQUENCIES:
-        raise RecurrenceError(f"FREQ={freq} is not supported: the finest frequency is HOURLY")
-    if freq not in FREQUENCIES:
-        raise RecurrenceError(f"FREQ={freq} is not a frequency (YEARLY, MONTHLY, WEEKLY, DAILY, HOURLY)")
-    if "COUNT" in parts and "UNTIL" in parts:
-        raise RecurrenceError("COUNT and UNTIL cannot both be given")
-    if "INTERVAL" in parts:
-        interval = _positive_int(parts["INTERVAL"], "INTERVAL", 1000)
-        if interval == 1:
-            del parts["INTERVAL"]
-        else:
-            parts["INTERVAL"] = str(interval)
-    if "COUNT" in parts:
-        parts["COUNT"] = str(_positive_int(parts["COUNT"], "COUNT", MAX_COUNT))
-    if "UNTIL" in parts:
-        parts["UNTIL"] = format_until(_parse_until(parts["UNTIL"], tz))
-    for name, (low, high, signed) in _LIST_RANGES.items():
-        if name in parts:
-            parts[name] = _int_list(parts[name], name, low, high, signed)
-    if "BYDAY" in parts:
-        days = []
-        for day in parts["BYDAY"].split(","):
-            match = _BYDAY.match(day)
-            if not match:
-                raise RecurrenceError(f"BYDAY value {day!r} is not like MO, 1MO or -1FR")
-            if match.group(1) is not None:
-                n = int(match.group(1))
-                if n == 0 or abs(n) > 53:
-                    raise RecurrenceError(f"BYDAY value {day!r}: the ordinal must be 1-53 or -53 to -1")
-                if freq not in ("MONTHLY", "YEARLY"):
-                    raise RecurrenceError("BYDAY with an ordinal (like 1MO) needs FREQ=MONTHLY or YEARLY")
-                day = f"{n}{match.group(2)}"
-            days.append(day)
-        parts["BYDAY"] = ",".join(dict.fromkeys(days))
-    if "WKST" in parts and parts["WKST"] not in WEEKDAYS:
-        raise RecurrenceError(f"WKST must be one of {', '.join(WEEKDAYS)}")
-    if "BYWEEKNO" in parts and freq != "YEARLY":
-        raise RecurrenceError("BYWEEKNO needs FREQ=YEARLY")
-    if "BYYEARDAY" in parts and freq in ("MONTHLY", "WEEKLY", "DAILY"):
-        raise RecurrenceError("BYYEARDAY cannot be used with FREQ=MONTHLY, WEEKLY or DAILY")
-    if "BYMONTHDAY" in parts and freq == "WEEKLY":
-        raise RecurrenceError("BYMONTHDAY cannot be used with FREQ=WEEKLY")
-    if "BYSETPOS" in parts and not any(p.startswith("BY") and p != "BYSETPOS" for p in parts):
-        raise RecurrenceError("BYSETPOS needs another BYxxx part")
-    _check_possible(parts)
-    return {name: parts[name] for name in PART_ORDER if name in parts}
-
-
-_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _ints(parts: dict[str, str], name: str) -> list[int]:
-    return [int(v) for v in parts[name].split(",")] if name in parts else []
-
-
-def _check_possible(parts: dict[str, str]) -> None:
-    """Refuse combinations no calendar date can ever satisfy. (dateutil would search for
-    them up to the year 9999, for seconds.)"""
-    months = _ints(parts, "BYMONTH") or list(range(1, 13))
-    month_days = _ints(parts, "BYMONTHDAY")
-    if month_days and not any(abs(d) <= _MONTH_DAYS[m - 1] for m in months for d in month_days):
-        raise RecurrenceError("the rule has no occurrence: no month it names has the days it names")
-    year_days = _ints(parts, "BYYEARDAY")
-    if year_days:
-        possible = set()
-        for leap in (False, True):
-            first = dt.date(2024 if leap else 2023, 1, 1)
-            length = 366 if leap else 365
-            for n in year_days:
-                if abs(n) <= length:
-                    day = first + dt.timedelta(days=(n - 1) if n > 0 else (length + n))
-                    possible.add((day.month, day.day, calendar.monthrange(day.year, day.month)[1]))
-        if not any(m in months and (not month_days or d in month_days or d - 1 - month_length in month_days)
-                   for m, d, month_length in possible):
-            raise RecurrenceError("the rule has no occurrence: its BYYEARDAY days fall outside its months")
-    weeks = _ints(parts, "BYWEEKNO")
-    if weeks and "BYMONTH" in parts:
-        reachable = set()
-        for n in weeks:
-            index = n if n > 0 else 54 + n
-            for offset in range(-10, 11):
-                day = dt.date(2023, 1, 1) + dt.timedelta(days=(index - 1) * 7 + offset)
-                if day.year == 2023:
-                    reachable.add(day.month)
-            # the last week of a year can take the first days of January, and week 1 the
-            # last days of December (dateutil counts both in the year they number)
-            if index >= 52:
-                reachable.update((12, 1))
-            if index <= 1:
-                reachable.update((1, 12))
-        if not reachable & set(months):
-            raise RecurrenceError("the rule has no occurrence: its weeks fall outside its months")
-    if parts["FREQ"] == "MONTHLY" or (parts["FREQ"] == "YEARLY" and "BYMONTH" in parts):
-        for day in parts.get("BYDAY", "").split(","):
-            match = _BYDAY.match(day) if day else None
-            if match and match.group(1) and abs(int(match.group(1))) > 5:
-                raise RecurrenceError(f"BYDAY value {day}: a month has at most 5 of each weekday")
-    # An ordinal weekday falls on a known stretch of days of the month (the 1st Monday on the
-    # 1st to the 7th, the last one on the last seven days): BYMONTHDAY must meet one.
-    ordinals = [m for m in (_BYDAY.match(d) for d in parts.get("BYDAY", "").split(",") if d) if m.group(1)]
-    if month_days and ordinals and len(ordinals) == len(parts["BYDAY"].split(",")) and (
-            parts["FREQ"] == "MONTHLY" or (parts["FREQ"] == "YEARLY" and "BYMONTH" in parts)):
-        lengths = {length for m in months for length in ((28, 29) if m == 2 else (_MONTH_DAYS[m - 1],))}
-        if not any((d if d > 0 else length + 1 + d) in (range(7 * n - 6, 7 * n + 1) if n > 0 else
-                                                          range(length + 7 * n + 1, length + 7 * n + 8))
-                   for length in lengths for d in month_days if abs(d) <= length
-                   for n in (int(m.group(1)) for m in ordinals)):
-            raise RecurrenceError("the rule has no occurrence: its month days never fall on its weekdays")
-    # BYSETPOS picks from the occurrences of one period (an hour, a day, a week, a month):
-    # asking for more than the period can hold never matches.
-    setpos = _ints(parts, "BYSETPOS")
-    if setpos and parts["FREQ"] != "YEARLY":
-        size = (len(_ints(parts, "BYMINUTE")) or 1) * (len(_ints(parts, "BYSECOND")) or 1)
-        if parts["FREQ"] != "HOURLY":
-            size *= len(_ints(parts, "BYHOUR")) or 1
-        days = parts.get("BYDAY", "").split(",") if "BYDAY" in parts else []
-        if parts["FREQ"] == "WEEKLY":
-            size *= len(days) or 1
-        elif parts["FREQ"] == "MONTHLY" and (month_days or days):
-            size *= min(len(month_days) or 31, sum(1 if d[0] in "+-0123456789" else 5 for d in days) or 31)
-        if min(abs(p) for p in setpos) > size:
-            raise RecurrenceError(f"the rule has no occurrence: BYSETPOS asks for more than the {size} "
-                                  "occurrence(s) one period can hold")
-
-
-def _check_reachable(parts: dict[str, str], local: dt.datetime) -> None:
-    """Refuse a DAILY or HOURLY rule whose INTERVAL, counted from DTSTART, never lands on
-    its BYDAY/BYHOUR (dateutil would look for one up to the year 9999, for minutes)."""
-    freq, interval = parts["FREQ"], int(parts.get("INTERVAL", 1))
-    if freq not in ("DAILY", "HOURLY") or not ("BYDAY" in parts or (freq == "HOURLY" and "BYHOUR" in parts)):
-        return
-    weekdays = {WEEKDAYS.index(d) for d in parts["BYDAY"].split(",")} if "BYDAY" in parts else set(range(7))
-    if freq == "DAILY":  # the weekdays reached, counting INTERVAL days from DTSTART
-        reached = {((local.weekday() + interval * n) % 7, 0) for n in range(7)}
-        hours = {0}
-    else:  # the hours of the week reached (wall-clock hours, as dateutil counts them)
-        step = math.gcd(interval, 168)
-        slots = {(local.weekday() * 24 + local.hour + step * n) % 168 for n in range(168 // step)}
-        reached = {divmod(slot, 24) for slot in slots}
-        hours = set(_ints(parts, "BYHOUR")) or set(range(24))
-    if not any(day in weekdays and hour in hours for day, hour in reached):
-        raise RecurrenceError("the rule has no occurrence: counted from the start, its INTERVAL never "
-                              "reaches the days or hours it names")
-
-
-def stored_parts(text: str) -> dict[str, str]:
-    """The parts of a rule `format_rule` wrote (already checked and normalised): what
-    parse_rule would give for it, without checking it again."""
-    return dict(part.split("=", 1) for part in text.split(";"))
-
-
-def format_rule(parts: dict[str, str]) -> str:
-    return ";".join(f"{name}={parts[name]}" for name in PART_ORDER if name in parts)
-
-
-def _positive_int(text: str, name: str, maximum: int) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:  # not "³", not "١"
-        raise RecurrenceError(f"{name} must be a whole number from 1 to {maximum}")
-    return int(text)
-
-
-def _int_list(text: str, name: str, low: int, high: int, signed: bool) -> str:
-    if not _INT_LIST.match(text):
-        raise RecurrenceError(f"{name} must be a comma-separated list of numbers")
-    values = []
-    for item in text.split(","):
-        n = int(item)
-        if (n < 0 and not signed) or not low <= abs(n) <= high:
-            allowed = f"{low}..{high}" + (f" or -{high}..-{low}" if signed else "")
-            raise RecurrenceError(f"{name} value {item} is out of range ({allowed})")
-        values.append(str(n))
-    return ",".join(dict.fromkeys(values))
-
-
-def _parse_until(text: str, tz: ZoneInfo) -> dt.datetime:
-    match = _UNTIL.match(text)
-    if not match:
-        raise RecurrenceError("UNTIL must look like 20261231T235959Z (or a local time or a date)")
-    try:
-        day = dt.datetime.strptime(match.group(1), "%Y%m%d")
-        if match.group(3):
-            clock = dt.datetime.strptime(match.group(3), "%H%M%S").time()
-        else:  # a date: through the end of that day in the event's zone
-            clock = dt.time(23, 59, 59)
-    except ValueError:
-        raise RecurrenceError(f"UNTIL={text} is not a valid date and time") from None
-    value = dt.datetime.combine(day.date(), clock)
-    if match.group(4):
-        return value.replace(tzinfo=UTC)
-    return value.replace(tzinfo=tz).astimezone(UTC)
-
-
-def format_until(value: dt.datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+_FREQ_CONST = {"YEARLY": du.YEARLY, "MONTHLY": du.MONTHLY, "WEEKLY": du.WEEKLY, "DAILY": du.DAILY, "HOURLY": du.HOURLY}
+_PERIOD = {
+    "YEARLY": relativedelta(years=1),
+    "MONTHLY": relativedelta(months=1),
+    "WEEKLY": relativedelta(weeks=1),
+    "DAILY": relativedelta(days=1),
+    "HOURLY": relativedelta(hours=1),
+}
+_PERIOD_SPAN = {
+    "YEARLY": dt.timedelta(days=366),
+    "MONTHLY": dt.timedelta(days=31),
+    "WEEKLY": dt.timedelta(weeks=1),
+    "DAILY": dt.timedelta(days=1),
+    "HOURLY": dt.timedelta(hours=1),
+}
 
 
 # -- series and expansion -----------------------------------------------------------------
+
 
 def _build(parts: dict[str, str], dtstart: dt.datetime) -> du.rrule:
     # Parsing the rule text is most of the cost of a short expansion (dateutil reads UNTIL with
@@ -321,7 +92,7 @@ def _template(text: str) -> du.rrule | None:
 class Series:
     """An event's start, length, zone and recurrence: what expansion needs."""
 
-    start: dt.datetime               # aware; the first occurrence's start (DTSTART)
+    start: dt.datetime  # aware; the first occurrence's start (DTSTART)
     duration: dt.timedelta
     tz: ZoneInfo
     parts: dict[str, str] | None = None  # normalised rule parts, None for a single event
@@ -336,8 +107,16 @@ class Series:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled without `plain`, a cache whose marker object would not survive the trip
-        return Series, (self.start, self.duration, self.tz, self.parts, self.exdates, self.rdates,
-                        self.last_start, self.days)
+        return Series, (
+            self.start,
+            self.duration,
+            self.tz,
+            self.parts,
+            self.exdates,
+            self.rdates,
+            self.last_start,
+            self.days,
+        )
 
     @property
     def local_start(self) -> dt.datetime:
@@ -377,8 +156,15 @@ class Series:
         return first, self.extent_end(max((self.last_start, *self.rdates), key=lambda d: d.astimezone(UTC)))
 
 
-def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dict[str, str] | None,
-            exdates: Iterable[dt.datetime] = (), rdates: Iterable[dt.datetime] = (), days: int = 0) -> Series:
+def prepare(
+    start: dt.datetime,
+    duration: dt.timedelta,
+    tz: ZoneInfo,
+    parts: dict[str, str] | None,
+    exdates: Iterable[dt.datetime] = (),
+    rdates: Iterable[dt.datetime] = (),
+    days: int = 0,
+) -> Series:
     """A checked series: the rule compiles, has an occurrence within 10 years of the start,
     and a bounded rule's last occurrence is known. RecurrenceError otherwise. `days`: the
     occurrences are all-day, that many days of the calendar long."""
@@ -387,11 +173,11 @@ def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dic
     if parts is None:
         return Series(start, duration, tz, None, exdates, rdates, days=days)
     local = start.astimezone(tz)
-    _check_reachable(parts, local)
+    check_reachable(parts, local)
     rule = _build(parts, local)
     # dateutil compares UNTIL only with dates that pass the rule's filters: a rule that never
     # matches is walked to the year 9999, which the checks in parse_rule and
-    # _check_reachable prevent.
+    # check_reachable prevent.
     first = next(iter(rule), None)
     until = None
     if "UNTIL" in parts:
@@ -412,8 +198,7 @@ def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dic
                 break
         if last is None or last > horizon or seen < int(parts["COUNT"]):
             raise RecurrenceError(
-                f"COUNT={parts['COUNT']} is not reached within 100 years of the start; "
-                "use a smaller COUNT or an UNTIL"
+                f"COUNT={parts['COUNT']} is not reached within 100 years of the start; use a smaller COUNT or an UNTIL"
             )
     elif until is not None:
         # Search back from UNTIL over a growing stretch, so the cost follows the distance from
@@ -426,8 +211,7 @@ def prepare(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: dic
             reach *= 2
         else:
             last = rule.before(until, inc=True)
-    return Series(start, duration, tz, parts, exdates, rdates,
-                  None if last is None else _normal(last, tz, local), days)
+    return Series(start, duration, tz, parts, exdates, rdates, None if last is None else _normal(last, tz, local), days)
 
 
 def _normal(value: dt.datetime, tz: ZoneInfo, local_start: dt.datetime | None = None) -> dt.datetime:
@@ -442,9 +226,9 @@ def _normal(value: dt.datetime, tz: ZoneInfo, local_start: dt.datetime | None = 
 def _expansion_rule(series: Series, not_before: dt.datetime) -> du.rrule:
     """The series' rule restarted at a whole number of periods before `not_before`, with
     what DTSTART implied made explicit, so the walk to the window is short."""
-    parts = dict(series.parts)
+    parts = dict(series.parts or {})
     local = series.local_start
-    if "COUNT" in parts:
+    if "COUNT" in parts and series.last_start is not None:  # known for every rule with COUNT
         del parts["COUNT"]
         parts["UNTIL"] = format_until(series.last_start)
     freq = parts["FREQ"]
@@ -502,8 +286,13 @@ _NOT_PLAIN = object()
 
 def _plain_of(series: Series) -> _Plain | None:
     parts = series.parts
-    if (parts is None or parts["FREQ"] not in ("DAILY", "WEEKLY") or not parts.keys() <= _SIMPLE_PARTS
-            or series.duration > 2 * _ONE_DAY or series.days):
+    if (
+        parts is None
+        or parts["FREQ"] not in ("DAILY", "WEEKLY")
+        or not parts.keys() <= _SIMPLE_PARTS
+        or series.duration > 2 * _ONE_DAY
+        or series.days
+    ):
         return None
     byday = parts.get("BYDAY")
     local = series.local_start
@@ -515,11 +304,19 @@ def _plain_of(series: Series) -> _Plain | None:
         return None  # ordinal weekdays (1MO) are not for a plain rule
     wkst = WEEKDAYS.index(parts.get("WKST", "MO"))
     start_day = local.date()
-    plain = _Plain(parts["FREQ"] == "DAILY", weekdays, int(parts.get("INTERVAL", 1)), wkst, start_day, 0,
-                   local.time().replace(microsecond=0, fold=0),  # as dateutil repeats DTSTART's time
-                   series.start.astimezone(UTC),
-                   None if series.last_start is None else series.last_start.astimezone(UTC),
-                   max(series.duration, INSTANT), series.tz)  # the length window tests use
+    plain = _Plain(
+        parts["FREQ"] == "DAILY",
+        weekdays,
+        int(parts.get("INTERVAL", 1)),
+        wkst,
+        start_day,
+        0,
+        local.time().replace(microsecond=0, fold=0),  # as dateutil repeats DTSTART's time
+        series.start.astimezone(UTC),
+        None if series.last_start is None else series.last_start.astimezone(UTC),
+        max(series.duration, INSTANT),
+        series.tz,
+    )  # the length window tests use
     return dataclasses.replace(plain, start_week=plain.week(start_day))
 
 
@@ -566,8 +363,7 @@ def may_occur(series: Series, window_start: dt.datetime, window_end: dt.datetime
             if aligned:
                 # a wall-clock time in a DST gap is read with the offset before it, as _normal does
                 begin = first if day == start_day else dt.datetime.combine(day, plain.clock, tz).astimezone(UTC)
-                if (begin < upper and begin + duration > lower and begin >= first
-                        and (last is None or begin <= last)):
+                if begin < upper and begin + duration > lower and begin >= first and (last is None or begin <= last):
                     return True
         day += _ONE_DAY
     return False
@@ -587,8 +383,13 @@ def _whole_periods(freq: str, start: dt.datetime, target: dt.datetime) -> int:
     return int((target - start).total_seconds() // 3600)
 
 
-_ROUGH_PERIOD = {"YEARLY": dt.timedelta(days=365), "MONTHLY": dt.timedelta(days=28),
-                 "WEEKLY": dt.timedelta(days=7), "DAILY": dt.timedelta(days=1), "HOURLY": dt.timedelta(hours=1)}
+_ROUGH_PERIOD = {
+    "YEARLY": dt.timedelta(days=365),
+    "MONTHLY": dt.timedelta(days=28),
+    "WEEKLY": dt.timedelta(days=7),
+    "DAILY": dt.timedelta(days=1),
+    "HOURLY": dt.timedelta(hours=1),
+}
 
 
 def rough_count(series: Series, lower: dt.datetime, upper: dt.datetime) -> int:
@@ -614,8 +415,9 @@ def check_window(start: dt.datetime, end: dt.datetime) -> None:
         raise RecurrenceError("the window is longer than 2 years; ask for a shorter window")
 
 
-def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.datetime,
-                      limit: int = MAX_OCCURRENCES) -> list[dt.datetime]:
+def occurrence_starts(
+    series: Series, window_start: dt.datetime, window_end: dt.datetime, limit: int = MAX_OCCURRENCES
+) -> list[dt.datetime]:
     """Original starts (shown in the series' zone) of the occurrences overlapping
     [window_start, window_end), EXDATEs removed and RDATEs added, in order.
     RecurrenceError when there are more than `limit`."""
@@ -646,9 +448,7 @@ def occurrence_starts(series: Series, window_start: dt.datetime, window_end: dt.
         if end_of(start) > window_start and start >= series.start and start not in excluded:
             found.add(start)
             if len(found) > limit:
-                raise RecurrenceError(
-                    f"more than {limit} occurrences in the window; ask for a shorter window"
-                )
+                raise RecurrenceError(f"more than {limit} occurrences in the window; ask for a shorter window")
     for extra in series.rdates:
         if extra < window_end and end_of(extra) > window_start and extra not in excluded:
             found.add(extra)
@@ -664,11 +464,12 @@ def has_occurrence(series: Series, window_start: dt.datetime | None, window_end:
     window's start to its first occurrence there, whatever the window's length: a rule that
     occurs once in decades (29 February on a Monday) costs one walk, not one per month."""
     end_of, reach = series.extent_end, series.reach
-    first, last = (v if v is None else v.astimezone(UTC) for v in series.envelope())
-    lower = first if window_start is None else max(window_start.astimezone(UTC), first)
-    upper = window_end.astimezone(UTC) if window_end is not None else last
-    if upper is None:
-        upper = lower + dt.timedelta(days=3660)
+    first, last = series.envelope()
+    lower = first.astimezone(UTC) if window_start is None else max(window_start, first).astimezone(UTC)
+    if window_end is not None:
+        upper = window_end.astimezone(UTC)
+    else:
+        upper = last.astimezone(UTC) if last is not None else lower + dt.timedelta(days=3660)
     if lower >= upper:
         return False
     excluded = set(series.exdates)

@@ -1,6 +1,7 @@
 """An event's content and the snapshot a version keeps of it: the field list, written once,
 and every form it takes (the fields check_event takes, the stored snapshot, the snapshot as
 the API shows it). History, diffs, merges and rollbacks all read versions through here."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +14,17 @@ from calsvc.zones import known_zone
 
 # The content of an event, as the API names its fields: what a version keeps, a rollback
 # restores, a diff compares and a merge settles field by field.
-FIELDS = ("title", "description", "location", "start_time", "end_time", "timezone", "all_day", "recurrence",
-          "exceptions")
+FIELDS = (
+    "title",
+    "description",
+    "location",
+    "start_time",
+    "end_time",
+    "timezone",
+    "all_day",
+    "recurrence",
+    "exceptions",
+)
 # Those kept, stored and shown as they are (the others are times, a rule with its dates, and
 # a map of changed occurrences, each with a form of its own).
 PLAIN = tuple(f for f in FIELDS if f not in ("start_time", "end_time", "recurrence", "exceptions"))
@@ -23,7 +33,7 @@ _DEFAULTS: dict[str, Any] = {"description": "", "location": None, "all_day": Fal
 # How a snapshot stores `recurrence`: three keys of its own.
 _DATES = ("exdates", "rdates")
 _RECURRENCE_KEYS = ("rrule", *_DATES)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Content(Protocol):
@@ -77,8 +87,11 @@ def snapshot(event: Content, owner_id: int) -> dict[str, Any]:
 def fields_of(event: Content) -> dict[str, Any]:
     """An event's (or a checked draft's) fields as check_event takes them."""
     fields = {f: getattr(event, f) for f in FIELDS if f != "recurrence"}
-    fields["recurrence"] = None if event.rrule is None else {
-        "rrule": event.rrule, "exdates": list(event.exdates), "rdates": list(event.rdates)}
+    fields["recurrence"] = (
+        None
+        if event.rrule is None
+        else {"rrule": event.rrule, "exdates": list(event.exdates), "rdates": list(event.rdates)}
+    )
     return fields
 
 
@@ -87,8 +100,11 @@ def fields_of_snapshot(snap: dict[str, Any]) -> dict[str, Any]:
     fields = _plain_of_snapshot(snap)
     for f in ("start_time", "end_time"):
         fields[f] = dt.datetime.fromisoformat(snap[f])
-    fields["recurrence"] = None if snap.get("rrule") is None else {
-        "rrule": snap["rrule"], **{k: [dt.datetime.fromisoformat(d) for d in snap.get(k, [])] for k in _DATES}}
+    fields["recurrence"] = (
+        None
+        if snap.get("rrule") is None
+        else {"rrule": snap["rrule"], **{k: [dt.datetime.fromisoformat(d) for d in snap.get(k, [])] for k in _DATES}}
+    )
     fields["exceptions"] = exceptions_from_json(orjson.dumps(snap.get("exceptions", {})).decode())
     return fields
 
@@ -97,11 +113,17 @@ def shown(snap: dict[str, Any]) -> dict[str, Any]:
     """A stored snapshot as the API shows a version: the fields of FIELDS, in that order."""
     fields = _plain_of_snapshot(snap)
     fields["start_time"], fields["end_time"] = snap["start_time"], snap["end_time"]
-    fields["recurrence"] = None if snap.get("rrule") is None else {
-        "rrule": snap["rrule"], **{k: snap.get(k, []) for k in _DATES}}
-    fields["exceptions"] = [{"occurrence_start": key, "cancelled": bool(value.get("cancelled")),
-                             **{k: v for k, v in value.items() if k != "cancelled"}}
-                            for key, value in sorted(snap.get("exceptions", {}).items())]
+    fields["recurrence"] = (
+        None if snap.get("rrule") is None else {"rrule": snap["rrule"], **{k: snap.get(k, []) for k in _DATES}}
+    )
+    fields["exceptions"] = [
+        {
+            "occurrence_start": key,
+            "cancelled": bool(value.get("cancelled")),
+            **{k: v for k, v in value.items() if k != "cancelled"},
+        }
+        for key, value in sorted(snap.get("exceptions", {}).items())
+    ]
     return {f: fields[f] for f in FIELDS}
 
 
@@ -133,6 +155,9 @@ _TIMING = ("start_time", "end_time", "timezone", *_RECURRENCE_KEYS)
 def timing(snap: dict[str, Any]) -> tuple[Any, ...]:
     """What decides when the occurrences are, from a stored snapshot."""
     # exceptions that only rename (or re-describe) an occurrence leave it where it was
-    moved = sorted((k, v.get("cancelled"), v.get("start_time"), v.get("end_time"))
-                   for k, v in snap["exceptions"].items() if v.get("cancelled") or "start_time" in v)
+    moved = sorted(
+        (k, v.get("cancelled"), v.get("start_time"), v.get("end_time"))
+        for k, v in snap["exceptions"].items()
+        if v.get("cancelled") or "start_time" in v
+    )
     return tuple(str(snap[k]) for k in _TIMING) + (str(moved),)

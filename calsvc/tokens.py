@@ -1,5 +1,6 @@
 """JWTs: access and refresh tokens, each with `sub`, `exp`, `iat`, `jti`, `typ` and the
 refresh family `fid`. Pure: no I/O. Decoding raises errors.Unauthorized."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,14 +43,11 @@ class TokenCodec:
         self._verified: dict[str, tuple[Claims, float]] = {}  # access token -> claims, expiry
 
     def issue(self, typ: str, user_id: int, family_id: uuid.UUID, now: dt.datetime | None = None) -> Issued:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         now = now.replace(microsecond=0)
         expires = now + (self.access_ttl if typ == ACCESS else self.refresh_ttl)
         jti = uuid.uuid4()
-        payload = {
-            "sub": str(user_id), "iat": now, "exp": expires, "jti": str(jti),
-            "typ": typ, "fid": str(family_id),
-        }
+        payload = {"sub": str(user_id), "iat": now, "exp": expires, "jti": str(jti), "typ": typ, "fid": str(family_id)}
         token = jwt.encode(payload, self._secret, algorithm=self._algorithm)
         return Issued(token, Claims(user_id, jti, family_id, typ, expires))
 
@@ -74,7 +72,9 @@ class TokenCodec:
     def _decode(self, token: str, typ: str) -> Claims:
         try:
             payload = jwt.decode(
-                token, self._secret, algorithms=[self._algorithm],
+                token,
+                self._secret,
+                algorithms=[self._algorithm],
                 options={"require": ["exp", "iat", "jti", "sub", "typ"]},
             )
         except jwt.ExpiredSignatureError:
@@ -88,8 +88,11 @@ class TokenCodec:
             if not 1 <= user_id < 2**63:
                 raise ValueError("sub out of range")
             return Claims(
-                user_id, uuid.UUID(payload["jti"]), uuid.UUID(payload["fid"]), typ,
-                dt.datetime.fromtimestamp(int(payload["exp"]), dt.timezone.utc),
+                user_id,
+                uuid.UUID(payload["jti"]),
+                uuid.UUID(payload["fid"]),
+                typ,
+                dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),
             )
         except (KeyError, TypeError, ValueError, OverflowError, OSError):
             raise errors.Unauthorized("invalid token") from None

@@ -1,4 +1,5 @@
 """Time zones: the IANA names events may use, looked up once."""
+
 from __future__ import annotations
 
 import functools

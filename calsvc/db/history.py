@@ -1,10 +1,12 @@
 """Reads of an event's history: its versions and the log of access changes (written by
 db.events and db.permissions), in the one order of the shared change sequence."""
+
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 
@@ -18,7 +20,7 @@ class Access:
     role: str
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Access":
+    def from_row(cls, row: Mapping[str, Any]) -> Access:
         return cls(row["deleted"], row["role"])
 
 
@@ -35,9 +37,10 @@ class VersionRow:
     changed_fields: tuple[str, ...]
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "VersionRow":
-        return cls(row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"],
-                   tuple(row["changed_fields"]))
+    def from_row(cls, row: Mapping[str, Any]) -> VersionRow:
+        return cls(
+            row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"], tuple(row["changed_fields"])
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,9 +50,16 @@ class SnapshotRow(VersionRow):
     snapshot: str
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "SnapshotRow":
-        return cls(row["version"], row["kind"], row["at"], row["actor_id"], row["actor_username"],
-                   tuple(row["changed_fields"]), row["snapshot"])
+    def from_row(cls, row: Mapping[str, Any]) -> SnapshotRow:
+        return cls(
+            row["version"],
+            row["kind"],
+            row["at"],
+            row["actor_id"],
+            row["actor_username"],
+            tuple(row["changed_fields"]),
+            row["snapshot"],
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,9 +78,18 @@ class VersionChange:
     previous_kind: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "VersionChange":
-        return cls(row["seq"], row["version"], row["action"], row["at"], row["actor_id"], row["actor_username"],
-                   row["snapshot"], row["previous"], row["previous_kind"])
+    def from_row(cls, row: Mapping[str, Any]) -> VersionChange:
+        return cls(
+            row["seq"],
+            row["version"],
+            row["action"],
+            row["at"],
+            row["actor_id"],
+            row["actor_username"],
+            row["snapshot"],
+            row["previous"],
+            row["previous_kind"],
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,9 +107,18 @@ class AccessChange:
     new_role: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "AccessChange":
-        return cls(row["seq"], row["action"], row["at"], row["actor_id"], row["actor_username"], row["user_id"],
-                   row["username"], row["old_role"], row["new_role"])
+    def from_row(cls, row: Mapping[str, Any]) -> AccessChange:
+        return cls(
+            row["seq"],
+            row["action"],
+            row["at"],
+            row["actor_id"],
+            row["actor_username"],
+            row["user_id"],
+            row["username"],
+            row["old_role"],
+            row["new_role"],
+        )
 
 
 _ACCESS = """
@@ -157,8 +185,9 @@ async def snapshots(conn: asyncpg.Connection, event_id: int, numbers: list[int])
     return {r["version"]: SnapshotRow.from_row(r) for r in await conn.fetch(_VERSION, event_id, numbers)}
 
 
-async def changelog(conn: asyncpg.Connection, event_id: int, after_seq: int,
-                    limit: int) -> list[VersionChange | AccessChange]:
+async def changelog(
+    conn: asyncpg.Connection, event_id: int, after_seq: int, limit: int
+) -> list[VersionChange | AccessChange]:
     """The event's changes after `after_seq` in the change sequence, oldest first, at most
     `limit`; [] when there are none."""
     rows = await conn.fetch(_CHANGELOG, event_id, after_seq, limit)

@@ -1,6 +1,7 @@
 """Answers remembered under an Idempotency-Key, per user, for 24 hours. A write claims the
 key in its transaction (claim_key), saves its answer there before the commit (save_answer)
 or releases the key (release_key); a retry finds the answer (find_answer) and replays it."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,13 +19,16 @@ async def find_answer(conn: asyncpg.Connection, user_id: int, key: str, since: d
         FROM idempotency_keys
         WHERE user_id = $1 AND key = $2 AND created_at >= $3
         """,
-        user_id, key, since,
+        user_id,
+        key,
+        since,
     )
     return None if row is None else StoredAnswer.from_row(row)
 
 
-async def claim_key(conn: asyncpg.Connection, user_id: int, key: str, route: str, request_hash: bytes,
-                    since: dt.datetime) -> bool:
+async def claim_key(
+    conn: asyncpg.Connection, user_id: int, key: str, route: str, request_hash: bytes, since: dt.datetime
+) -> bool:
     """Take the user's key for a request (`route`, `request_hash`), its answer not saved yet
     (status 0), replacing a row older than `since`; False when the key holds a newer one (a
     concurrent request with the same key committed first: the insert waits for it, so the
@@ -40,17 +44,26 @@ async def claim_key(conn: asyncpg.Connection, user_id: int, key: str, route: str
             WHERE k.created_at < $5
         RETURNING true
         """,
-        user_id, key, route, request_hash, since,
+        user_id,
+        key,
+        route,
+        request_hash,
+        since,
     )
     return bool(claimed)
 
 
-async def save_answer(conn: asyncpg.Connection, user_id: int, key: str, status: int, body: bytes,
-                      location: str | None) -> None:
+async def save_answer(
+    conn: asyncpg.Connection, user_id: int, key: str, status: int, body: bytes, location: str | None
+) -> None:
     """Put the answer into the row this transaction claimed with claim_key."""
     await conn.execute(
         "UPDATE idempotency_keys SET status = $3, body = $4, location = $5 WHERE user_id = $1 AND key = $2",
-        user_id, key, status, body, location,
+        user_id,
+        key,
+        status,
+        body,
+        location,
     )
 
 

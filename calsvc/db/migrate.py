@@ -1,4 +1,5 @@
 """Schema migrations with yoyo (synchronous, through psycopg 3); call from async code via a thread."""
+
 from __future__ import annotations
 
 import logging
@@ -83,7 +84,7 @@ async def readiness(db, expected: list[str], timeout: float) -> tuple[bool, list
         async with asyncio.timeout(timeout):
             async with db.acquire() as conn:
                 applied = await applied_ids(conn)
-    except (errors.Unavailable, asyncio.TimeoutError, asyncpg.PostgresError):
+    except (TimeoutError, errors.Unavailable, asyncpg.PostgresError):
         return False, []
     return True, [m for m in expected if m not in applied]
 

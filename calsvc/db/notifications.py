@@ -1,18 +1,20 @@
 """Notifications: written for a transaction's changes just before it commits, listed newest
 first, read by the event stream after an id, marked read."""
+
 from __future__ import annotations
 
 import asyncpg
 
 from calsvc.models import Notification
 
-BUCKETS = 64             # recipients' lock buckets (migration 0007)
+BUCKETS = 64  # recipients' lock buckets (migration 0007)
 LOCK_CLASS = 1667329134  # key space of those advisory locks (two-int form; the calendar
-                         # locks use the one-bigint form, a key space of its own)
-MAX_PAYLOAD = 7900       # NOTIFY payloads must stay under 8,000 bytes
+# locks use the one-bigint form, a key space of its own)
+MAX_PAYLOAD = 7900  # NOTIFY payloads must stay under 8,000 bytes
 
-_COLUMNS = "n.id, n.user_id, n.kind, n.event_id, n.actor_id, a.username AS actor_username, " \
-           "n.summary, n.created_at, n.read_at"
+_COLUMNS = (
+    "n.id, n.user_id, n.kind, n.event_id, n.actor_id, a.username AS actor_username, n.summary, n.created_at, n.read_at"
+)
 
 _LOCK = """
 -- the recipients' buckets, in order (see migration 0007), before any id is drawn
@@ -62,19 +64,26 @@ END IS NULL AS unused
 FROM recipients
 """
 
-_LIST = """
+_LIST = (
+    """
 -- a page of a user's notifications, newest first, before id $2 (unread ones only when $3)
-SELECT """ + _COLUMNS + """
+SELECT """
+    + _COLUMNS
+    + """
 FROM notifications n JOIN users a ON a.id = n.actor_id
 WHERE n.user_id = $1 AND n.id < $2 AND (NOT $3 OR n.read_at IS NULL)
 ORDER BY n.id DESC
 LIMIT $4
 """
+)
 
-_AFTER = """
+_AFTER = (
+    """
 -- what the streams of each user ($1) have not had yet: ids after their cursor ($2), in order,
 -- at most $3 per user
-SELECT """ + _COLUMNS + """
+SELECT """
+    + _COLUMNS
+    + """
 FROM unnest($1::bigint[], $2::bigint[]) AS c(user_id, after)
 CROSS JOIN LATERAL (
     SELECT id, user_id, kind, event_id, actor_id, summary, created_at, read_at FROM notifications n
@@ -83,16 +92,21 @@ CROSS JOIN LATERAL (
 JOIN users a ON a.id = n.actor_id
 ORDER BY n.user_id, n.id
 """
+)
 
-_READ_ONE = """
+_READ_ONE = (
+    """
 -- mark one of the user's notifications read (it keeps the first read_at)
 WITH n AS (
     UPDATE notifications SET read_at = coalesce(read_at, now())
     WHERE id = $1 AND user_id = $2
     RETURNING id, user_id, kind, event_id, actor_id, summary, created_at, read_at
 )
-SELECT """ + _COLUMNS + """ FROM n JOIN users a ON a.id = n.actor_id
+SELECT """
+    + _COLUMNS
+    + """ FROM n JOIN users a ON a.id = n.actor_id
 """
+)
 
 
 async def lock_recipients(conn: asyncpg.Connection, event_ids: list[int], extra_users: list[int]) -> None:
@@ -100,36 +114,37 @@ async def lock_recipients(conn: asyncpg.Connection, event_ids: list[int], extra_
     await conn.execute(_LOCK, event_ids, extra_users, LOCK_CLASS, BUCKETS)
 
 
-async def insert_notifications(conn: asyncpg.Connection, notes_json: str, personal_json: str,
-                               channel: str | None) -> list[int]:
+async def insert_notifications(
+    conn: asyncpg.Connection, notes_json: str, personal_json: str, channel: str | None
+) -> list[int]:
     """Write the notifications of `notes_json` (see _INSERT); the recipients, by id.
     The caller has locked their buckets (lock_recipients) in this transaction."""
     row = await conn.fetchrow(_INSERT, notes_json, personal_json, channel or "", MAX_PAYLOAD)
     return list(row["users"])
 
 
-async def list_notifications(conn: asyncpg.Connection, user_id: int, before: int, unread: bool,
-                             limit: int) -> list[Notification]:
+async def list_notifications(
+    conn: asyncpg.Connection, user_id: int, before: int, unread: bool, limit: int
+) -> list[Notification]:
     return [Notification.from_row(r) for r in await conn.fetch(_LIST, user_id, before, unread, limit)]
 
 
 async def count_unread(conn: asyncpg.Connection, user_id: int) -> int:
     """Kept by the database as notifications come and go (migration 0009)."""
     return await conn.fetchval(
-        "SELECT coalesce((SELECT unread FROM notification_counts WHERE user_id = $1), 0)", user_id)
+        "SELECT coalesce((SELECT unread FROM notification_counts WHERE user_id = $1), 0)", user_id
+    )
 
 
 async def notifications_after(conn: asyncpg.Connection, cursors: dict[int, int], per_user: int) -> list[Notification]:
     """Each user's notifications after their cursor, by user then id, `per_user` at most each."""
     users = list(cursors)
-    return [Notification.from_row(r)
-            for r in await conn.fetch(_AFTER, users, [cursors[u] for u in users], per_user)]
+    return [Notification.from_row(r) for r in await conn.fetch(_AFTER, users, [cursors[u] for u in users], per_user)]
 
 
 async def latest_id(conn: asyncpg.Connection, user_id: int) -> int:
     """The id of the user's newest notification; 0 when they have none."""
-    return await conn.fetchval(
-        "SELECT coalesce(max(id), 0) FROM notifications WHERE user_id = $1", user_id)
+    return await conn.fetchval("SELECT coalesce(max(id), 0) FROM notifications WHERE user_id = $1", user_id)
 
 
 async def mark_read(conn: asyncpg.Connection, notification_id: int, user_id: int) -> Notification | None:
@@ -141,5 +156,6 @@ async def mark_read(conn: asyncpg.Connection, notification_id: int, user_id: int
 async def mark_all_read(conn: asyncpg.Connection, user_id: int) -> int:
     """Mark every unread notification of the user read; how many there were."""
     status = await conn.execute(
-        "UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL", user_id)
+        "UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL", user_id
+    )
     return int(status.split()[-1])

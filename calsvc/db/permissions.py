@@ -1,5 +1,6 @@
 """Permission rows of events (who may see them, as what) and the log of every change of
 access, each change one statement. Callers hold the event's row lock (FOR UPDATE)."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -83,8 +84,9 @@ ORDER BY e.id
 """
 
 
-async def list_permissions(conn: asyncpg.Connection, event_id: int, after_user: int = 0,
-                           limit: int = MAX_PERMISSIONS) -> list[Permission]:
+async def list_permissions(
+    conn: asyncpg.Connection, event_id: int, after_user: int = 0, limit: int = MAX_PERMISSIONS
+) -> list[Permission]:
     """The event's permission rows (owner included) by user id, those after `after_user`."""
     return [Permission.from_row(r) for r in await conn.fetch(_LIST, event_id, after_user, limit)]
 
@@ -96,19 +98,26 @@ async def count_permissions(conn: asyncpg.Connection, event_id: int, adding: lis
         SELECT count(*) FROM (
             SELECT user_id FROM event_permissions WHERE event_id = $1 UNION SELECT unnest($2::bigint[])
         ) everyone
-        """, event_id, adding)
+        """,
+        event_id,
+        adding,
+    )
 
 
 async def roles_of(conn: asyncpg.Connection, event_id: int, user_ids: list[int]) -> dict[int, str]:
     """The roles of those of `user_ids` who have access (deleted users have none)."""
     rows = await conn.fetch(
         "SELECT p.user_id, p.role FROM event_permissions p JOIN users u ON u.id = p.user_id "
-        "WHERE p.event_id = $1 AND p.user_id = ANY($2) AND u.deleted_at IS NULL", event_id, user_ids)
+        "WHERE p.event_id = $1 AND p.user_id = ANY($2) AND u.deleted_at IS NULL",
+        event_id,
+        user_ids,
+    )
     return {r["user_id"]: r["role"] for r in rows}
 
 
-async def grant(conn: asyncpg.Connection, event_id: int, grants: list[tuple[int, str]],
-                actor_id: int) -> list[tuple[int, str, str]]:
+async def grant(
+    conn: asyncpg.Connection, event_id: int, grants: list[tuple[int, str]], actor_id: int
+) -> list[tuple[int, str, str]]:
     """Give each (user id, role) that role (editor or viewer), logging every actual change;
     the changes: (user id, 'shared' or 'role_changed', role), by user id."""
     rows = await conn.fetch(_GRANT, event_id, [u for u, _ in grants], [r for _, r in grants], actor_id)
@@ -129,29 +138,36 @@ async def revoke(conn: asyncpg.Connection, event_id: int, user_id: int, actor_id
     return rows[0]["username"] if rows else None
 
 
-async def revoke_many(conn: asyncpg.Connection, event_ids: list[int], user_id: int, actor_id: int,
-                      action: str) -> list[tuple[int, str, bool]]:
+async def revoke_many(
+    conn: asyncpg.Connection, event_ids: list[int], user_id: int, actor_id: int, action: str
+) -> list[tuple[int, str, bool]]:
     """Take away the access of `user_id` to each of `event_ids` they have access to but do not
     own, in one statement; (event id, title, live) of those, by id."""
     rows = await conn.fetch(_REVOKE, event_ids, user_id, actor_id, action)
     return [(r["id"], r["title"], r["live"]) for r in rows]
 
 
-async def find_users(conn: asyncpg.Connection, ids: list[int], usernames: list[str],
-                     emails: list[str]) -> list[tuple[int, str, str]]:
+async def find_users(
+    conn: asyncpg.Connection, ids: list[int], usernames: list[str], emails: list[str]
+) -> list[tuple[int, str, str]]:
     """Live users named by id, username or email (both ignoring case): (id, username, email)."""
     rows = await conn.fetch(
         """
         SELECT id, username, email FROM users
         WHERE deleted_at IS NULL
           AND (id = ANY($1::bigint[]) OR lower(username) = ANY($2::text[]) OR lower(email) = ANY($3::text[]))
-        """, ids, [u.lower() for u in usernames], [e.lower() for e in emails])
+        """,
+        ids,
+        [u.lower() for u in usernames],
+        [e.lower() for e in emails],
+    )
     return [(r["id"], r["username"], r["email"]) for r in rows]
 
 
 async def hold_live_users(conn: asyncpg.Connection, user_ids: list[int]) -> set[int]:
     """Those of `user_ids` whose account is live, their rows share-locked until the
     transaction ends (closing an account locks its row first)."""
-    rows = await conn.fetch("SELECT id FROM users WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL "
-                            "ORDER BY id FOR SHARE", user_ids)
+    rows = await conn.fetch(
+        "SELECT id FROM users WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL ORDER BY id FOR SHARE", user_ids
+    )
     return {r["id"] for r in rows}

@@ -4,13 +4,15 @@ While PostgreSQL is unreachable, acquiring or using a connection fails within th
 configured timeouts and raises `errors.Unavailable`; asyncpg drops broken connections
 when they are released, so the pool heals by itself once the server is back.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import contextvars
 import logging
-from typing import Any, AsyncIterator, Callable, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -67,7 +69,7 @@ def _unusable(conn: asyncpg.Connection) -> bool:
 class _Lease:
     __slots__ = ("db", "task", "conn", "busy", "left")
 
-    def __init__(self, db: "Database", task: asyncio.Task | None, uses: int) -> None:
+    def __init__(self, db: Database, task: asyncio.Task | None, uses: int) -> None:
         self.db = db
         self.task = task
         self.conn: asyncpg.Connection | None = None
@@ -105,14 +107,13 @@ class Database:
         self._turns = asyncio.Semaphore(settings.pool_max_size)
 
     @classmethod
-    async def connect(cls, dsn: str, settings: DatabaseSettings) -> "Database":
+    async def connect(cls, dsn: str, settings: DatabaseSettings) -> Database:
         """The pool; when the database is down at start it opens no connection yet (requests
         get 503 until the database is back) instead of failing the start."""
         try:
             return cls(await cls._create(dsn, settings, settings.pool_min_size), settings)
         except CONNECT_ERRORS as exc:
-            log.warning("database unavailable at start (%s); serving 503 until it is back",
-                        type(exc).__name__)
+            log.warning("database unavailable at start (%s); serving 503 until it is back", type(exc).__name__)
             return cls(await cls._create(dsn, settings, 0), settings)
 
     @staticmethod
@@ -131,7 +132,7 @@ class Database:
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.pool.close(), timeout=5)
-        except (asyncio.TimeoutError, *CONNECTION_ERRORS):
+        except (TimeoutError, *CONNECTION_ERRORS):
             self.pool.terminate()
 
     @contextlib.asynccontextmanager

@@ -1,4 +1,5 @@
 """Refresh-token families, refresh tokens, and revoked access tokens."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -9,23 +10,24 @@ import asyncpg
 from calsvc.models import RefreshToken, User
 
 
-async def insert_family(conn: asyncpg.Connection, family_id: uuid.UUID, user_id: int,
-                        expires_at: dt.datetime) -> None:
+async def insert_family(conn: asyncpg.Connection, family_id: uuid.UUID, user_id: int, expires_at: dt.datetime) -> None:
     await conn.execute(
-        "INSERT INTO token_families (id, user_id, expires_at) VALUES ($1, $2, $3)",
-        family_id, user_id, expires_at,
+        "INSERT INTO token_families (id, user_id, expires_at) VALUES ($1, $2, $3)", family_id, user_id, expires_at
     )
 
 
-async def insert_refresh_token(conn: asyncpg.Connection, jti: uuid.UUID, family_id: uuid.UUID,
-                               expires_at: dt.datetime) -> None:
+async def insert_refresh_token(
+    conn: asyncpg.Connection, jti: uuid.UUID, family_id: uuid.UUID, expires_at: dt.datetime
+) -> None:
     """Also extends the family's lifetime to the new token's."""
     await conn.execute(
         """
         WITH f AS (UPDATE token_families SET expires_at = greatest(expires_at, $3) WHERE id = $2)
         INSERT INTO refresh_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)
         """,
-        jti, family_id, expires_at,
+        jti,
+        family_id,
+        expires_at,
     )
 
 
@@ -49,15 +51,18 @@ async def mark_rotated(conn: asyncpg.Connection, jti: uuid.UUID) -> None:
     await conn.execute("UPDATE refresh_tokens SET rotated_at = now() WHERE jti = $1", jti)
 
 
-async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID, reason: str,
-                        user_id: int | None = None) -> bool:
+async def revoke_family(
+    conn: asyncpg.Connection, family_id: uuid.UUID, reason: str, user_id: int | None = None
+) -> bool:
     """Revoke a family (of `user_id`, when given). False when none matched or it was revoked already."""
     status = await conn.execute(
         """
         UPDATE token_families SET revoked_at = now(), revoked_reason = $2
         WHERE id = $1 AND revoked_at IS NULL AND ($3::bigint IS NULL OR user_id = $3)
         """,
-        family_id, reason, user_id,
+        family_id,
+        reason,
+        user_id,
     )
     return status != "UPDATE 0"
 
@@ -67,20 +72,19 @@ async def revoke_user_families(conn: asyncpg.Connection, user_id: int, reason: s
     issued in them); how many there were."""
     status = await conn.execute(
         "UPDATE token_families SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        user_id, reason,
+        user_id,
+        reason,
     )
     return int(status.split()[-1])
 
 
 async def revoke_access_token(conn: asyncpg.Connection, jti: uuid.UUID, expires_at: dt.datetime) -> None:
     await conn.execute(
-        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        jti, expires_at,
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", jti, expires_at
     )
 
 
-async def find_access_user(conn: asyncpg.Connection, user_id: int, jti: uuid.UUID,
-                           family_id: uuid.UUID) -> User | None:
+async def find_access_user(conn: asyncpg.Connection, user_id: int, jti: uuid.UUID, family_id: uuid.UUID) -> User | None:
     """The live user of an access token, or None when the user is gone or the token
     (itself, or its family) has been revoked."""
     row = await conn.fetchrow(
@@ -92,7 +96,9 @@ async def find_access_user(conn: asyncpg.Connection, user_id: int, jti: uuid.UUI
         WHERE u.id = $1 AND u.deleted_at IS NULL
           AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $2)
         """,
-        user_id, jti, family_id,
+        user_id,
+        jti,
+        family_id,
     )
     return None if row is None else User.from_row(row)
 
@@ -109,7 +115,9 @@ async def delete_expired(conn: asyncpg.Connection) -> int:
     return sum([int((await conn.execute(sql)).split()[-1]) for sql in statements])
 
 
-async def valid_access_tokens(conn: asyncpg.Connection, tokens: list[tuple[int, uuid.UUID, uuid.UUID]]) -> set[uuid.UUID]:
+async def valid_access_tokens(
+    conn: asyncpg.Connection, tokens: list[tuple[int, uuid.UUID, uuid.UUID]]
+) -> set[uuid.UUID]:
     """Those of the (user id, jti, family id) access tokens that are still good (their user
     live, neither they nor their family revoked); expiry is the caller's to check."""
     rows = await conn.fetch(
@@ -120,6 +128,8 @@ async def valid_access_tokens(conn: asyncpg.Connection, tokens: list[tuple[int, 
         JOIN token_families f ON f.id = c.family_id AND f.user_id = u.id AND f.revoked_at IS NULL
         WHERE NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = c.jti)
         """,
-        [t[0] for t in tokens], [t[1] for t in tokens], [t[2] for t in tokens],
+        [t[0] for t in tokens],
+        [t[1] for t in tokens],
+        [t[2] for t in tokens],
     )
     return {r["jti"] for r in rows}

@@ -1,10 +1,12 @@
 """Named transactions with bounded retries and after-commit callbacks (Synapse's runInteraction)."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -40,11 +42,7 @@ class Tx:
 
 
 async def run_in_tx(
-    db: Database,
-    name: str,
-    fn: Callable[..., Awaitable[T]],
-    *args: Any,
-    isolation: str = "read_committed",
+    db: Database, name: str, fn: Callable[..., Awaitable[T]], *args: Any, isolation: str = "read_committed"
 ) -> T:
     """Run `fn(tx, *args)` in one transaction; retry it on serialization failures and deadlocks.
 

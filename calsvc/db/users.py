@@ -1,5 +1,6 @@
 """Users: insert, look up for login and for the access check, search, change the password,
 close the account."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -10,8 +11,9 @@ from calsvc.models import Credentials, User
 _USER_COLUMNS = "u.id, u.username, u.email, u.full_name, u.created_at"
 
 
-async def insert_user(conn: asyncpg.Connection, username: str, email: str, password_hash: str,
-                      full_name: str | None) -> User:
+async def insert_user(
+    conn: asyncpg.Connection, username: str, email: str, password_hash: str, full_name: str | None
+) -> User:
     """Raises errors.Duplicate naming the field when the username or email is taken."""
     try:
         row = await conn.fetchrow(
@@ -20,7 +22,10 @@ async def insert_user(conn: asyncpg.Connection, username: str, email: str, passw
             VALUES ($1, $2, $3, $4)
             RETURNING {_USER_COLUMNS}
             """,
-            username, email, password_hash, full_name,
+            username,
+            email,
+            password_hash,
+            full_name,
         )
     except asyncpg.UniqueViolationError as exc:
         field = {"users_username_key": "username", "users_email_key": "email"}.get(exc.constraint_name)
@@ -48,8 +53,7 @@ async def find_credentials(conn: asyncpg.Connection, login: str) -> Credentials 
     return None if row is None else Credentials.from_row(row)
 
 
-async def search_users(conn: asyncpg.Connection, q: str, after: tuple[str, int] | None,
-                       limit: int) -> list[User]:
+async def search_users(conn: asyncpg.Connection, q: str, after: tuple[str, int] | None, limit: int) -> list[User]:
     """Live users whose username starts with `q`, or whose email is `q` (both ignoring case),
     ordered by (lower(username), id), after the keyset `after`; at most `limit`. An email is
     matched whole only: a prefix of one would let anyone recover it letter by letter."""
@@ -65,15 +69,18 @@ async def search_users(conn: asyncpg.Connection, q: str, after: tuple[str, int] 
         ORDER BY lower(u.username), u.id
         LIMIT $5
         """,
-        _like_prefix(q.lower()), q.lower(), after_name, after_id, limit,
+        _like_prefix(q.lower()),
+        q.lower(),
+        after_name,
+        after_id,
+        limit,
     )
     return [User.from_row(r) for r in rows]
 
 
 async def find_password_hash(conn: asyncpg.Connection, user_id: int) -> str | None:
     """The password hash of the live user `user_id`; None when there is no such user."""
-    return await conn.fetchval(
-        "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL", user_id)
+    return await conn.fetchval("SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL", user_id)
 
 
 async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash: str, new_hash: str) -> bool:
@@ -84,7 +91,9 @@ async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash
         UPDATE users SET password_hash = $3, updated_at = now()
         WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL
         """,
-        user_id, old_hash, new_hash,
+        user_id,
+        old_hash,
+        new_hash,
     )
     return status == "UPDATE 1"
 
@@ -92,19 +101,27 @@ async def replace_password_hash(conn: asyncpg.Connection, user_id: int, old_hash
 async def hold_password(conn: asyncpg.Connection, user_id: int, password_hash: str) -> bool:
     """Whether the live user `user_id` still has the hash `password_hash`, share-locking the
     row until the transaction ends (a password change, which updates the row, waits)."""
-    return await conn.fetchval(
-        "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR SHARE",
-        user_id, password_hash,
-    ) is not None
+    return (
+        await conn.fetchval(
+            "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR SHARE",
+            user_id,
+            password_hash,
+        )
+        is not None
+    )
 
 
 async def lock_live_user(conn: asyncpg.Connection, user_id: int, password_hash: str) -> bool:
     """Lock the row of the live user `user_id` while their hash is `password_hash`; whether
     there is one. (FOR NO KEY UPDATE: rows that refer to the user may still be written.)"""
-    return await conn.fetchval(
-        "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR NO KEY UPDATE",
-        user_id, password_hash,
-    ) is not None
+    return (
+        await conn.fetchval(
+            "SELECT true FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL FOR NO KEY UPDATE",
+            user_id,
+            password_hash,
+        )
+        is not None
+    )
 
 
 async def close_user(conn: asyncpg.Connection, user_id: int) -> None:

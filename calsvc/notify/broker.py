@@ -8,6 +8,7 @@ Each process keeps one listening connection of its own (never a pooled one: retu
 the pool would UNLISTEN), in a loop that reconnects by itself; after every (re)connect all
 local streams are read again and their tokens checked, which heals whatever was sent while
 it was not listening."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,9 @@ from calsvc.notify.hub import HEAL_EVERY, Hub
 log = logging.getLogger(__name__)
 
 CHANNEL = "calsvc"
-PING_EVERY = 10.0   # seconds between liveness checks of the listening connection
-STEADY = 1.0        # seconds a connection must have lasted for the backoff to start over
-                    # (a server that drops every connection at once is not hammered)
+PING_EVERY = 10.0  # seconds between liveness checks of the listening connection
+STEADY = 1.0  # seconds a connection must have lasted for the backoff to start over
+# (a server that drops every connection at once is not hammered)
 MAX_BACKOFF = 5.0
 
 
@@ -79,8 +80,9 @@ class Broker:
                 raise
             except Exception as exc:
                 if self.connected or backoff >= MAX_BACKOFF:
-                    log.warning("%s: listening failed (%s: %s); reconnecting", type(self).__name__,
-                                type(exc).__name__, exc)
+                    log.warning(
+                        "%s: listening failed (%s: %s); reconnecting", type(self).__name__, type(exc).__name__, exc
+                    )
             if self.connected and time.monotonic() - self._since >= STEADY:
                 backoff = 0.1  # it listened a while: a new outage starts from the shortest wait
             self.connected = False
@@ -115,8 +117,9 @@ class PgBroker(Broker):
         await tx.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"r:{user_id}")
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout,
-                                     server_settings={"application_name": LISTENER_NAME})
+        conn = await asyncpg.connect(
+            self._dsn, timeout=self._timeout, server_settings={"application_name": LISTENER_NAME}
+        )
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _: lost.set())
@@ -125,7 +128,7 @@ class PgBroker(Broker):
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), PING_EVERY)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     # a connection to a host that vanished only fails when used
                     await conn.execute("SELECT 1", timeout=self._timeout)
             raise ConnectionError("the listening connection was closed")
@@ -160,8 +163,12 @@ class RedisBroker(Broker):
             self._publish_failing = False
         except Exception as exc:
             if not self._publish_failing:
-                log.warning("RedisBroker: cannot publish (%s: %s); other processes heal from the "
-                            "database within %.0f s", type(exc).__name__, exc, HEAL_EVERY)
+                log.warning(
+                    "RedisBroker: cannot publish (%s: %s); other processes heal from the database within %.0f s",
+                    type(exc).__name__,
+                    exc,
+                    HEAL_EVERY,
+                )
             self._publish_failing = True
             # this process's own streams need not wait for the heal
             if users is not None:

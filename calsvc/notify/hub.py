@@ -9,6 +9,7 @@ has had everything of its user up to N: no gap, no duplicate, whatever wake-ups 
 or repeated. A stream that falls too far behind (its client does not read) is closed rather
 than allowed to grow; its client reconnects with Last-Event-ID and replays from the database.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,17 +17,18 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from calsvc.models import Notification
 
 log = logging.getLogger(__name__)
 
-PER_USER = 200        # rows per user per read; more are read in the next round
+PER_USER = 200  # rows per user per read; more are read in the next round
 USERS_PER_READ = 1000  # users per query
-MAX_BACKLOG = 1000    # messages waiting for one stream; past this the stream is closed
-SWEEP_EVERY = 1.0     # seconds: streams whose client has gone are closed (their slot freed)
-HEAL_EVERY = 5.0      # seconds: every stream's user is read again (a lost wake-up heals)
+MAX_BACKLOG = 1000  # messages waiting for one stream; past this the stream is closed
+SWEEP_EVERY = 1.0  # seconds: streams whose client has gone are closed (their slot freed)
+HEAL_EVERY = 5.0  # seconds: every stream's user is read again (a lost wake-up heals)
 RECHECK_EVERY = 15.0  # seconds: every stream's token is checked again (revoked: closed)
 
 Message = tuple[int, str, str]  # id, kind, JSON item
@@ -40,8 +42,8 @@ class Stream:
     jti: uuid.UUID
     family_id: uuid.UUID
     expires_at: dt.datetime
-    cursor: int | None = None       # None until the stream knows where it starts
-    closed: str | None = None       # why it ended
+    cursor: int | None = None  # None until the stream knows where it starts
+    closed: str | None = None  # why it ended
     gone: Callable[[], bool] = lambda: False  # whether its client has disconnected
     _queue: list[Message] = dataclasses.field(default_factory=list)
     _ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -66,7 +68,7 @@ class Stream:
         if not self._queue and not self.closed:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return []
         if self.closed:
             return None
@@ -174,7 +176,7 @@ class Hub:
                 cursors[user] = min(starts)
         pending = list(cursors)
         for first in range(0, len(pending), USERS_PER_READ):
-            chunk = {u: cursors[u] for u in pending[first:first + USERS_PER_READ]}
+            chunk = {u: cursors[u] for u in pending[first : first + USERS_PER_READ]}
             rows = await self._read(chunk, PER_USER)
             counts: dict[int, int] = {}
             for row in rows:

@@ -1,5 +1,6 @@
 """Who may change an event: roles, the version a change expects, and the one routine that
 locks an event for a writer."""
+
 from __future__ import annotations
 
 from calsvc import errors
@@ -25,11 +26,14 @@ def require_version(event: Event, expected: Expected) -> None:
     if expected is not None and event.version not in expected:
         raise errors.PreconditionFailed(
             f"the event is at version {event.version}, not the one the change is based on "
-            "(If-Match, or if_version in a transaction)", current=event)
+            "(If-Match, or if_version in a transaction)",
+            current=event,
+        )
 
 
-async def locked_event(tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...], *,
-                       lock_calendar: bool, deleted_ok: bool = False) -> Event:
+async def locked_event(
+    tx: Tx, user_id: int, event_id: int, roles: tuple[str, ...], *, lock_calendar: bool, deleted_ok: bool = False
+) -> Event:
     """The event as the user sees it, its row locked, then (every writer takes the locks in
     this order: event rows, then calendars) its owner's calendar locked when `lock_calendar`.
     errors.NotFound when the user cannot see it (`deleted_ok`: its owner sees it deleted): a

@@ -1,6 +1,7 @@
 """Closing an account: its tokens and streams end, the events it owns are deleted, it leaves
 the events others shared with it, and what identified the person is erased, all in one
 transaction."""
+
 from __future__ import annotations
 
 from calsvc import errors
@@ -49,7 +50,7 @@ class AccountService:
         # Renamed first: what the others are told below names the account as its history will.
         await user_db.close_user(tx.conn, user_id)
         for first in range(0, len(event_ids), EVENTS_AT_ONCE):
-            chunk = event_ids[first:first + EVENTS_AT_ONCE]
+            chunk = event_ids[first : first + EVENTS_AT_ONCE]
             owned = await event_db.owned_among(tx.conn, user_id, chunk)
             if owned:
                 await self.events.delete_locked(tx, user_id, owned)

@@ -1,5 +1,6 @@
 """Register, log in, refresh with rotation and reuse detection, log out, authenticate, change
 the password."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,7 @@ class TokenPair:
 
 
 class AuthService:
-    def __init__(self, db: Database, codec: TokenCodec, hasher: Hasher, broker: "Broker") -> None:
+    def __init__(self, db: Database, codec: TokenCodec, hasher: Hasher, broker: Broker) -> None:
         self.db = db
         self.codec = codec
         self.hasher = hasher
@@ -44,8 +45,9 @@ class AuthService:
         """Raises errors.Duplicate when the username or email is taken (ignoring case), and
         errors.Validation for a name of the form closed accounts are shown with."""
         if username.lower().startswith(CLOSED_NAME):
-            raise errors.Validation.at(("body", "username"),
-                                       f"usernames starting with {CLOSED_NAME} are reserved for closed accounts")
+            raise errors.Validation.at(
+                ("body", "username"), f"usernames starting with {CLOSED_NAME} are reserved for closed accounts"
+            )
         hashed = await self.hasher.hash(password)
         async with self.db.acquire() as conn:
             return await user_db.insert_user(conn, username, email, hashed, full_name)

@@ -3,6 +3,7 @@ the items placed before them (near-linear: every occurrence goes into one sorted
 and written by one statement in one transaction. A batch of many series or occurrences is
 checked in a process of its own (services.offload), a smaller one in a check thread, one of
 single events on the loop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,10 +21,23 @@ from calsvc.db.tx import Tx, run_in_tx
 from calsvc.drafts import Draft, check_event
 from calsvc.models import Event
 from calsvc.occurrences import EARLIEST
-from calsvc.services.conflict_check import (CHECK_THREADS, CONFLICT_HORIZON, PROBE_SPAN, PROBED_PIECES,
-                                            ConflictChecker, Interval, OnConflict, calendar_busy, check_on_conflict,
-                                            check_range, conflict_error, draft_intervals, much_work, shift_window,
-                                            shifted)
+from calsvc.services.conflict_check import (
+    CHECK_THREADS,
+    CONFLICT_HORIZON,
+    PROBE_SPAN,
+    PROBED_PIECES,
+    ConflictChecker,
+    Interval,
+    OnConflict,
+    calendar_busy,
+    check_on_conflict,
+    check_range,
+    conflict_error,
+    draft_intervals,
+    much_work,
+    shift_window,
+    shifted,
+)
 from calsvc.services.idempotency import Recorder
 from calsvc.services.offload import Offload
 
@@ -77,15 +91,19 @@ def plan_batch(drafts: list[Draft | errors.Problem], on_conflict: OnConflict, at
             raise errors.Validation.at(
                 ("body", "events"),
                 f"the batch has more than {BATCH_OCCURRENCES:,} occurrences to check against the calendar (an "
-                f"endless rule counts its first {CONFLICT_HORIZON.days} days); send it in smaller batches")
+                f"endless rule counts its first {CONFLICT_HORIZON.days} days); send it in smaller batches",
+            )
         reach.append((lower, upper))
         if on_conflict == "shift":
             reach.append(shift_window(draft))
     # Each item's occurrences come in order: merged in order, the sort in Cover finds them
     # sorted (a sort of hundreds of thousands of unsorted intervals holds the interpreter lock,
     # and every other request with it, for too long)
-    near = conflicts.Cover(heapq.merge(reach if on_conflict == "shift" else (), *mine.values(),
-                                       key=lambda interval: interval[0].astimezone(dt.timezone.utc)))
+    near = conflicts.Cover(
+        heapq.merge(
+            reach if on_conflict == "shift" else (), *mine.values(), key=lambda interval: interval[0].astimezone(dt.UTC)
+        )
+    )
     lower, upper = (min(r[0] for r in reach), max(r[1] for r in reach)) if reach else (EARLIEST, EARLIEST)
     # probing the calendar once per piece pays when the pieces are few in a long range (series
     # over two years); a batch of events within weeks reads the range at once
@@ -110,14 +128,16 @@ def batch_range(drafts: list[Draft | errors.Problem], on_conflict: OnConflict) -
     return min(r[0] for r in reach), max(r[1] for r in reach)
 
 
-def check_batch(drafts: list[Draft | errors.Problem], candidates: list[Event], on_conflict: OnConflict, atomic: bool,
-                 owner_id: int) -> tuple[list[Any], str]:
+def check_batch(
+    drafts: list[Draft | errors.Problem], candidates: list[Event], on_conflict: OnConflict, atomic: bool, owner_id: int
+) -> tuple[list[Any], str]:
     """plan_batch then place_batch, in one call (for services.offload)."""
     return place_batch(plan_batch(drafts, on_conflict, atomic), candidates, on_conflict, atomic, owner_id)
 
 
-def place_batch(plan: BatchPlan, candidates: list[Event], on_conflict: OnConflict, atomic: bool,
-                 owner_id: int) -> tuple[list[Any], str]:
+def place_batch(
+    plan: BatchPlan, candidates: list[Event], on_conflict: OnConflict, atomic: bool, owner_id: int
+) -> tuple[list[Any], str]:
     """Each item, in request order, checked against the calendar and the items placed before
     it: its draft (moved, under `shift`) and conflicts, or its problem; and the rows of those
     placed, as insert_events takes them. With `atomic`, the first problem is raised as
@@ -143,16 +163,19 @@ def name_placed(results: list[Any], placed: list[tuple[int, Any]], events: list[
     placed and of those refused (atomic: false)."""
     ids = {-1 - index: event.id for (index, _), event in zip(placed, events)}
     for (index, (_, found)), event in zip(placed, events):
-        results[index] = (event, [conflicts.Busy(ids[b.event_id], b.title, b.start, b.end) if b.event_id < 0 else b
-                                  for b in found])
+        results[index] = (
+            event,
+            [conflicts.Busy(ids[b.event_id], b.title, b.start, b.end) if b.event_id < 0 else b for b in found],
+        )
     for result in results:
         if isinstance(result, errors.Problem) and isinstance(result.extra.get("conflicts"), list):
             for item in result.extra["conflicts"]:
                 item["event_id"] = ids.get(item["event_id"], item["event_id"])
 
 
-def _place(calendar: conflicts.Calendar, index: int, draft: Draft, mine: list[Interval],
-           on_conflict: OnConflict) -> tuple[Draft, list[conflicts.Busy]]:
+def _place(
+    calendar: conflicts.Calendar, index: int, draft: Draft, mine: list[Interval], on_conflict: OnConflict
+) -> tuple[Draft, list[conflicts.Busy]]:
     """Check one batch item against the calendar (which holds the items placed before it),
     apply the on_conflict and add the item to the calendar."""
     found = calendar.conflicts_of(mine, BATCH_LISTED)
@@ -173,9 +196,14 @@ class BatchService:
         self.checker = checker
         self.offload = offload or Offload()  # the process that checks large batches
 
-    async def create_many(self, user_id: int, items: list[dict[str, Any] | errors.Problem],
-                          on_conflict: OnConflict, atomic: bool,
-                          record: Recorder | None = None) -> list[Placed | errors.Problem]:
+    async def create_many(
+        self,
+        user_id: int,
+        items: list[dict[str, Any] | errors.Problem],
+        on_conflict: OnConflict,
+        atomic: bool,
+        record: Recorder | None = None,
+    ) -> list[Placed | errors.Problem]:
         """A batch: each item checked alone, then against the calendar and the items before
         it, all written by one statement in one transaction. Each result is the event and its
         conflicts, or the problem of that item. When `atomic`, the first problem is raised as
@@ -184,14 +212,24 @@ class BatchService:
         if atomic:
             _raise_first(drafts)
         if not heavy_batch(drafts):
-            return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, on_conflict,
-                                   atomic, record, False)
+            return await run_in_tx(
+                self.db, "create_events", self._insert_many, user_id, drafts, on_conflict, atomic, record, False
+            )
         async with self.offload.turn():  # before the transaction: waiting, it holds nothing
-            return await run_in_tx(self.db, "create_events", self._insert_many, user_id, drafts, on_conflict,
-                                   atomic, record, True)
+            return await run_in_tx(
+                self.db, "create_events", self._insert_many, user_id, drafts, on_conflict, atomic, record, True
+            )
 
-    async def _insert_many(self, tx: Tx, user_id: int, drafts: list[Draft | errors.Problem], on_conflict: OnConflict,
-                           atomic: bool, record: Recorder | None, heavy: bool) -> list[Placed | errors.Problem]:
+    async def _insert_many(
+        self,
+        tx: Tx,
+        user_id: int,
+        drafts: list[Draft | errors.Problem],
+        on_conflict: OnConflict,
+        atomic: bool,
+        record: Recorder | None,
+        heavy: bool,
+    ) -> list[Placed | errors.Problem]:
         if record is not None:
             await record.claim(tx)
         await event_db.lock_calendar(tx.conn, user_id)
@@ -214,8 +252,15 @@ class BatchService:
                 await record.release(tx)
         return results
 
-    async def _placed(self, tx: Tx, user_id: int, drafts: list[Draft | errors.Problem], on_conflict: OnConflict,
-                      atomic: bool, heavy: bool) -> tuple[list[Any], str]:
+    async def _placed(
+        self,
+        tx: Tx,
+        user_id: int,
+        drafts: list[Draft | errors.Problem],
+        on_conflict: OnConflict,
+        atomic: bool,
+        heavy: bool,
+    ) -> tuple[list[Any], str]:
         """place_batch's answer for the drafts, the CPU work (expanding every item, the
         calendar's series, the placement) off the loop unless it is a few milliseconds: the
         loop only reads the candidates in between."""
@@ -227,16 +272,22 @@ class BatchService:
             return await self.offload.run(check_batch, drafts, candidates, on_conflict, atomic, user_id)
         # events without a rule (most batches): a few milliseconds, not worth a thread
         single = all(d.series is None for d in drafts if isinstance(d, Draft))
-        plan = plan_batch(drafts, on_conflict, atomic) if single else (
-            await loop.run_in_executor(CHECK_THREADS, plan_batch, drafts, on_conflict, atomic))
-        candidates = await self.checker.calendar(tx.conn, user_id, plan.lower, plan.upper, tx,
-                                                 plan.pieces) if plan.mine else []
+        plan = (
+            plan_batch(drafts, on_conflict, atomic)
+            if single
+            else (await loop.run_in_executor(CHECK_THREADS, plan_batch, drafts, on_conflict, atomic))
+        )
+        candidates = (
+            await self.checker.calendar(tx.conn, user_id, plan.lower, plan.upper, tx, plan.pieces) if plan.mine else []
+        )
         if single and not much_work(0, candidates, plan.lower, plan.upper):
             return place_batch(plan, candidates, on_conflict, atomic, user_id)
         return await loop.run_in_executor(CHECK_THREADS, place_batch, plan, candidates, on_conflict, atomic, user_id)
 
 
-def _checked_items(items: list[dict[str, Any] | errors.Problem], on_conflict: OnConflict) -> list[Draft | errors.Problem]:
+def _checked_items(
+    items: list[dict[str, Any] | errors.Problem], on_conflict: OnConflict
+) -> list[Draft | errors.Problem]:
     out: list[Draft | errors.Problem] = []
     for item in items:
         if isinstance(item, errors.Problem):

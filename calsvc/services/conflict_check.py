@@ -2,6 +2,7 @@
 version), whether a draft's occurrences meet them, and what `on_conflict` makes of it
 (reject with 409, allow and report, shift to the earliest free slot). The caller holds the
 calendar's lock."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,7 @@ MANY_OCCURRENCES = 32
 
 PIECES_ONE_BY_ONE = 200  # up to this many (merged) draft occurrences, series are tested piece by piece
 
-PROBED_PIECES = 2000     # up to this many, the candidate query probes the calendar once per piece
+PROBED_PIECES = 2000  # up to this many, the candidate query probes the calendar once per piece
 
 PROBE_SPAN = dt.timedelta(days=31)  # ... of a batch, when they span more than this
 
@@ -55,13 +56,24 @@ def draft_intervals(draft: Draft, lower: dt.datetime, upper: dt.datetime) -> lis
     """The draft's occurrences overlapping [lower, upper) as intervals (cancelled ones aside);
     errors.Validation when there are more than a conflict check looks at."""
     try:
-        occurrences = expand(draft.series, 0, draft.title, draft.start_time, draft.end_time, draft.exceptions,
-                             lower, upper, cancelled=False, limit=CHECK_LIMIT)
+        occurrences = expand(
+            draft.series,
+            0,
+            draft.title,
+            draft.start_time,
+            draft.end_time,
+            draft.exceptions,
+            lower,
+            upper,
+            cancelled=False,
+            limit=CHECK_LIMIT,
+        )
     except recurrence.RecurrenceError:
         raise errors.Validation.at(
             ("body", "recurrence"),
             f"the rule has more than {CHECK_LIMIT:,} occurrences in the {CONFLICT_HORIZON.days} days a conflict "
-            "check covers (the whole series when it ends); use fewer occurrences") from None
+            "check covers (the whole series when it ends); use fewer occurrences",
+        ) from None
     return [(o.start, o.end) for o in occurrences]
 
 
@@ -71,8 +83,14 @@ def check_range(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
     return first, horizon if last is None else last
 
 
-def calendar_busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
-          exclude: int | None, near: conflicts.Cover | None = None, limit: int | None = None) -> list[conflicts.Busy]:
+def calendar_busy(
+    events: list[Event],
+    lower: dt.datetime,
+    upper: dt.datetime,
+    exclude: int | None,
+    near: conflicts.Cover | None = None,
+    limit: int | None = None,
+) -> list[conflicts.Busy]:
     """The occurrences of `events` in [lower, upper) (but `exclude`'s); with `near`, only
     those that overlap it. recurrence.RecurrenceError as soon as there are more than `limit`."""
     busy: list[conflicts.Busy] = []
@@ -95,8 +113,9 @@ def calendar_busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
                 # may_occur can judge: any other would be expanded once per piece.
                 for start, end in near.pieces:
                     if start < upper and end > lower and recurrence.may_occur(series, start, end):
-                        for occ in occurrences_of(event, max(start, lower), min(end, upper), cancelled=False,
-                                                  limit=CHECK_LIMIT):
+                        for occ in occurrences_of(
+                            event, max(start, lower), min(end, upper), cancelled=False, limit=CHECK_LIMIT
+                        ):
                             busy.append(conflicts.Busy(event.id, occ.title, occ.start, occ.end))
                 continue
         for occ in occurrences_of(event, lower, upper, cancelled=False, limit=CHECK_LIMIT):
@@ -107,8 +126,14 @@ def calendar_busy(events: list[Event], lower: dt.datetime, upper: dt.datetime,
     return busy
 
 
-def conflicts_with(mine: list[Interval], events: list[Event], lower: dt.datetime,
-            upper: dt.datetime, exclude: int | None, near: conflicts.Cover | None) -> list[conflicts.Busy]:
+def conflicts_with(
+    mine: list[Interval],
+    events: list[Event],
+    lower: dt.datetime,
+    upper: dt.datetime,
+    exclude: int | None,
+    near: conflicts.Cover | None,
+) -> list[conflicts.Busy]:
     """The conflicts of the intervals `mine` (covering `near`, when more than one) with the
     calendar `events` in [lower, upper): the first LISTED of them."""
     return conflicts.find_conflicts(mine, calendar_busy(events, lower, upper, exclude, near), LISTED)
@@ -118,14 +143,24 @@ def much_work(occurrences: int, candidates: list[Event], lower: dt.datetime, upp
     """Whether deciding a check is more than a few milliseconds of CPU: a draft of many
     occurrences, many candidates, or series to expand over more than a couple of days (what
     a check costs grows with the calendar, not only with the draft)."""
-    return (occurrences > MANY_OCCURRENCES or len(candidates) > 256
-            or (upper - lower > 2 * _DAY and any(e.rrule is not None for e in candidates)))
+    return (
+        occurrences > MANY_OCCURRENCES
+        or len(candidates) > 256
+        or (upper - lower > 2 * _DAY and any(e.rrule is not None for e in candidates))
+    )
 
 
 def conflict_items(found: list[conflicts.Busy]) -> list[dict[str, Any]]:
     # times written as every answer writes them (msgspec: a zero offset is "Z")
-    return [{"event_id": b.event_id, "title": b.title, "start_time": msgspec.to_builtins(b.start),
-             "end_time": msgspec.to_builtins(b.end)} for b in found]
+    return [
+        {
+            "event_id": b.event_id,
+            "title": b.title,
+            "start_time": msgspec.to_builtins(b.start),
+            "end_time": msgspec.to_builtins(b.end),
+        }
+        for b in found
+    ]
 
 
 def conflict_error(found: list[conflicts.Busy], listed: int | None = None) -> errors.SchedulingConflict:
@@ -133,26 +168,25 @@ def conflict_error(found: list[conflicts.Busy], listed: int | None = None) -> er
     many = f"{len(found)} occurrence(s)"
     if listed is not None and len(found) >= listed:
         many = f"at least {len(found)} occurrences (the first {len(found)} found are listed)"
-    return errors.SchedulingConflict(f"the event overlaps {many} in the owner's calendar",
-                                     conflicts=conflict_items(found))
+    return errors.SchedulingConflict(
+        f"the event overlaps {many} in the owner's calendar", conflicts=conflict_items(found)
+    )
 
 
 def _moved(draft: Draft, slot: dt.datetime) -> Draft:
     duration = draft.end_time - draft.start_time
-    slot_end = (slot.astimezone(dt.timezone.utc) + duration).astimezone(slot.tzinfo)
-    return dataclasses.replace(draft, start_time=slot, end_time=slot_end,
-                               during=(slot, recurrence.extent_end(slot, slot_end)))
+    slot_end = (slot.astimezone(dt.UTC) + duration).astimezone(slot.tzinfo)
+    return dataclasses.replace(
+        draft, start_time=slot, end_time=slot_end, during=(slot, recurrence.extent_end(slot, slot_end))
+    )
 
 
-def shifted(draft: Draft, busy: list[Interval],
-           found: list[conflicts.Busy]) -> Draft:
+def shifted(draft: Draft, busy: list[Interval], found: list[conflicts.Busy]) -> Draft:
     """The draft moved to its earliest free slot within 30 days; errors.SchedulingConflict
     when there is none."""
-    slot = conflicts.earliest_free_slot(draft.start_time, draft.end_time - draft.start_time, busy,
-                                        SHIFT_HORIZON)
+    slot = conflicts.earliest_free_slot(draft.start_time, draft.end_time - draft.start_time, busy, SHIFT_HORIZON)
     if slot is None:
-        raise errors.SchedulingConflict("no free slot of this length within 30 days",
-                                        conflicts=conflict_items(found))
+        raise errors.SchedulingConflict("no free slot of this length within 30 days", conflicts=conflict_items(found))
     return _moved(draft, slot)
 
 
@@ -223,8 +257,11 @@ async def hide_from_editor(tx: Tx, user_id: int, owner_id: int, found: list[conf
     if owner_id == user_id or not found:
         return found
     shown = await as_seen_by(tx, user_id, owner_id, [b.event_id for b in found])
-    return [b if shown[b.event_id] else dataclasses.replace(b, event_id=0, title=BUSY)
-            for b in found if shown[b.event_id] is not None]
+    return [
+        b if shown[b.event_id] else dataclasses.replace(b, event_id=0, title=BUSY)
+        for b in found
+        if shown[b.event_id] is not None
+    ]
 
 
 async def hide_in_problem(tx: Tx, user_id: int, owner_id: int, exc: errors.SchedulingConflict) -> None:
@@ -233,11 +270,16 @@ async def hide_in_problem(tx: Tx, user_id: int, owner_id: int, exc: errors.Sched
     if owner_id == user_id or not isinstance(items, list):
         return
     shown = await as_seen_by(tx, user_id, owner_id, [c["event_id"] for c in items])
-    exc.extra["conflicts"] = [c if shown[c["event_id"]] else {**c, "event_id": 0, "title": BUSY}
-                              for c in items if shown[c["event_id"]] is not None]
+    exc.extra["conflicts"] = [
+        c if shown[c["event_id"]] else {**c, "event_id": 0, "title": BUSY}
+        for c in items
+        if shown[c["event_id"]] is not None
+    ]
     if len(exc.extra["conflicts"]) < len(items):
-        exc.detail += (f" ({len(items) - len(exc.extra['conflicts'])} of them with events you cannot "
-                       "see, in a calendar whose busy times are not shown to you)")
+        exc.detail += (
+            f" ({len(items) - len(exc.extra['conflicts'])} of them with events you cannot "
+            "see, in a calendar whose busy times are not shown to you)"
+        )
 
 
 class ConflictChecker:
@@ -247,8 +289,15 @@ class ConflictChecker:
     def __init__(self) -> None:
         self.long_events = LongEvents()
 
-    async def calendar(self, conn: Any, user_id: int, lower: dt.datetime, upper: dt.datetime,
-                       tx: Tx | None = None, pieces: list[Interval] | None = None) -> list[Event]:
+    async def calendar(
+        self,
+        conn: Any,
+        user_id: int,
+        lower: dt.datetime,
+        upper: dt.datetime,
+        tx: Tx | None = None,
+        pieces: list[Interval] | None = None,
+    ) -> list[Event]:
         """The live events of `user_id`'s calendar whose envelope overlaps [lower, upper)
         (see event_db.list_calendar), long ones from the cache when their version is known.
         Read inside `tx`, what was read is cached once it has committed: a version written
@@ -271,8 +320,15 @@ class ConflictChecker:
                 tx.call_after(lambda: self.long_events.put_all(fetched))
         return events
 
-    async def check(self, tx: Tx, owner_id: int, draft: Draft, on_conflict: OnConflict, exclude: int | None,
-                    mine: list[Interval] | None = None) -> tuple[Draft, list[conflicts.Busy]]:
+    async def check(
+        self,
+        tx: Tx,
+        owner_id: int,
+        draft: Draft,
+        on_conflict: OnConflict,
+        exclude: int | None,
+        mine: list[Interval] | None = None,
+    ) -> tuple[Draft, list[conflicts.Busy]]:
         """Check `draft` (or just the intervals `mine`) against the owner's calendar (the
         caller holds the calendar lock) and apply `on_conflict`: the draft to write (moved,
         under `shift`) and the conflicts it is written with (under `allow`).
@@ -289,7 +345,8 @@ class ConflictChecker:
         candidates = await self.calendar(tx.conn, owner_id, lower, upper, tx, pieces)
         if much_work(len(mine), candidates, lower, upper):  # off the event loop
             found = await asyncio.get_running_loop().run_in_executor(
-                CHECK_THREADS, conflicts_with, mine, candidates, lower, upper, exclude, near)
+                CHECK_THREADS, conflicts_with, mine, candidates, lower, upper, exclude, near
+            )
         else:
             found = conflicts_with(mine, candidates, lower, upper, exclude, near)
         if not found or on_conflict == "allow":
@@ -298,6 +355,7 @@ class ConflictChecker:
             start, until = shift_window(draft)
             around = await self.calendar(tx.conn, owner_id, start, until, tx)
             busy = await asyncio.get_running_loop().run_in_executor(
-                CHECK_THREADS, calendar_busy, around, start, until, exclude)
+                CHECK_THREADS, calendar_busy, around, start, until, exclude
+            )
             return shifted(draft, [(b.start, b.end) for b in busy], found), []
         raise conflict_error(found, LISTED)

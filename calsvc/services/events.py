@@ -2,12 +2,13 @@
 checked against the owner's calendar (services.conflict_check) and written as a new
 version, all in one transaction. The writes a transaction composes (`insert`, `change`,
 `delete_in`) take the open transaction; the others open their own."""
+
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -16,103 +17,35 @@ from calsvc.db import events as event_db
 from calsvc.db import history as history_db
 from calsvc.db.pool import Database, off_loop
 from calsvc.db.tx import Tx, run_in_tx
-from calsvc.drafts import Draft, check_event, check_times, exception_of, replace_exception
+from calsvc.drafts import Draft, check_times, exception_of, replace_exception
 from calsvc.models import Event, OccurrenceChange
-from calsvc.occurrences import (Occurrence, check_window, costly, in_window_of, occurrence_at, occurrences_in, order_key,
-                                series_of)
+from calsvc.occurrences import (
+    Occurrence,
+    check_window,
+    costly,
+    in_window_of,
+    occurrence_at,
+    occurrences_in,
+    order_key,
+    series_of,
+)
 from calsvc.services.access import EDITOR_ROLES, Expected, locked_event, require_version
-from calsvc.services.conflict_check import (CHECK_LIMIT, ConflictChecker, Interval, OnConflict, calendar_busy,
-                                            check_on_conflict, hide_from_editor, hide_in_problem)
+from calsvc.services.changes import Build, Change, checked, merging, with_fields
+from calsvc.services.conflict_check import (
+    CHECK_LIMIT,
+    ConflictChecker,
+    OnConflict,
+    calendar_busy,
+    check_on_conflict,
+    hide_from_editor,
+    hide_in_problem,
+)
 from calsvc.services.idempotency import Recorder
 from calsvc.services.notifications import ACTOR, Notifications, quoted
-from calsvc.snapshots import (FIELDS, api_fields, changed_fields, fields_of, fields_of_snapshot, same, shown, snapshot,
-                              timing)
+from calsvc.snapshots import api_fields, changed_fields, fields_of, fields_of_snapshot, snapshot, timing
 
 T = TypeVar("T")
 Placed = tuple[Event, list[conflicts.Busy]]  # an event written, with the conflicts it was written with
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Change:
-    """What a change of an event writes: the new draft, the version kind, and the intervals to
-    check against the calendar (None: the draft's own occurrences; empty: no check)."""
-
-    draft: Draft
-    kind: str
-    check: list[Interval] | None = None
-    summary: str | None = None  # what the others read (services.notifications); None: the fields changed
-
-
-# Builds the change from the event as it is (its row locked); None: nothing to write.
-Build = Callable[[Tx, Event], Awaitable[Change | None]]
-
-
-async def checked(fields: dict[str, Any], exceptions_on_rule: bool = False) -> Draft:
-    """check_event, in a thread when a recurrence makes it CPU work."""
-    if fields.get("recurrence") is not None:
-        return await off_loop(check_event, fields, exceptions_on_rule)
-    return check_event(fields, exceptions_on_rule)
-
-
-def with_fields(changes: dict[str, Any], on_conflict: OnConflict,
-                loc: tuple[str | int, ...] = ("query", "on_conflict")) -> Build:
-    """The change of a partial update: `changes` over the event's fields, checked as a whole
-    (a null description clears it)."""
-    if "description" in changes and changes["description"] is None:
-        changes = {**changes, "description": ""}
-
-    async def build(tx: Tx, event: Event) -> Change:
-        draft = await checked({**fields_of(event), **changes})
-        check_on_conflict(draft, on_conflict, loc)
-        return Change(draft, "updated")
-
-    return build
-
-
-
-def merging(changes: dict[str, Any], base_version: int, prefer: str | None, on_conflict: OnConflict) -> Build:
-    """The change of a partial update made to version `base_version`: see merged_fields."""
-    async def build(tx: Tx, event: Event) -> Change:
-        draft = await checked(await merged_fields(tx, event, changes, base_version, prefer))
-        check_on_conflict(draft, on_conflict)
-        return Change(draft, "updated")
-
-    return build
-
-MERGED = FIELDS  # a merge settles each field of the content on its own
-
-
-async def merged_fields(tx: Tx, event: Event, changes: dict[str, Any], base_version: int,
-                        prefer: str | None) -> dict[str, Any]:
-    """A three-way merge, field by field: `changes` applied to version `base_version` is
-    "mine", the event as it is now "theirs". A field only one side changed takes that side's
-    value; one both changed differently is an errors.EditConflict naming them all, unless
-    `prefer` settles it. Fields compare as a version keeps them."""
-    if base_version > event.version:
-        raise errors.Validation.at(("query", "base_version"), f"the event is at version {event.version}")
-    versions = await history_db.snapshots(tx.conn, event.id, [base_version])
-    if base_version not in versions:
-        raise errors.Validation.at(("query", "base_version"), "the event has no such version")
-    base_snapshot = orjson.loads(versions[base_version].snapshot)
-    mine_draft = await checked({**fields_of_snapshot(base_snapshot), **changes})
-    base, theirs, mine = (shown(snap) for snap in (
-        base_snapshot, snapshot(event, event.owner_id), snapshot(mine_draft, event.owner_id)))
-    mine_fields, theirs_fields = fields_of(mine_draft), fields_of(event)
-    merged, clashes = {}, []
-    for field in MERGED:
-        mine_changed = not same(field, mine[field], base[field])
-        theirs_changed = not same(field, theirs[field], base[field])
-        if mine_changed and theirs_changed and not same(field, mine[field], theirs[field]):
-            clashes.append(field)
-            take_mine = prefer == "mine"
-        else:
-            take_mine = mine_changed
-        merged[field] = (mine_fields if take_mine else theirs_fields)[field]
-    if clashes and prefer is None:
-        raise errors.EditConflict(
-            f"changed on both sides since version {base_version}: {', '.join(clashes)}; "
-            "send prefer=mine or prefer=theirs, or edit the current version", fields=clashes)
-    return merged
 
 
 class EventService:
@@ -123,8 +56,9 @@ class EventService:
 
     # -- create ---------------------------------------------------------------------------
 
-    async def create(self, user_id: int, fields: dict[str, Any], on_conflict: OnConflict = "reject",
-                     record: Recorder | None = None) -> Placed:
+    async def create(
+        self, user_id: int, fields: dict[str, Any], on_conflict: OnConflict = "reject", record: Recorder | None = None
+    ) -> Placed:
         """The new event and the conflicts it was written with (only under `allow`).
         errors.Validation for an invalid event; errors.SchedulingConflict under `reject`, or
         under `shift` when no free slot comes within 30 days. `record` (Idempotency-Key)
@@ -152,8 +86,16 @@ class EventService:
 
     # -- change ---------------------------------------------------------------------------
 
-    async def update(self, user_id: int, event_id: int, changes: dict[str, Any], *, expected: Expected = None,
-                     on_conflict: OnConflict = "reject", merge: tuple[int, str | None] | None = None) -> Placed:
+    async def update(
+        self,
+        user_id: int,
+        event_id: int,
+        changes: dict[str, Any],
+        *,
+        expected: Expected = None,
+        on_conflict: OnConflict = "reject",
+        merge: tuple[int, str | None] | None = None,
+    ) -> Placed:
         """Apply the given fields (a partial update) and write the next version; the merged
         event is checked as a whole and against the owner's calendar. An update that changes
         nothing writes nothing and answers the event as it is. `merge` (base version,
@@ -161,24 +103,35 @@ class EventService:
         if "description" in changes and changes["description"] is None:
             changes = {**changes, "description": ""}
         build = with_fields(changes, on_conflict) if merge is None else merging(changes, *merge, on_conflict)
-        return await run_in_tx(self.db, "update_event", self.change, user_id, event_id, expected, build,
-                               on_conflict)
+        return await run_in_tx(self.db, "update_event", self.change, user_id, event_id, expected, build, on_conflict)
 
-    async def change_occurrence(self, user_id: int, event_id: int, original: dt.datetime,
-                                changes: dict[str, Any], *, expected: Expected = None,
-                                on_conflict: OnConflict = "reject") -> tuple[Event, Occurrence, list[conflicts.Busy]]:
+    async def change_occurrence(
+        self,
+        user_id: int,
+        event_id: int,
+        original: dt.datetime,
+        changes: dict[str, Any],
+        *,
+        expected: Expected = None,
+        on_conflict: OnConflict = "reject",
+    ) -> tuple[Event, Occurrence, list[conflicts.Busy]]:
         """Store `changes` (times, title, description, location) as an exception of the
         occurrence that starts at `original`; it is checked against the calendar like an update."""
+
         async def build(tx: Tx, event: Event) -> Change | None:
             current = occurrence_at(event, original, CHECK_LIMIT)
             overrides = exception_of(event, current.original_start)
-            merged = {"start_time": current.start, "end_time": current.end, "title": current.title,
-                      **{k: overrides.get(k, getattr(event, k)) for k in ("description", "location")},
-                      **changes}
+            merged = {
+                "start_time": current.start,
+                "end_time": current.end,
+                "title": current.title,
+                **{k: overrides.get(k, getattr(event, k)) for k in ("description", "location")},
+                **changes,
+            }
             if merged["description"] is None:
                 merged["description"] = ""
             check_times(merged["start_time"], merged["end_time"])
-            utc = dt.timezone.utc
+            utc = dt.UTC
             start, end = merged["start_time"].astimezone(utc), merged["end_time"].astimezone(utc)
             first = current.original_start.astimezone(utc)
             natural = {"title": event.title, "description": event.description, "location": event.location}
@@ -186,39 +139,55 @@ class EventService:
             if (start, end) != (first, series_of(event).end_of(first)):
                 kept.update(start_time=start, end_time=end)
             change = OccurrenceChange(first, False, kept)
-            draft = await checked({**fields_of(event), "exceptions": replace_exception(event, change)},
-                                  exceptions_on_rule=True)
-            return Change(draft, "occurrence_changed", [(start, end)],
-                          f"{ACTOR} changed the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}")
+            draft = await checked(
+                {**fields_of(event), "exceptions": replace_exception(event, change)}, exceptions_on_rule=True
+            )
+            return Change(
+                draft,
+                "occurrence_changed",
+                [(start, end)],
+                f"{ACTOR} changed the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}",
+            )
 
         if on_conflict == "shift":
             raise errors.Validation.at(("query", "on_conflict"), "shift applies to single events only")
-        event, overlaps = await run_in_tx(self.db, "change_occurrence", self.change, user_id, event_id, expected,
-                                          build, on_conflict)
+        event, overlaps = await run_in_tx(
+            self.db, "change_occurrence", self.change, user_id, event_id, expected, build, on_conflict
+        )
         return event, occurrence_at(event, original, CHECK_LIMIT), overlaps
 
-    async def cancel_occurrence(self, user_id: int, event_id: int, original: dt.datetime, *,
-                                expected: Expected = None) -> Event:
+    async def cancel_occurrence(
+        self, user_id: int, event_id: int, original: dt.datetime, *, expected: Expected = None
+    ) -> Event:
         """Cancel the occurrence that starts at `original` (listed as cancelled from now on)."""
+
         async def build(tx: Tx, event: Event) -> Change | None:
             current = occurrence_at(event, original, CHECK_LIMIT)
             if current.cancelled:
                 return None
-            change = OccurrenceChange(current.original_start.astimezone(dt.timezone.utc), True)
-            draft = await checked({**fields_of(event), "exceptions": replace_exception(event, change)},
-                                  exceptions_on_rule=True)
-            return Change(draft, "occurrence_cancelled", [],
-                          f"{ACTOR} cancelled the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}")
+            change = OccurrenceChange(current.original_start.astimezone(dt.UTC), True)
+            draft = await checked(
+                {**fields_of(event), "exceptions": replace_exception(event, change)}, exceptions_on_rule=True
+            )
+            return Change(
+                draft,
+                "occurrence_cancelled",
+                [],
+                f"{ACTOR} cancelled the occurrence of {quoted(draft.title)} at {current.original_start.isoformat()}",
+            )
 
-        event, _ = await run_in_tx(self.db, "cancel_occurrence", self.change, user_id, event_id, expected, build,
-                                   "allow")
+        event, _ = await run_in_tx(
+            self.db, "cancel_occurrence", self.change, user_id, event_id, expected, build, "allow"
+        )
         return event
 
-    async def rollback(self, user_id: int, event_id: int, number: int, *, expected: Expected = None,
-                       on_conflict: OnConflict = "reject") -> Placed:
+    async def rollback(
+        self, user_id: int, event_id: int, number: int, *, expected: Expected = None, on_conflict: OnConflict = "reject"
+    ) -> Placed:
         """A new version whose content is that of version `number`, checked against the
         calendar like an update; a deleted event (its owner alone finds it) is restored.
         Rolling back to what the event already is writes nothing."""
+
         async def build(tx: Tx, event: Event) -> Change | None:
             versions = await history_db.snapshots(tx.conn, event.id, [number]) if 1 <= number < 2**31 else {}
             if number not in versions:
@@ -226,14 +195,27 @@ class EventService:
             draft = await checked(fields_of_snapshot(orjson.loads(versions[number].snapshot)))
             check_on_conflict(draft, on_conflict)
             if event.deleted:
-                return Change(draft, "rolled_back", summary=f"{ACTOR} restored {quoted(draft.title)} (version {number})")
-            return Change(draft, "rolled_back", summary=f"{ACTOR} rolled {quoted(draft.title)} back to version {number}")
+                return Change(
+                    draft, "rolled_back", summary=f"{ACTOR} restored {quoted(draft.title)} (version {number})"
+                )
+            return Change(
+                draft, "rolled_back", summary=f"{ACTOR} rolled {quoted(draft.title)} back to version {number}"
+            )
 
         restoring = functools.partial(self.change, deleted_ok=True)  # a deleted event comes back
         return await run_in_tx(self.db, "rollback_event", restoring, user_id, event_id, expected, build, on_conflict)
 
-    async def change(self, tx: Tx, user_id: int, event_id: int, expected: Expected, build: Build,
-                     on_conflict: OnConflict, *, deleted_ok: bool = False) -> Placed:
+    async def change(
+        self,
+        tx: Tx,
+        user_id: int,
+        event_id: int,
+        expected: Expected,
+        build: Build,
+        on_conflict: OnConflict,
+        *,
+        deleted_ok: bool = False,
+    ) -> Placed:
         """In `tx`: lock the event and its owner's calendar, check the caller's role (an editor
         or the owner) and the expected version, build the change from the event as it is,
         check it against the calendar and write the next version. Concurrent writers of one
@@ -253,8 +235,9 @@ class EventService:
             # reported under `allow` but blocks nothing.
             on_conflict = "allow"
         try:
-            draft, overlaps = await self.checker.check(tx, event.owner_id, change.draft, on_conflict,
-                                                    exclude=event.id, mine=change.check)
+            draft, overlaps = await self.checker.check(
+                tx, event.owner_id, change.draft, on_conflict, exclude=event.id, mine=change.check
+            )
         except errors.SchedulingConflict as exc:
             await hide_in_problem(tx, user_id, event.owner_id, exc)
             raise
@@ -263,13 +246,22 @@ class EventService:
             new = snapshot(draft, event.owner_id)
             fields = changed_fields(old, new)
         row = orjson.dumps(draft.row(event.owner_id, new)).decode()
-        updated = await event_db.update_event(tx.conn, event.id, event.version, event.owner_id, user_id, row,
-                                              change.kind, fields, event.my_role, restore=event.deleted)
+        updated = await event_db.update_event(
+            tx.conn,
+            event.id,
+            event.version,
+            event.owner_id,
+            user_id,
+            row,
+            change.kind,
+            fields,
+            event.my_role,
+            restore=event.deleted,
+        )
         if updated is None:
             raise AssertionError("a locked event changed")
         summary = change.summary or f"{ACTOR} updated {quoted(updated.title)} ({', '.join(api_fields(fields))})"
-        self.notifications.note(tx, "event.restored" if event.deleted else "event.updated", event.id, user_id,
-                                summary)
+        self.notifications.note(tx, "event.restored" if event.deleted else "event.updated", event.id, user_id, summary)
         return updated, overlaps
 
     # -- delete ---------------------------------------------------------------------------
@@ -297,9 +289,17 @@ class EventService:
 
     # -- read -----------------------------------------------------------------------------
 
-    async def page(self, user_id: int, *, start: dt.datetime | None, end: dt.datetime | None,
-                   role: str | None, q: str | None, after: tuple[dt.datetime, int] | None,
-                   limit: int) -> tuple[list[Event], bool]:
+    async def page(
+        self,
+        user_id: int,
+        *,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        role: str | None,
+        q: str | None,
+        after: tuple[dt.datetime, int] | None,
+        limit: int,
+    ) -> tuple[list[Event], bool]:
         """A page of the events the user can see with an occurrence in the window, and
         whether more follow. Series whose envelope overlaps but no occurrence does are
         skipped, fetching further rows until the page is full."""
@@ -307,11 +307,15 @@ class EventService:
         page: list[Event] = []
         async with self.db.acquire() as conn:
             while True:
-                rows = await event_db.list_visible(conn, user_id, role=role, window=window, q=q,
-                                                   after=after, limit=limit + 1)
+                rows = await event_db.list_visible(
+                    conn, user_id, role=role, window=window, q=q, after=after, limit=limit + 1
+                )
                 if window is not None:
-                    rows_in = await off_loop(in_window_of, rows, start, end) if costly(rows) else (
-                        in_window_of(rows, start, end))
+                    rows_in = (
+                        await off_loop(in_window_of, rows, start, end)
+                        if costly(rows)
+                        else (in_window_of(rows, start, end))
+                    )
                 else:
                     rows_in = rows
                 for event in rows_in:
@@ -322,8 +326,9 @@ class EventService:
                     return page, False
                 after = (rows[-1].start_time, rows[-1].id)
 
-    async def expand(self, user_id: int, start: dt.datetime, end: dt.datetime, role: str | None,
-                     q: str | None) -> list[Occurrence]:
+    async def expand(
+        self, user_id: int, start: dt.datetime, end: dt.datetime, role: str | None, q: str | None
+    ) -> list[Occurrence]:
         """Every occurrence in the window of every event the user can see, by (start, event id);
         errors.Validation when the window is over 2 years or holds over 5,000 occurrences."""
         check_window(start, end)
@@ -331,20 +336,29 @@ class EventService:
         after = None
         async with self.db.acquire() as conn:
             while True:
-                rows = await event_db.list_visible(conn, user_id, role=role, window=(start, end), q=q,
-                                                   after=after, limit=500)
+                rows = await event_db.list_visible(
+                    conn, user_id, role=role, window=(start, end), q=q, after=after, limit=500
+                )
                 left = recurrence.MAX_OCCURRENCES - len(occurrences)
-                occurrences += await off_loop(occurrences_in, rows, start, end, left) if costly(rows) else (
-                    occurrences_in(rows, start, end, left))
+                occurrences += (
+                    await off_loop(occurrences_in, rows, start, end, left)
+                    if costly(rows)
+                    else (occurrences_in(rows, start, end, left))
+                )
                 if len(rows) < 500:
                     break
                 after = (rows[-1].start_time, rows[-1].id)
         occurrences.sort(key=order_key)
         return occurrences
 
-    async def overlapping_pairs(self, user_id: int, start: dt.datetime, end: dt.datetime,
-                                after: tuple[dt.datetime, int, int, dt.datetime] | None,
-                                limit: int) -> list[conflicts.Overlap]:
+    async def overlapping_pairs(
+        self,
+        user_id: int,
+        start: dt.datetime,
+        end: dt.datetime,
+        after: tuple[dt.datetime, int, int, dt.datetime] | None,
+        limit: int,
+    ) -> list[conflicts.Overlap]:
         """The first `limit` pairs (after the key `after`) of events in the user's calendar with
         overlapping occurrences in the window (see conflicts.overlapping_pairs)."""
         check_window(start, end)
@@ -356,8 +370,9 @@ class EventService:
 
         return await _window_work(work)
 
-    async def free_busy(self, user_id: int, others: list[int], start: dt.datetime,
-                        end: dt.datetime) -> list[tuple[int, list[tuple[dt.datetime, dt.datetime]]]]:
+    async def free_busy(
+        self, user_id: int, others: list[int], start: dt.datetime, end: dt.datetime
+    ) -> list[tuple[int, list[tuple[dt.datetime, dt.datetime]]]]:
         """Merged busy intervals (clipped to the window) of each user; errors.NotFound when one
         of them has not given the caller access to an event they own. All the calendars
         together may hold CHECK_LIMIT occurrences in the window (errors.Validation past it)."""
@@ -396,5 +411,6 @@ async def _window_work(work: Callable[[], T]) -> T:
         return await off_loop(work)
     except recurrence.RecurrenceError:
         raise errors.Validation.at(
-            ("query", "end"), f"more than {CHECK_LIMIT:,} occurrences in the window; ask for a shorter window "
-                              "(or fewer users)") from None
+            ("query", "end"),
+            f"more than {CHECK_LIMIT:,} occurrences in the window; ask for a shorter window (or fewer users)",
+        ) from None

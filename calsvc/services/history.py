@@ -1,5 +1,6 @@
 """History: versions, their snapshots, the changelog and diffs. Reads only; the rollback is
 a change like any other (services.events)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,9 @@ from calsvc.snapshots import FIELDS, api_fields, same, shown
 BIG_PAGE = 256 * 1024  # characters of snapshots in a changelog page past which it is compared in a thread
 
 
-def field_changes(old: dict[str, Any] | None, new: dict[str, Any], old_deleted: bool = False,
-                  new_deleted: bool = False) -> list[dict[str, Any]]:
+def field_changes(
+    old: dict[str, Any] | None, new: dict[str, Any], old_deleted: bool = False, new_deleted: bool = False
+) -> list[dict[str, Any]]:
     """[{field, old, new}] from one shown snapshot to another (`old` None: nothing before,
     every field is new); `deleted` when one side is a deleted event and the other is not."""
     changes = []
@@ -40,14 +42,16 @@ def _changed_exceptions(old: list[dict[str, Any]], new: list[dict[str, Any]]) ->
     2,000."""
     before = {e["occurrence_start"]: e for e in old}
     after = {e["occurrence_start"]: e for e in new}
-    return ([e for k, e in before.items() if after.get(k) != e],
-            [e for k, e in after.items() if before.get(k) != e])
+    return ([e for k, e in before.items() if after.get(k) != e], [e for k, e in after.items() if before.get(k) != e])
 
 
 def description_diff(old: str, new: str, old_version: int, new_version: int) -> list[str]:
     """The unified diff of two descriptions, line by line (empty when they are equal)."""
-    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"version {old_version}",
-                                     f"version {new_version}", lineterm=""))
+    return list(
+        difflib.unified_diff(
+            old.splitlines(), new.splitlines(), f"version {old_version}", f"version {new_version}", lineterm=""
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,12 +65,18 @@ class Version:
     snapshot: dict[str, Any] | None = None  # shown
 
     @classmethod
-    def from_row(cls, row: history_db.VersionRow) -> "Version":
+    def from_row(cls, row: history_db.VersionRow) -> Version:
         """The version as the API shows it; with its snapshot when `row` has one."""
         snap = row.snapshot if isinstance(row, history_db.SnapshotRow) else None
-        return cls(row.version, row.kind, row.at, row.actor_id, row.actor_username,
-                   api_fields(list(row.changed_fields)),
-                   None if snap is None else shown(orjson.loads(snap)))
+        return cls(
+            row.version,
+            row.kind,
+            row.at,
+            row.actor_id,
+            row.actor_username,
+            api_fields(list(row.changed_fields)),
+            None if snap is None else shown(orjson.loads(snap)),
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,9 +106,10 @@ class Diff:
 
 def _entry(row: history_db.VersionChange | history_db.AccessChange) -> Entry:
     if isinstance(row, history_db.AccessChange):
-        changes = [{"field": "role", "old": row.old_role, "new": row.new_role}]
-        return Entry(row.seq, None, row.action, row.at, row.actor_id, row.actor_username, changes,
-                     row.user_id, row.username)
+        changes: list[dict[str, Any]] = [{"field": "role", "old": row.old_role, "new": row.new_role}]
+        return Entry(
+            row.seq, None, row.action, row.at, row.actor_id, row.actor_username, changes, row.user_id, row.username
+        )
     new = shown(orjson.loads(row.snapshot))
     old = None if row.previous is None else shown(orjson.loads(row.previous))
     if row.action == "deleted":

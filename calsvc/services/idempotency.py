@@ -2,10 +2,12 @@
 answer instead of writing twice; the same key with another request is a 422. The answer is
 stored in the transaction of the write it reports, so both commit or neither does; only
 answers of writes that happened are kept (a 409 or 422 leaves the key free)."""
+
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from calsvc import errors
 from calsvc.db import idempotency as idem_db
@@ -33,7 +35,7 @@ class Idempotency:
 
     @staticmethod
     def _since() -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc) - KEEP
+        return dt.datetime.now(dt.UTC) - KEEP
 
     async def replay(self, user_id: int, key: str, route: str, request_hash: bytes) -> StoredAnswer | None:
         """The answer stored under the key for this same request; None when there is none;
@@ -45,8 +47,14 @@ class Idempotency:
             raise errors.Validation.at(LOC, "this Idempotency-Key was used with another request in the last 24 hours")
         return answer
 
-    def recorder(self, user_id: int, key: str, route: str, request_hash: bytes,
-                 render: Callable[[Any], tuple[int, bytes, str | None]]) -> "Recorder":
+    def recorder(
+        self,
+        user_id: int,
+        key: str,
+        route: str,
+        request_hash: bytes,
+        render: Callable[[Any], tuple[int, bytes, str | None]],
+    ) -> Recorder:
         return Recorder(user_id, key, route, request_hash, render)
 
     async def purge_expired(self) -> int:
@@ -61,13 +69,19 @@ class Recorder:
     puts the rendered answer into the row just before the commit; `release` gives the key
     up instead."""
 
-    def __init__(self, user_id: int, key: str, route: str, request_hash: bytes,
-                 render: Callable[[Any], tuple[int, bytes, str | None]]) -> None:
+    def __init__(
+        self,
+        user_id: int,
+        key: str,
+        route: str,
+        request_hash: bytes,
+        render: Callable[[Any], tuple[int, bytes, str | None]],
+    ) -> None:
         self.user_id, self.key, self.route, self.request_hash = user_id, key, route, request_hash
         self.render = render
 
     async def claim(self, tx: Tx) -> None:
-        since = dt.datetime.now(dt.timezone.utc) - KEEP
+        since = dt.datetime.now(dt.UTC) - KEEP
         if not await idem_db.claim_key(tx.conn, self.user_id, self.key, self.route, self.request_hash, since):
             raise KeyTaken(self.key)
 

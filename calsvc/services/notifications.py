@@ -5,6 +5,7 @@ written as its last statements (just before it commits, so they commit or roll b
 the change) to everyone with access to the event except the actor, plus the users a change
 names (the one it was shared with, the one revoked). The wake-up goes out on commit: a NOTIFY
 inside the transaction, or a Redis publish after it (notify.broker)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,7 @@ from calsvc.models import Notification
 if TYPE_CHECKING:
     from calsvc.notify.broker import Broker
 
-KINDS = ("event.updated", "event.deleted", "event.restored", "event.shared",
-         "permission.changed", "permission.revoked")
+KINDS = ("event.updated", "event.deleted", "event.restored", "event.shared", "permission.changed", "permission.revoked")
 ACTOR = "%1$s"  # a summary is a format() template: the actor's username goes here
 
 
@@ -32,8 +32,8 @@ class Note:
     kind: str
     event_id: int
     actor_id: int
-    summary: str                   # what everyone reads (a template: see ACTOR)
-    personal: dict[int, str]       # user -> what they read instead (they hear it even without access)
+    summary: str  # what everyone reads (a template: see ACTOR)
+    personal: dict[int, str]  # user -> what they read instead (they hear it even without access)
 
 
 def literal(text: str) -> str:
@@ -70,22 +70,24 @@ def _payload(notes: list[Note]) -> tuple[list[int], list[int], str, str]:
     their personal lines as insert_notifications takes them (JSON)."""
     events = sorted({n.event_id for n in notes})
     named = sorted({u for n in notes for u in n.personal})
-    rows = [{"ord": i, "kind": n.kind, "event_id": n.event_id, "actor_id": n.actor_id, "summary": n.summary}
-            for i, n in enumerate(notes)]
-    lines = [{"ord": i, "user_id": u, "summary": text}
-             for i, n in enumerate(notes) for u, text in n.personal.items()]
+    rows = [
+        {"ord": i, "kind": n.kind, "event_id": n.event_id, "actor_id": n.actor_id, "summary": n.summary}
+        for i, n in enumerate(notes)
+    ]
+    lines = [{"ord": i, "user_id": u, "summary": text} for i, n in enumerate(notes) for u, text in n.personal.items()]
     return events, named, orjson.dumps(rows).decode(), orjson.dumps(lines).decode()
 
 
 class Notifications:
-    def __init__(self, db: Database, broker: "Broker") -> None:
+    def __init__(self, db: Database, broker: Broker) -> None:
         self.db = db
         self.broker = broker
 
     # -- writing --------------------------------------------------------------------------
 
-    def note(self, tx: Tx, kind: str, event_id: int, actor_id: int, summary: str,
-             personal: dict[int, str] | None = None) -> None:
+    def note(
+        self, tx: Tx, kind: str, event_id: int, actor_id: int, summary: str, personal: dict[int, str] | None = None
+    ) -> None:
         """Announce a change of `event_id` made by `actor_id` in this transaction."""
         assert kind in KINDS, kind
         if not tx.notes:

@@ -6,14 +6,16 @@ loop has waited for the network, so every other request of the process slows dow
 (bench/README.md: GET one event during a batch of 500 daily series). Such work runs in a child
 process instead, started on first use (spawned: the parent has threads and a running loop, which
 a fork would copy half-way) and kept for the next; its arguments and answer travel pickled."""
+
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
 import multiprocessing
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 from calsvc import errors
 
@@ -52,7 +54,8 @@ class Offload:
         for the next call)."""
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -1,6 +1,7 @@
 """Sharing: who may see an event and as what. Every change of access takes the
 event's row lock, so it queues with the writers of that event, and is logged with its actor
 for the changelog. Sharing checks no calendar: being shared an event is no booking."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,24 +39,31 @@ class SharingService:
     async def share(self, user_id: int, event_id: int, users: list[dict[str, Any]]) -> list[Permission]:
         """Give each named user (by user_id, username or email) the role asked; a user who has
         access gets the new role. The owner only. Answers every permission of the event."""
-        return await run_in_tx(self.db, "share_event", self.share_tx, user_id, event_id, users,
-                               ("body", "users"))
+        return await run_in_tx(self.db, "share_event", self.share_tx, user_id, event_id, users, ("body", "users"))
 
-    async def share_tx(self, tx: Tx, user_id: int, event_id: int, users: list[dict[str, Any]],
-                       loc: tuple[str | int, ...]) -> list[Permission]:
+    async def share_tx(
+        self, tx: Tx, user_id: int, event_id: int, users: list[dict[str, Any]], loc: tuple[str | int, ...]
+    ) -> list[Permission]:
         event = await locked_event(tx, user_id, event_id, ANY_ROLE, lock_calendar=False)
         _owner_only(event, "share the event")
         grants, names = await self._grants(tx, event, users, loc)
-        if await permission_db.count_permissions(tx.conn, event.id, [u for u, _ in grants]) > permission_db.MAX_PERMISSIONS:
+        if (
+            await permission_db.count_permissions(tx.conn, event.id, [u for u, _ in grants])
+            > permission_db.MAX_PERMISSIONS
+        ):
             raise errors.Validation.at(loc, f"an event is shared with at most {permission_db.MAX_PERMISSIONS} people")
         changes = await permission_db.grant(tx.conn, event.id, grants, user_id)
         title = quoted(event.title)
         shared = [(u, role) for u, action, role in changes if action == "shared"]
         if shared:
             self.notifications.note(
-                tx, "event.shared", event.id, user_id,
+                tx,
+                "event.shared",
+                event.id,
+                user_id,
                 f"{ACTOR} shared {title} with {listing([f'{names[u]} ({role})' for u, role in shared])}",
-                {u: f"{ACTOR} shared {title} with you as {role}" for u, role in shared})
+                {u: f"{ACTOR} shared {title} with you as {role}" for u, role in shared},
+            )
         changed = [(u, role) for u, action, role in changes if action == "role_changed"]
         if changed:
             self._role_changed(tx, event, user_id, [(u, names[u], role) for u, role in changed])
@@ -79,13 +87,18 @@ class SharingService:
         """Announce new roles: (user id, username, role)."""
         title = quoted(event.title)
         self.notifications.note(
-            tx, "permission.changed", event.id, actor_id,
+            tx,
+            "permission.changed",
+            event.id,
+            actor_id,
             f"{ACTOR} made {listing([f'{name} {with_article(role)}' for _, name, role in changes])} of {title}",
-            {u: f"{ACTOR} made you {with_article(role)} of {title}" for u, _, role in changes})
+            {u: f"{ACTOR} made you {with_article(role)} of {title}" for u, _, role in changes},
+        )
 
     @staticmethod
-    async def _grants(tx: Tx, event: Event, users: list[dict[str, Any]],
-                       loc: tuple[str | int, ...]) -> tuple[list[tuple[int, str]], dict[int, str]]:
+    async def _grants(
+        tx: Tx, event: Event, users: list[dict[str, Any]], loc: tuple[str | int, ...]
+    ) -> tuple[list[tuple[int, str]], dict[int, str]]:
         """(user id, role) for each entry, and the usernames; errors.Validation at the entry
         naming an unknown user, the owner, a user named twice or a role that cannot be granted."""
         if not users:
@@ -100,13 +113,20 @@ class SharingService:
             if entry.get("role") not in GRANTABLE:
                 raise errors.Validation.at(
                     (*loc, index, "role"),
-                    "role must be editor or viewer (ownership moves with PUT /api/events/{id}/permissions/{userId})")
+                    "role must be editor or viewer (ownership moves with PUT /api/events/{id}/permissions/{userId})",
+                )
             keys.append((named[0], entry[named[0]]))
         found = await permission_db.find_users(
-            tx.conn, [v for k, v in keys if k == "user_id" and 1 <= v < 2**63],
-            [v for k, v in keys if k == "username"], [v for k, v in keys if k == "email"])
-        by: dict[str, dict[Any, int]] = {"user_id": {u[0]: u[0] for u in found}, "username": {u[1].lower(): u[0] for u in found},
-              "email": {u[2].lower(): u[0] for u in found}}
+            tx.conn,
+            [v for k, v in keys if k == "user_id" and 1 <= v < 2**63],
+            [v for k, v in keys if k == "username"],
+            [v for k, v in keys if k == "email"],
+        )
+        by: dict[str, dict[Any, int]] = {
+            "user_id": {u[0]: u[0] for u in found},
+            "username": {u[1].lower(): u[0] for u in found},
+            "email": {u[2].lower(): u[0] for u in found},
+        }
         grants: list[tuple[int, str]] = []
         seen: set[int] = set()
         for index, ((key, value), entry) in enumerate(zip(keys, users)):
@@ -124,6 +144,7 @@ class SharingService:
     async def set_role(self, user_id: int, event_id: int, target: int, role: str) -> list[Permission]:
         """Change the role of someone who has access; `owner` transfers ownership (the old
         owner becomes an editor). The owner only."""
+
         async def change(tx: Tx) -> list[Permission]:
             event = await locked_event(tx, user_id, event_id, ANY_ROLE, lock_calendar=False)
             _owner_only(event, "change roles")
@@ -160,17 +181,23 @@ class SharingService:
             raise errors.Conflict("the owner cannot be removed; transfer ownership first")
         name = None
         if 1 <= target < 2**63:
-            name = await permission_db.revoke(tx.conn, event.id, target, user_id,
-                                              "left" if target == user_id else "unshared")
+            name = await permission_db.revoke(
+                tx.conn, event.id, target, user_id, "left" if target == user_id else "unshared"
+            )
         if name is None:
             raise errors.NotFound("that user has no access to the event")
         if target == user_id:
             self._note_left(tx, event.id, event.title, user_id)
         else:
             title = quoted(event.title)
-            self.notifications.note(tx, "permission.revoked", event.id, user_id,
-                                    f"{ACTOR} removed {literal(name)} from {title}",
-                                    {target: f"{ACTOR} removed you from {title}"})
+            self.notifications.note(
+                tx,
+                "permission.revoked",
+                event.id,
+                user_id,
+                f"{ACTOR} removed {literal(name)} from {title}",
+                {target: f"{ACTOR} removed you from {title}"},
+            )
 
     async def leave_locked(self, tx: Tx, user_id: int, event_ids: list[int]) -> None:
         """`user_id` leaves those of `event_ids` (their rows locked by the caller) they have

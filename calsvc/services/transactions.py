@@ -7,6 +7,7 @@ calendars they touch (the caller's for creates, the owners' of the events change
 order, are taken first, as every writer takes them (rows, then calendars); then each operation
 takes what it needs as its route does, already held; so two transactions never wait on each
 other in a circle (a deadlock the database still detects is retried by run_in_tx)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,9 @@ from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import Event
 from calsvc.services.access import EDITOR_ROLES
+from calsvc.services.changes import checked, with_fields
 from calsvc.services.conflict_check import OnConflict, check_on_conflict
-from calsvc.services.events import EventService, checked, with_fields
+from calsvc.services.events import EventService
 from calsvc.services.idempotency import Recorder
 from calsvc.services.sharing import SharingService
 
@@ -54,15 +56,17 @@ class TransactionService:
         self.events = events
         self.sharing = sharing
 
-    async def run(self, user_id: int, ops: list[Op | errors.Problem], on_conflict: OnConflict,
-                  record: Recorder | None = None) -> list[Outcome]:
+    async def run(
+        self, user_id: int, ops: list[Op | errors.Problem], on_conflict: OnConflict, record: Recorder | None = None
+    ) -> list[Outcome]:
         """Each item is a checked operation or the problem of one that did not parse; that
         problem is raised when its turn comes, so the answer names the first operation that
         fails, in order."""
         return await run_in_tx(self.db, "transaction", self._run, user_id, ops, on_conflict, record)
 
-    async def _run(self, tx: Tx, user_id: int, ops: list[Op | errors.Problem], on_conflict: OnConflict,
-                   record: Recorder | None) -> list[Outcome]:
+    async def _run(
+        self, tx: Tx, user_id: int, ops: list[Op | errors.Problem], on_conflict: OnConflict, record: Recorder | None
+    ) -> list[Outcome]:
         if record is not None:
             await record.claim(tx)
         await self._lock_calendars(tx, user_id, [op for op in ops if isinstance(op, Op)])
@@ -84,11 +88,15 @@ class TransactionService:
         """The rows of the events the operations name, then the calendars of those they
         change (and the caller's, for creates), each in id order, before any operation takes
         them in its own order (rows before calendars, as every writer). Only where the caller's
-        role allows the operation: one that will answer 403 must not hold another owner's calendar or event while the operations before it run."""
+        role allows the operation: one that will answer 403 must not hold another owner's
+        calendar or event while the operations before it run."""
         named = sorted({op.target for op in ops if isinstance(op.target, int)})
         roles = await event_db.roles_of(tx.conn, named, user_id) if named else {}
-        allowed = [(op, op.target) for op in ops if isinstance(op.target, int) and op.target in roles
-                   and _allows(op, roles[op.target][0], user_id)]
+        allowed = [
+            (op, op.target)
+            for op in ops
+            if isinstance(op.target, int) and op.target in roles and _allows(op, roles[op.target][0], user_id)
+        ]
         owners = {roles[target][1] for op, target in allowed if op.kind in ("update", "delete")}
         if any(op.kind == "create" for op in ops):
             owners.add(user_id)

@@ -15,12 +15,10 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from calsvc import recurrence as recurrence_module
-from calsvc.recurrence import (
-    may_occur, stored_parts,
-    MAX_OCCURRENCES, RecurrenceError, check_window, format_rule, has_occurrence, occurrence_starts,
-    parse_rule, prepare,
-)
+from calsvc import rules as rules_module
 from calsvc.patterns import pattern_from_rule, rule_from_pattern
+from calsvc.recurrence import MAX_OCCURRENCES, check_window, has_occurrence, may_occur, occurrence_starts, prepare
+from calsvc.rules import RecurrenceError, format_rule, parse_rule, stored_parts
 
 UTC = dt.timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -1301,7 +1299,7 @@ def test_a_rule_that_occurs_once_in_decades_is_found_with_one_walk():
 def test_a_rough_count_is_never_below_the_real_one(rule):
     tz = ZoneInfo("Europe/Berlin")
     start = dt.datetime(2026, 1, 5, 9, tzinfo=tz)
-    series = recurrence_module.prepare(start, dt.timedelta(minutes=30), tz, recurrence_module.parse_rule(rule, tz))
+    series = recurrence_module.prepare(start, dt.timedelta(minutes=30), tz, rules_module.parse_rule(rule, tz))
     for days in (1, 30, 731):
         upper = start + dt.timedelta(days=days)
         real = len(recurrence_module.occurrence_starts(series, start, upper, limit=100_000))
