@@ -18,7 +18,7 @@ from calsvc.conflicts import Busy
 from calsvc.services.events import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
 from calsvc.services.idempotency import KeyTaken, check_key
 from calsvc.web import codec, keys, messages, schemas
-from calsvc.web.routing import path_int
+from calsvc.web.endpoints import path_int
 
 Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from calsvc import models
 from calsvc.services.history import Entry, Version
 from calsvc.web import codec, diff_page, keys, schemas
-from calsvc.web.routing import path_int
+from calsvc.web.endpoints import path_int
 from calsvc.web.events import current_shown, event_response
 
 

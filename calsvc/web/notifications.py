@@ -12,7 +12,7 @@ from aiohttp_sse import EventSourceResponse
 from calsvc import errors, models
 from calsvc.notify.hub import Stream
 from calsvc.web import codec, keys, schemas
-from calsvc.web.routing import access_claims, path_int
+from calsvc.web.endpoints import access_claims, path_int
 
 MAX_STREAMS_PER_USER = 20  # open streams of one user in one process
 SEND_TIMEOUT = 30.0        # seconds a write may wait for a client that does not read

@@ -10,7 +10,7 @@ import msgspec
 
 from calsvc import __version__
 from calsvc.web import codec, schemas
-from calsvc.web.routing import BODILESS, Route
+from calsvc.web.endpoints import BODILESS, Route
 
 REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]*))?}")  # name, pattern

@@ -9,7 +9,7 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.web import codec, keys, schemas
-from calsvc.web.routing import path_int
+from calsvc.web.endpoints import path_int
 
 
 def _ids(request: web.Request) -> tuple[int, int | None]:
