@@ -8,7 +8,8 @@ from calsvc import models
 from calsvc.services.history import Entry, Version
 from calsvc.web import codec, diff_page, keys, schemas
 from calsvc.web.endpoints import path_int
-from calsvc.web.events import current_shown, event_response
+from calsvc.web.event_input import read_on_conflict
+from calsvc.web.events import current_shown, event_response, listed
 
 
 def _event_id(request: web.Request) -> int:
@@ -78,9 +79,9 @@ async def diff(request: web.Request, user: models.User, query: schemas.DiffQuery
 
 async def rollback(request: web.Request, user: models.User, body: schemas.RollbackIn,
                    query: schemas.CreateQuery) -> web.Response:
-    strategy = query.on_conflict or body.on_conflict or "reject"
+    on_conflict = read_on_conflict(query, body)
     with current_shown():
-        event, found = await request.app[keys.EVENTS].rollback(
+        event, conflicts = await request.app[keys.EVENTS].rollback(
             user.id, _event_id(request), path_int(request, "version"),
-            if_match=request.headers.get("If-Match"), strategy=strategy)
-    return event_response(request, event, found=found if strategy == "allow" else None)
+            if_match=request.headers.get("If-Match"), strategy=on_conflict)
+    return event_response(request, event, conflicts=listed(conflicts, on_conflict))
