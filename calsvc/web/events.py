@@ -17,6 +17,7 @@ from calsvc.web.endpoints import path_int
 from calsvc.web.event_input import (check_same_on_conflict, read_changes, read_merge, read_new_event,
                                     read_on_conflict)
 from calsvc.web.idempotency import Answer, idempotent
+from calsvc.web.pages import paginate
 
 
 def etag(event: models.Event) -> str:
@@ -206,18 +207,19 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
             raise errors.Validation.at(("query", "start" if query.start is None else "end"),
                                        "expand=true needs both start and end")
         found = await request.app[keys.EVENTS].expand(user.id, query.start, query.end, query.role, query.q)
-        return occurrence_page(request, found, query.cursor, query.limit)
-    after = None
-    if query.cursor:
-        stamp, event_id = codec.decode_cursor(query.cursor, (str, int))
-        try:
-            after = (dt.datetime.fromisoformat(stamp), event_id)
-        except ValueError:
-            raise codec.invalid_cursor() from None
-    events, more = await request.app[keys.EVENTS].list(
-        user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
-        limit=query.limit)
-    cursor = codec.encode_cursor([events[-1].start_time.isoformat(), events[-1].id]) if more else None
+        return await occurrence_page(request, found, query.cursor, query.limit)
+
+    async def fetch(after: tuple[dt.datetime, int] | None, size: int) -> list[models.Event]:
+        events, more = await request.app[keys.EVENTS].list(
+            user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
+            limit=query.limit)
+        # the service answers a page and whether more follow: its last event stands in for
+        # the one past the page
+        return [*events, events[-1]] if more else events
+
+    events, cursor = await paginate(
+        query.cursor, query.limit, fetch, lambda e: [e.start_time.isoformat(), e.id], shape=(str, int),
+        read=lambda stamp, event_id: (dt.datetime.fromisoformat(stamp), event_id))
     page = schemas.EventPage(items=[event_body(e) for e in events], next_cursor=cursor)
     return codec.respond(request, page)
 
@@ -239,22 +241,16 @@ def _aware(text: str) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
-                    limit: int) -> web.Response:
+async def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
+                          limit: int) -> web.Response:
     """One page of occurrences in `order_key` order (start, event id, original start); the
     cursor names the last one."""
-    if cursor:
-        stamp, event_id, original = codec.decode_cursor(cursor, (str, int, str))
-        try:
-            last = (_aware(stamp), event_id, _aware(original))
-        except ValueError:
-            raise codec.invalid_cursor() from None
-        found = [o for o in found if order_key(o) > last]
-    page = found[:limit]
-    next_cursor = None
-    if len(found) > limit:
-        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event_id,
-                                           page[-1].original_start.isoformat()])
+    async def fetch(last: tuple[dt.datetime, int, dt.datetime] | None, size: int) -> list[Occurrence]:
+        return [o for o in found if last is None or order_key(o) > last][:size]
+
+    page, next_cursor = await paginate(
+        cursor, limit, fetch, lambda o: [o.start.isoformat(), o.event_id, o.original_start.isoformat()],
+        shape=(str, int, str), read=lambda stamp, event_id, original: (_aware(stamp), event_id, _aware(original)))
     body = schemas.OccurrencePage(items=[render_occurrence(o) for o in page], next_cursor=next_cursor)
     return codec.respond(request, body)
 
@@ -263,23 +259,24 @@ async def list_occurrences(request: web.Request, user: models.User, query: schem
     service = request.app[keys.EVENTS]
     event = await service.get(user.id, _event_id(request))
     check_window(query.start, query.end)
-    return occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)
+    return await occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)
+
+
+def _pair_key(stamp: str, first: int, second: int, until: str) -> tuple[dt.datetime, int, int, dt.datetime]:
+    """The key of a conflicts cursor: pairs are unique by (start, ids, end), their order. A
+    cursor whose times do not parse gets a shorter message than other collections give."""
+    try:
+        return _aware(stamp), first, second, _aware(until)
+    except ValueError:
+        raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
 
 
 async def list_conflicts(request: web.Request, user: models.User, query: schemas.WindowQuery) -> web.Response:
-    last = None
-    if query.cursor:  # items are unique by (start, ids, end), their order
-        stamp, first, second, until = codec.decode_cursor(query.cursor, (str, int, int, str))
-        try:
-            last = (_aware(stamp), first, second, _aware(until))
-        except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
-    pairs = await request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end, last, query.limit + 1)
-    page = pairs[: query.limit]
-    cursor = None
-    if len(pairs) > query.limit:
-        cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].first_id, page[-1].second_id,
-                                      page[-1].end.isoformat()])
+    page, cursor = await paginate(
+        query.cursor, query.limit,
+        lambda last, size: request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end, last, size),
+        lambda p: [p.start.isoformat(), p.first_id, p.second_id, p.end.isoformat()],
+        shape=(str, int, int, str), read=_pair_key)
     items = [schemas.ConflictPair(event_ids=[p.first_id, p.second_id], start=p.start, end=p.end) for p in page]
     return codec.respond(request, schemas.ConflictPage(items=items, next_cursor=cursor))
 

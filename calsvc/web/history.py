@@ -10,14 +10,11 @@ from calsvc.web import codec, diff_page, keys, schemas
 from calsvc.web.endpoints import path_int
 from calsvc.web.event_input import read_on_conflict
 from calsvc.web.events import current_shown, event_response, listed
+from calsvc.web.pages import paginate
 
 
 def _event_id(request: web.Request) -> int:
     return path_int(request, "id")
-
-
-def _after(cursor: str | None) -> int:
-    return codec.decode_cursor(cursor, (int,))[0] if cursor else 0
 
 
 def _actor(user_id: int, username: str) -> schemas.Actor:
@@ -40,10 +37,11 @@ def render_entry(e: Entry) -> schemas.ChangelogItem:
 
 
 async def history(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
-    found = await request.app[keys.HISTORY].history(user.id, _event_id(request), _after(query.cursor),
-                                                     query.limit + 1)
-    cursor = codec.encode_cursor([found[query.limit - 1].version]) if len(found) > query.limit else None
-    page = schemas.VersionPage(items=[render_version(v) for v in found[: query.limit]], next_cursor=cursor)
+    versions, cursor = await paginate(
+        query.cursor, query.limit,
+        lambda after, size: request.app[keys.HISTORY].history(user.id, _event_id(request), after, size),
+        lambda v: [v.version], first=0)
+    page = schemas.VersionPage(items=[render_version(v) for v in versions], next_cursor=cursor)
     return codec.respond(request, page)
 
 
@@ -56,10 +54,11 @@ async def version(request: web.Request, user: models.User) -> web.Response:
 
 
 async def changelog(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
-    found = await request.app[keys.HISTORY].changelog(user.id, _event_id(request), _after(query.cursor),
-                                                       query.limit + 1)
-    cursor = codec.encode_cursor([found[query.limit - 1].seq]) if len(found) > query.limit else None
-    page = schemas.ChangelogPage(items=[render_entry(e) for e in found[: query.limit]], next_cursor=cursor)
+    entries, cursor = await paginate(
+        query.cursor, query.limit,
+        lambda after, size: request.app[keys.HISTORY].changelog(user.id, _event_id(request), after, size),
+        lambda e: [e.seq], first=0)
+    page = schemas.ChangelogPage(items=[render_entry(e) for e in entries], next_cursor=cursor)
     return codec.respond(request, page)
 
 
