@@ -54,7 +54,8 @@ def check_same_on_conflict(given: str | None, on_conflict: str, loc: tuple[str |
 
 
 def read_merge(query: Any, body: Any) -> tuple[int, str | None] | None:
-    """(base version, prefer) when the edit asks for a merge (query or body; SPEC 7)."""
+    """(base version, prefer) when the edit asks for a three-way merge (`edit_strategy=merge`,
+    in the query or the body); None when it does not."""
     strategy = query.edit_strategy or body.edit_strategy
     base = query.base_version or body.base_version
     prefer = query.prefer or body.prefer

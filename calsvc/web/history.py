@@ -1,4 +1,5 @@
-"""Handlers of an event's history (SPEC 7): versions, changelog, diff (JSON or the page)."""
+"""Handlers of an event's history: its versions, the changelog of content and access changes,
+the diff of two versions (JSON or the page), and rollback to a version."""
 from __future__ import annotations
 
 import msgspec

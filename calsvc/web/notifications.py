@@ -1,4 +1,4 @@
-"""Handlers of notifications (SPEC 8): the list, marking read, and the event stream."""
+"""Handlers of notifications: the list, marking read, and the event stream."""
 from __future__ import annotations
 
 import asyncio

@@ -149,7 +149,8 @@ def _describe(status: int) -> str:
 
 @functools.cache
 def document() -> dict[str, Any]:
-    """The document of the route table (built once per process: about 40 ms; never change it)."""
+    """The document of the route table (built once per process, as building it is not cheap;
+    never change it)."""
     from calsvc.web.routes import ROUTES
     return build(ROUTES)
 

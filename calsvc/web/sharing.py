@@ -1,4 +1,5 @@
-"""Handlers of /api/events/{id}/share and /permissions (SPEC 6)."""
+"""Handlers of /api/events/{id}/share and /permissions: the owner shares the event, changes
+roles and revokes access; anyone with access lists the permissions, or leaves."""
 from __future__ import annotations
 
 from typing import Any

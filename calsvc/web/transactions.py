@@ -1,4 +1,5 @@
-"""Handler of POST /api/transactions (SPEC 5)."""
+"""Handler of POST /api/transactions: up to 100 operations on events, written in one
+database transaction, all or none."""
 from __future__ import annotations
 
 from typing import Any
