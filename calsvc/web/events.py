@@ -29,7 +29,7 @@ def conflict_items(conflicts: list[Busy]) -> list[schemas.ConflictItem]:
             for b in conflicts]
 
 
-def listed(conflicts: list[Busy], on_conflict: str) -> list[Busy] | None:
+def listed_conflicts(conflicts: list[Busy], on_conflict: str) -> list[Busy] | None:
     """The conflicts an answer lists: a write's under `allow`, none otherwise."""
     return conflicts if on_conflict == "allow" else None
 
@@ -89,7 +89,7 @@ async def create_event(request: web.Request, user: models.User, body: schemas.Ev
 
     def answer(result: tuple[models.Event, list[Busy]]) -> Answer:
         event, conflicts = result
-        return 201, event_body(event, listed(conflicts, on_conflict)), {
+        return 201, event_body(event, listed_conflicts(conflicts, on_conflict)), {
             "Location": f"/api/events/{event.id}", "ETag": etag(event), "Vary": "Accept"}
 
     return await idempotent(request, user, body, query,
@@ -112,7 +112,7 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
 
     def answer(results: list[Any]) -> Answer:
         if body.atomic:
-            return 201, schemas.BatchCreated(items=[event_body(e, listed(conflicts, on_conflict))
+            return 201, schemas.BatchCreated(items=[event_body(e, listed_conflicts(conflicts, on_conflict))
                                                     for e, conflicts in results]), {}
         out = []
         for index, result in enumerate(results):
@@ -123,7 +123,7 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
             else:
                 event, conflicts = result
                 out.append(schemas.BatchResult(index=index, status=201,
-                                               event=event_body(event, listed(conflicts, on_conflict))))
+                                               event=event_body(event, listed_conflicts(conflicts, on_conflict))))
         return 207, schemas.BatchResults(results=out), {}
 
     return await idempotent(request, user, body, query,
@@ -139,7 +139,7 @@ async def update_event(request: web.Request, user: models.User, body: schemas.Ev
         event, conflicts = await request.app[keys.EVENTS].update(
             user.id, _event_id(request), read_changes(body), if_match=request.headers.get("If-Match"),
             strategy=on_conflict, merge=read_merge(query, body))
-    return event_response(request, event, conflicts=listed(conflicts, on_conflict))
+    return event_response(request, event, conflicts=listed_conflicts(conflicts, on_conflict))
 
 
 async def delete_event(request: web.Request, user: models.User) -> web.Response:
@@ -171,7 +171,7 @@ async def change_occurrence(request: web.Request, user: models.User, body: schem
         event, occ, conflicts = await request.app[keys.EVENTS].change_occurrence(
             user.id, _event_id(request), _occurrence_start(request), read_changes(body),
             if_match=request.headers.get("If-Match"), strategy=on_conflict)
-    value = render_occurrence(occ, listed(conflicts, on_conflict))
+    value = render_occurrence(occ, listed_conflicts(conflicts, on_conflict))
     return codec.respond(request, value, headers={"ETag": etag(event), "Vary": "Accept"})
 
 

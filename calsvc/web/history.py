@@ -10,7 +10,7 @@ from calsvc.services.history import Entry, Version
 from calsvc.web import codec, diff_page, keys, schemas
 from calsvc.web.endpoints import path_int
 from calsvc.web.event_input import read_on_conflict
-from calsvc.web.events import current_shown, event_response, listed
+from calsvc.web.events import current_shown, event_response, listed_conflicts
 from calsvc.web.pages import paginate
 
 
@@ -84,4 +84,4 @@ async def rollback(request: web.Request, user: models.User, body: schemas.Rollba
         event, conflicts = await request.app[keys.EVENTS].rollback(
             user.id, _event_id(request), path_int(request, "version"),
             if_match=request.headers.get("If-Match"), strategy=on_conflict)
-    return event_response(request, event, conflicts=listed(conflicts, on_conflict))
+    return event_response(request, event, conflicts=listed_conflicts(conflicts, on_conflict))
