@@ -7,7 +7,7 @@ from aiohttp import web
 from calsvc import errors, models
 from calsvc.services.auth import TokenPair
 from calsvc.web import codec, keys, schemas
-from calsvc.web.routing import access_claims
+from calsvc.web.endpoints import access_claims
 
 
 def render_user(user: models.User) -> schemas.User:

@@ -1,50 +1,41 @@
 """Handlers of /api/events."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
-import hashlib
-import re
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import msgspec
-import orjson
 from aiohttp import web
-from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.conflicts import Busy
 from calsvc.occurrences import EARLIEST, LATEST, Occurrence, check_bounds, check_window, occurrences_of, order_key, pattern_of
-from calsvc.services.idempotency import KeyTaken, check_key
-from calsvc.web import codec, keys, messages, schemas
-from calsvc.web.routing import path_int
-
-Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
+from calsvc.web import codec, keys, schemas
+from calsvc.web.endpoints import path_int
+from calsvc.web.event_input import (check_same_on_conflict, expected_versions, read_changes, read_merge, read_new_event,
+                                    read_on_conflict)
+from calsvc.web.idempotency import Answer, idempotent
+from calsvc.web.pages import paginate
 
 
 def etag(event: models.Event) -> str:
     return f'"{event.version}"'
 
 
-_STRONG_TAG = re.compile(r'"([1-9][0-9]{0,9})"')
+def conflict_items(conflicts: list[Busy]) -> list[schemas.ConflictItem]:
+    return [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start, end_time=b.end)
+            for b in conflicts]
 
 
-def expected_versions(request: web.Request) -> frozenset[int] | None:
-    """The versions If-Match names (RFC 9110 13.1.1): strong comparison, so a weak tag (or
-    anything but an ETag of ours) names none; None without the header, or with `*` (the
-    event exists: any version)."""
-    header = request.headers.get("If-Match")
-    if header is None:
-        return None
-    tags = [t.strip() for t in header.split(",")]
-    if "*" in tags:
-        return None
-    return frozenset(int(m.group(1)) for t in tags if (m := _STRONG_TAG.fullmatch(t)))
+def listed_conflicts(conflicts: list[Busy], on_conflict: str) -> list[Busy] | None:
+    """The conflicts an answer lists: a write's under `allow`, none otherwise."""
+    return conflicts if on_conflict == "allow" else None
 
 
-def render_event(event: models.Event) -> schemas.Event:
+def event_body(event: models.Event, conflicts: list[Busy] | None = None) -> schemas.Event:
+    """The event as answered; with `conflicts` (a write under `allow`), those it has."""
     tz = ZoneInfo(event.timezone)
     rec = None
     if event.rrule is not None:
@@ -53,67 +44,23 @@ def render_event(event: models.Event) -> schemas.Event:
             rrule=event.rrule, exdates=list(event.exdates), rdates=list(event.rdates),
             pattern=None if pattern is None else schemas.PatternOut(**pattern),
         )
-    return schemas.Event(
+    body = schemas.Event(
         id=event.id, title=event.title, description=event.description, location=event.location,
         start_time=event.start_time.astimezone(tz), end_time=event.end_time.astimezone(tz),
         timezone=event.timezone, all_day=event.all_day, recurrence=rec, owner_id=event.owner_id,
         my_role=event.my_role, version=event.version, created_at=event.created_at,
         updated_at=event.updated_at, updated_by=event.updated_by,
     )
-
-
-def rendered(event: models.Event, found: list[Busy] | None = None) -> schemas.Event:
-    """The event as answered, with `conflicts` when written under `allow` (`found` given)."""
-    body = render_event(event)
-    if found is not None:
-        body.conflicts = [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start,
-                                               end_time=b.end) for b in found]
+    if conflicts is not None:
+        body.conflicts = conflict_items(conflicts)
     return body
 
 
 def event_response(request: web.Request, event: models.Event, status: int = 200,
                    headers: dict[str, str] | None = None,
-                   found: list[Busy] | None = None) -> web.Response:
-    return codec.respond(request, rendered(event, found), status=status,
+                   conflicts: list[Busy] | None = None) -> web.Response:
+    return codec.respond(request, event_body(event, conflicts), status=status,
                          headers={"ETag": etag(event), "Vary": "Accept", **(headers or {})})
-
-
-def _recurrence(rec: schemas.RecurrenceIn | None) -> dict[str, Any] | None:
-    if rec is None:
-        return None
-    fields = asdict(rec)
-    if rec.pattern is not None:
-        fields["pattern"] = asdict(rec.pattern)
-    return fields
-
-
-def _fields(body: schemas.EventIn) -> dict[str, Any]:
-    fields = asdict(body)
-    fields["recurrence"] = _recurrence(body.recurrence)
-    return fields
-
-
-_NOT_FIELDS = frozenset(("on_conflict", "edit_strategy", "base_version", "prefer"))
-
-
-def _changes(body: msgspec.Struct) -> dict[str, Any]:
-    """The fields a partial update gives (the strategy aside)."""
-    changes = {k: v for k, v in asdict(body).items() if v is not msgspec.UNSET and k not in _NOT_FIELDS}
-    if "recurrence" in changes:
-        changes["recurrence"] = _recurrence(changes["recurrence"])
-    return changes
-
-
-def _strategy(query: Any, body: Any) -> str:
-    return query.on_conflict or body.on_conflict or "reject"
-
-
-def same_strategy(given: str | None, strategy: str, loc: tuple[str | int, ...]) -> None:
-    """The request's `on_conflict` applies to every item of a batch (operation of a
-    transaction): an item's own is refused when it says otherwise, never ignored."""
-    if given is not None and given != strategy:
-        raise errors.Validation.at(loc, f"{messages.label(loc)} is {given}, but the request's on_conflict "
-                                        f"({strategy}) applies to every item: set it on the request")
 
 
 def _event_id(request: web.Request) -> int:
@@ -129,89 +76,44 @@ def current_shown() -> Iterator[None]:
     except errors.Problem as exc:
         current = exc.extra.get("current")
         if isinstance(current, models.Event):
-            exc.extra["current"] = msgspec.to_builtins(render_event(current))
+            exc.extra["current"] = msgspec.to_builtins(event_body(current))
             exc.headers["ETag"] = etag(current)
         raise
-
-
-# -- Idempotency-Key ---------------------------------------------------------------------
-
-async def once(request: web.Request, user: models.User, body: msgspec.Struct, query: msgspec.Struct,
-                call: Callable[[Any], Awaitable[Any]], answer: Callable[[Any], Answer]) -> web.Response:
-    """Run `call(record)` and answer `answer(result)`; with an Idempotency-Key, the answer is
-    stored with the write (`record`) and a retry with the same key and request gets it back."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return _respond(request, answer(await call(None)))
-    check_key(key)
-    route = request.match_info.route.name or request.path
-    # keys sorted: the same request with its members in another order is the same request
-    canonical = orjson.dumps([msgspec.to_builtins(body), msgspec.to_builtins(query)], option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha256(canonical).digest()
-    store = request.app[keys.IDEMPOTENCY]
-    stored = await store.replay(user.id, key, route, digest)
-    if stored is None:
-        def render(result: Any) -> tuple[int, bytes, str | None]:
-            status, value, headers = answer(result)
-            return status, msgspec.json.encode(value), headers.get("Location")
-
-        try:
-            return _respond(request, answer(await call(store.recorder(user.id, key, route, digest, render))))
-        except KeyTaken:
-            stored = await store.replay(user.id, key, route, digest)
-            if stored is None:  # the other request's answer expired at once: cannot happen in 24 h
-                raise errors.Unavailable("try again") from None
-    headers = {"Idempotent-Replayed": "true"}
-    if stored.location:  # one event created: its answer is small, and has the version
-        value = orjson.loads(stored.body)
-        headers["Location"] = stored.location
-        headers.update({"ETag": f'"{value["version"]}"', "Vary": "Accept"})
-        return codec.respond(request, value, status=stored.status, headers=headers)
-    # a batch's or a transaction's answer, megabytes maybe: sent as stored when JSON is wanted,
-    # converted in a thread otherwise
-    if (request.get(keys.MEDIA) or codec.JSON) == codec.JSON:
-        return web.Response(body=stored.body, status=stored.status, content_type=codec.JSON, headers=headers)
-    body = await asyncio.to_thread(lambda: codec.encode(orjson.loads(stored.body), codec.MSGPACK))
-    return web.Response(body=body, status=stored.status, content_type=codec.MSGPACK, headers=headers)
-
-
-def _respond(request: web.Request, answer: Answer) -> web.Response:
-    status, value, headers = answer
-    return codec.respond(request, value, status=status, headers=headers)
 
 
 # -- handlers ----------------------------------------------------------------------------
 
 async def create_event(request: web.Request, user: models.User, body: schemas.EventIn,
                        query: schemas.CreateQuery) -> web.Response:
-    strategy = _strategy(query, body)
+    on_conflict = read_on_conflict(query, body)
 
     def answer(result: tuple[models.Event, list[Busy]]) -> Answer:
-        event, found = result
-        return 201, rendered(event, found if strategy == "allow" else None), {
+        event, conflicts = result
+        return 201, event_body(event, listed_conflicts(conflicts, on_conflict)), {
             "Location": f"/api/events/{event.id}", "ETag": etag(event), "Vary": "Accept"}
 
-    return await once(request, user, body, query,
-                       lambda record: request.app[keys.EVENTS].create(user.id, _fields(body), strategy, record),
-                       answer)
+    return await idempotent(request, user, body, query,
+                            lambda record: request.app[keys.EVENTS].create(user.id, read_new_event(body), on_conflict,
+                                                                           record),
+                            answer)
 
 
 async def create_batch(request: web.Request, user: models.User, body: schemas.BatchIn,
                        query: schemas.CreateQuery) -> web.Response:
-    strategy = _strategy(query, body)
+    on_conflict = read_on_conflict(query, body)
     items: list[dict[str, Any] | errors.Problem] = []
     for index, raw in enumerate(body.events):
         try:
             item = codec.convert(raw, schemas.EventIn, ("body", "events", index))
-            same_strategy(item.on_conflict, strategy, ("body", "events", index, "on_conflict"))
-            items.append(_fields(item))
+            check_same_on_conflict(item.on_conflict, on_conflict, ("body", "events", index, "on_conflict"))
+            items.append(read_new_event(item))
         except errors.Problem as exc:
             items.append(exc)
 
     def answer(results: list[Any]) -> Answer:
-        shown = strategy == "allow"  # conflicts are listed under `allow` only
         if body.atomic:
-            return 201, schemas.BatchCreated(items=[rendered(e, found if shown else None) for e, found in results]), {}
+            return 201, schemas.BatchCreated(items=[event_body(e, listed_conflicts(conflicts, on_conflict))
+                                                    for e, conflicts in results]), {}
         out = []
         for index, result in enumerate(results):
             if isinstance(result, errors.Problem):
@@ -219,39 +121,25 @@ async def create_batch(request: web.Request, user: models.User, body: schemas.Ba
                 problem["errors"] = errors.BatchItem.of(index, result).errors
                 out.append(schemas.BatchResult(index=index, status=result.status, error=problem))
             else:
-                event, found = result
+                event, conflicts = result
                 out.append(schemas.BatchResult(index=index, status=201,
-                                               event=rendered(event, found if shown else None)))
+                                               event=event_body(event, listed_conflicts(conflicts, on_conflict))))
         return 207, schemas.BatchResults(results=out), {}
 
-    return await once(request, user, body, query,
-                       lambda record: request.app[keys.BATCH].create_many(user.id, items, strategy, body.atomic,
-                                                                           record),
-                       answer)
-
-
-def merge_of(query: Any, body: Any) -> tuple[int, str | None] | None:
-    """(base version, prefer) when the edit asks for a merge (query or body; SPEC 7)."""
-    strategy = query.edit_strategy or body.edit_strategy
-    base = query.base_version or body.base_version
-    prefer = query.prefer or body.prefer
-    if strategy is None:
-        if base is not None or prefer is not None:
-            raise errors.Validation.at(("query", "edit_strategy"), "base_version and prefer go with edit_strategy=merge")
-        return None
-    if base is None:
-        raise errors.Validation.at(("query", "base_version"), "edit_strategy=merge needs base_version")
-    return base, prefer
+    return await idempotent(request, user, body, query,
+                            lambda record: request.app[keys.BATCH].create_many(user.id, items, on_conflict,
+                                                                                body.atomic, record),
+                            answer)
 
 
 async def update_event(request: web.Request, user: models.User, body: schemas.EventPatch,
                        query: schemas.UpdateQuery) -> web.Response:
-    strategy = _strategy(query, body)
+    on_conflict = read_on_conflict(query, body)
     with current_shown():
-        event, found = await request.app[keys.EVENTS].update(
-            user.id, _event_id(request), _changes(body), expected=expected_versions(request),
-            on_conflict=strategy, merge=merge_of(query, body))
-    return event_response(request, event, found=found if strategy == "allow" else None)
+        event, conflicts = await request.app[keys.EVENTS].update(
+            user.id, _event_id(request), read_changes(body), expected=expected_versions(request),
+            on_conflict=on_conflict, merge=read_merge(query, body))
+    return event_response(request, event, conflicts=listed_conflicts(conflicts, on_conflict))
 
 
 async def delete_event(request: web.Request, user: models.User) -> web.Response:
@@ -278,15 +166,12 @@ def _occurrence_start(request: web.Request) -> dt.datetime:
 
 async def change_occurrence(request: web.Request, user: models.User, body: schemas.OccurrencePatch,
                             query: schemas.OccurrenceQuery) -> web.Response:
-    strategy = query.on_conflict or body.on_conflict or "reject"
+    on_conflict = read_on_conflict(query, body)
     with current_shown():
-        event, occ, found = await request.app[keys.EVENTS].change_occurrence(
-            user.id, _event_id(request), _occurrence_start(request), _changes(body),
-            expected=expected_versions(request), on_conflict=strategy)
-    value = render_occurrence(occ)
-    if strategy == "allow":
-        value.conflicts = [schemas.ConflictItem(event_id=b.event_id, title=b.title, start_time=b.start,
-                                                end_time=b.end) for b in found]
+        event, occ, conflicts = await request.app[keys.EVENTS].change_occurrence(
+            user.id, _event_id(request), _occurrence_start(request), read_changes(body),
+            expected=expected_versions(request), on_conflict=on_conflict)
+    value = render_occurrence(occ, listed_conflicts(conflicts, on_conflict))
     return codec.respond(request, value, headers={"ETag": etag(event), "Vary": "Accept"})
 
 
@@ -322,26 +207,31 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
             raise errors.Validation.at(("query", "start" if query.start is None else "end"),
                                        "expand=true needs both start and end")
         found = await request.app[keys.EVENTS].expand(user.id, query.start, query.end, query.role, query.q)
-        return occurrence_page(request, found, query.cursor, query.limit)
-    after = None
-    if query.cursor:
-        stamp, event_id = codec.decode_cursor(query.cursor, (str, int))
-        try:
-            after = (dt.datetime.fromisoformat(stamp), event_id)
-        except ValueError:
-            raise codec.invalid_cursor() from None
-    events, more = await request.app[keys.EVENTS].page(
-        user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
-        limit=query.limit)
-    cursor = codec.encode_cursor([events[-1].start_time.isoformat(), events[-1].id]) if more else None
-    page = schemas.EventPage(items=[render_event(e) for e in events], next_cursor=cursor)
+        return await occurrence_page(request, found, query.cursor, query.limit)
+
+    async def fetch(after: tuple[dt.datetime, int] | None, size: int) -> list[models.Event]:
+        events, more = await request.app[keys.EVENTS].page(
+            user.id, start=query.start, end=query.end, role=query.role, q=query.q, after=after,
+            limit=query.limit)
+        # the service answers a page and whether more follow: its last event stands in for
+        # the one past the page
+        return [*events, events[-1]] if more else events
+
+    events, cursor = await paginate(
+        query.cursor, query.limit, fetch, lambda e: [e.start_time.isoformat(), e.id], shape=(str, int),
+        read=lambda stamp, event_id: (dt.datetime.fromisoformat(stamp), event_id))
+    page = schemas.EventPage(items=[event_body(e) for e in events], next_cursor=cursor)
     return codec.respond(request, page)
 
 
-def render_occurrence(occ: Occurrence) -> schemas.Occurrence:
-    return schemas.Occurrence(event_id=occ.event_id, occurrence_start=occ.original_start,
+def render_occurrence(occ: Occurrence, conflicts: list[Busy] | None = None) -> schemas.Occurrence:
+    """The occurrence as answered; with `conflicts` (a change under `allow`), those it has."""
+    body = schemas.Occurrence(event_id=occ.event_id, occurrence_start=occ.original_start,
                               start_time=occ.start, end_time=occ.end, title=occ.title,
                               is_exception=occ.is_exception, cancelled=occ.cancelled)
+    if conflicts is not None:
+        body.conflicts = conflict_items(conflicts)
+    return body
 
 
 def _aware(text: str) -> dt.datetime:
@@ -351,22 +241,16 @@ def _aware(text: str) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
-                    limit: int) -> web.Response:
+async def occurrence_page(request: web.Request, found: list[Occurrence], cursor: str | None,
+                          limit: int) -> web.Response:
     """One page of occurrences in `order_key` order (start, event id, original start); the
     cursor names the last one."""
-    if cursor:
-        stamp, event_id, original = codec.decode_cursor(cursor, (str, int, str))
-        try:
-            last = (_aware(stamp), event_id, _aware(original))
-        except ValueError:
-            raise codec.invalid_cursor() from None
-        found = [o for o in found if order_key(o) > last]
-    page = found[:limit]
-    next_cursor = None
-    if len(found) > limit:
-        next_cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].event_id,
-                                           page[-1].original_start.isoformat()])
+    async def fetch(last: tuple[dt.datetime, int, dt.datetime] | None, size: int) -> list[Occurrence]:
+        return [o for o in found if last is None or order_key(o) > last][:size]
+
+    page, next_cursor = await paginate(
+        cursor, limit, fetch, lambda o: [o.start.isoformat(), o.event_id, o.original_start.isoformat()],
+        shape=(str, int, str), read=lambda stamp, event_id, original: (_aware(stamp), event_id, _aware(original)))
     body = schemas.OccurrencePage(items=[render_occurrence(o) for o in page], next_cursor=next_cursor)
     return codec.respond(request, body)
 
@@ -375,23 +259,24 @@ async def list_occurrences(request: web.Request, user: models.User, query: schem
     service = request.app[keys.EVENTS]
     event = await service.get(user.id, _event_id(request))
     check_window(query.start, query.end)
-    return occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)
+    return await occurrence_page(request, occurrences_of(event, query.start, query.end), query.cursor, query.limit)
+
+
+def _pair_key(stamp: str, first: int, second: int, until: str) -> tuple[dt.datetime, int, int, dt.datetime]:
+    """The key of a conflicts cursor: pairs are unique by (start, ids, end), their order. A
+    cursor whose times do not parse gets a shorter message than other collections give."""
+    try:
+        return _aware(stamp), first, second, _aware(until)
+    except ValueError:
+        raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
 
 
 async def list_conflicts(request: web.Request, user: models.User, query: schemas.WindowQuery) -> web.Response:
-    last = None
-    if query.cursor:  # items are unique by (start, ids, end), their order
-        stamp, first, second, until = codec.decode_cursor(query.cursor, (str, int, int, str))
-        try:
-            last = (_aware(stamp), first, second, _aware(until))
-        except ValueError:
-            raise errors.Validation.at(("query", "cursor"), "invalid cursor") from None
-    pairs = await request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end, last, query.limit + 1)
-    page = pairs[: query.limit]
-    cursor = None
-    if len(pairs) > query.limit:
-        cursor = codec.encode_cursor([page[-1].start.isoformat(), page[-1].first_id, page[-1].second_id,
-                                      page[-1].end.isoformat()])
+    page, cursor = await paginate(
+        query.cursor, query.limit,
+        lambda last, size: request.app[keys.EVENTS].overlapping_pairs(user.id, query.start, query.end, last, size),
+        lambda p: [p.start.isoformat(), p.first_id, p.second_id, p.end.isoformat()],
+        shape=(str, int, int, str), read=_pair_key)
     items = [schemas.ConflictPair(event_ids=[p.first_id, p.second_id], start=p.start, end=p.end) for p in page]
     return codec.respond(request, schemas.ConflictPage(items=items, next_cursor=cursor))
 

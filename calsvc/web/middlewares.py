@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from calsvc import errors
 from calsvc.web import codec, keys
-from calsvc.web.routing import access_claims
+from calsvc.web.endpoints import access_claims
 
 log = logging.getLogger("calsvc.web")
 

@@ -1,4 +1,4 @@
-"""Handlers of notifications (SPEC 8): the list, marking read, and the event stream."""
+"""Handlers of notifications: the list, marking read, and the event stream."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +12,8 @@ from aiohttp_sse import EventSourceResponse
 from calsvc import errors, models
 from calsvc.notify.hub import Stream
 from calsvc.web import codec, keys, schemas
-from calsvc.web.routing import access_claims, path_int
+from calsvc.web.endpoints import access_claims, path_int
+from calsvc.web.pages import paginate
 
 MAX_STREAMS_PER_USER = 20  # open streams of one user in one process
 SEND_TIMEOUT = 30.0        # seconds a write may wait for a client that does not read
@@ -34,10 +35,15 @@ def item_json(n: models.Notification) -> str:
 
 async def list_notifications(request: web.Request, user: models.User,
                              query: schemas.NotificationsQuery) -> web.Response:
-    before = codec.decode_cursor(query.cursor, (int,))[0] if query.cursor else None
-    found, unread = await request.app[keys.NOTIFICATIONS].page(user.id, before, query.unread, query.limit + 1)
-    cursor = codec.encode_cursor([found[query.limit - 1].id]) if len(found) > query.limit else None
-    page = schemas.NotificationPage(items=[render(n) for n in found[: query.limit]], next_cursor=cursor,
+    unread = 0
+
+    async def fetch(before: int | None, size: int) -> list[models.Notification]:
+        nonlocal unread
+        found, unread = await request.app[keys.NOTIFICATIONS].page(user.id, before, query.unread, size)
+        return found
+
+    notifications, cursor = await paginate(query.cursor, query.limit, fetch, lambda n: [n.id])
+    page = schemas.NotificationPage(items=[render(n) for n in notifications], next_cursor=cursor,
                                     unread_count=unread)
     return codec.respond(request, page)
 

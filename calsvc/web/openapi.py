@@ -10,7 +10,7 @@ import msgspec
 
 from calsvc import __version__
 from calsvc.web import codec, schemas
-from calsvc.web.routing import BODILESS, Route
+from calsvc.web.endpoints import BODILESS, Route
 
 REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]*))?}")  # name, pattern
@@ -149,7 +149,8 @@ def _describe(status: int) -> str:
 
 @functools.cache
 def document() -> dict[str, Any]:
-    """The document of the route table (built once per process: about 40 ms; never change it)."""
+    """The document of the route table (built once per process, as building it is not cheap;
+    never change it)."""
     from calsvc.web.routes import ROUTES
     return build(ROUTES)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from calsvc.web import auth, codec, events, history, notifications, ops, schemas, sharing, transactions, users
-from calsvc.web.routing import Route, bind
+from calsvc.web.endpoints import Route, bind
 
 S = schemas
 

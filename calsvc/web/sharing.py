@@ -1,4 +1,5 @@
-"""Handlers of /api/events/{id}/share and /permissions (SPEC 6)."""
+"""Handlers of /api/events/{id}/share and /permissions: the owner shares the event, changes
+roles and revokes access; anyone with access lists the permissions, or leaves."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,8 @@ from msgspec.structs import asdict
 
 from calsvc import errors, models
 from calsvc.web import codec, keys, schemas
-from calsvc.web.routing import path_int
+from calsvc.web.endpoints import path_int
+from calsvc.web.pages import paginate
 
 
 def _ids(request: web.Request) -> tuple[int, int | None]:
@@ -42,14 +44,10 @@ async def share(request: web.Request, user: models.User, body: schemas.ShareIn) 
 
 async def list_permissions(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
     event_id, _ = _ids(request)
-    after = 0
-    if query.cursor:
-        (after,) = codec.decode_cursor(query.cursor, (int,))
-    permissions = await request.app[keys.SHARING].permissions(user.id, event_id, after, query.limit + 1)
-    cursor = None
-    if len(permissions) > query.limit:
-        permissions = permissions[: query.limit]
-        cursor = codec.encode_cursor([permissions[-1].user_id])
+    permissions, cursor = await paginate(
+        query.cursor, query.limit,
+        lambda after, size: request.app[keys.SHARING].permissions(user.id, event_id, after, size),
+        lambda p: [p.user_id], first=0)
     return codec.respond(request, render_permissions(permissions, cursor))
 
 

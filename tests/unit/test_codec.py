@@ -12,7 +12,7 @@ import pytest
 from multidict import MultiDict, MultiDictProxy
 
 from calsvc import errors
-from calsvc.web import codec, messages, routing, schemas
+from calsvc.web import codec, endpoints, messages, schemas
 from calsvc.web.codec import JSON, MSGPACK
 
 # -- negotiation ----------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_messages_name_the_field_and_what_is_allowed(value, kind, loc, msg):
      "changes has no member foo; its members are title, description, location, start_time, end_time, timezone, "
      "all_day, recurrence, on_conflict, edit_strategy, base_version, prefer"),
     ({"": 1}, schemas.LogoutRequest, ["body", ""], 'the body has no member ""; its members are refresh_token'),
-    ({"x": 1}, routing.NoBody, ["body", "x"], "the body has no member x; it takes none"),
+    ({"x": 1}, endpoints.NoBody, ["body", "x"], "the body has no member x; it takes none"),
 ])
 def test_an_unknown_member_is_named_with_the_members_there_are(value, kind, loc, msg):
     assert refusal(value, kind) == (loc, msg, "unknown_field")
@@ -377,7 +377,7 @@ def test_messages_under_a_prefix_name_the_item():
     ({"start": "2026-12-01T00:00:00Z"}, schemas.OccurrencesQuery, ["query", "end"], "end is required"),
     ({"start_date": "2026-12-01T00:00:00Z"}, schemas.EventsQuery, ["query", "start_date"],
      "start_date is not a query parameter of this route; its parameters are start, end, expand, role, q, limit, cursor"),
-    ({"verbose": "1"}, routing.NoQuery, ["query", "verbose"],
+    ({"verbose": "1"}, endpoints.NoQuery, ["query", "verbose"],
      "verbose is not a query parameter of this route; it takes none"),
 ])
 def test_query_messages(query, kind, loc, msg):

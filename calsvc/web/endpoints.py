@@ -1,5 +1,7 @@
-"""Route descriptions: what the route table says about each route, and the aiohttp handler
-that parses and authenticates according to it before calling the route's function."""
+"""Endpoints: what the route table says about each route (`Route`), the aiohttp handler that
+authenticates and parses a request according to it before calling the route's function
+(`bind`), and what handlers read of a request the same way (the access token's claims, a
+numeric path parameter)."""
 from __future__ import annotations
 
 import dataclasses

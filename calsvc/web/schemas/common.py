@@ -1,0 +1,64 @@
+"""What the types of every resource build on: the base of request types, times, pages, the
+actor of a change, and the problem every error is answered with.
+
+Patterns end in `$(?!\n)`: msgspec matches with re.search, whose `$` also matches before a
+final newline; `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+
+class Input(Struct, forbid_unknown_fields=True):
+    """A request body, form or query string (and every object inside one): a member it does
+    not define is refused (422 naming it), never dropped. A `pattern`'s description starts
+    with the shape it wants, in words (the validation message quotes it up to a `;`)."""
+
+
+UtcTime = Annotated[dt.datetime, Meta(tz=True)]
+Limit = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500")]
+Cursor = Annotated[str, Meta(max_length=512, pattern="^[A-Za-z0-9_-]*$",
+                              description="the next_cursor of the previous page, as it came; opaque")]
+
+
+class PageQuery(Input, kw_only=True):
+    limit: Limit = 50
+    cursor: Cursor | None = None
+
+
+class Actor(Struct, kw_only=True):
+    id: int
+    username: str
+
+
+# -- errors -----------------------------------------------------------------------------
+
+class ErrorItem(Struct, kw_only=True):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(Struct, kw_only=True):
+    """An RFC 9457 problem; some types add members (conflicts, fields, current, index)."""
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ErrorItem] = []
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
+
+
+# -- operations -------------------------------------------------------------------------
+
+class Health(Struct, kw_only=True):
+    status: str
+
+
+class Readiness(Struct, kw_only=True):
+    status: Literal["ready"]
+    database: bool
+    pending_migrations: list[str]
