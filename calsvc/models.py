@@ -7,10 +7,16 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import orjson
+
+Role = Literal["owner", "editor", "viewer"]
+# What a version records: how the event came to be as it is.
+VersionKind = Literal["created", "updated", "occurrence_changed", "occurrence_cancelled", "deleted", "rolled_back"]
+# What a changelog item records: a version, or a change of who has access.
+AccessAction = Literal["shared", "role_changed", "ownership_transferred", "unshared", "left"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,7 +158,7 @@ class Event(msgspec.Struct, frozen=True):
     created_at: dt.datetime
     updated_at: dt.datetime
     updated_by: int
-    my_role: str
+    my_role: Role
     exceptions: tuple[OccurrenceChange, ...] = ()
     last_start: dt.datetime | None = None  # of a bounded series, when known
     deleted: bool = False  # read as its owner may, to restore it
@@ -238,7 +244,7 @@ class Permission:
 
     user_id: int
     username: str
-    role: str
+    role: Role
     granted_by: int | None
     granted_at: dt.datetime
 

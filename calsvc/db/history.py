@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from calsvc.models import AccessAction, Role, VersionKind
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Access:
@@ -17,7 +19,7 @@ class Access:
     read its history needs."""
 
     deleted: bool
-    role: str
+    role: Role
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Access:
@@ -30,7 +32,7 @@ class VersionRow:
     them (`rrule`, `exdates`, ...)."""
 
     version: int
-    kind: str
+    kind: VersionKind
     at: dt.datetime
     actor_id: int
     actor_username: str
@@ -69,13 +71,13 @@ class VersionChange:
 
     seq: int
     version: int
-    action: str
+    action: VersionKind | AccessAction
     at: dt.datetime
     actor_id: int
     actor_username: str
     snapshot: str
     previous: str | None
-    previous_kind: str | None
+    previous_kind: VersionKind | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> VersionChange:
@@ -97,7 +99,7 @@ class AccessChange:
     """A change of someone's access in the changelog (a role is None where there was none)."""
 
     seq: int
-    action: str
+    action: AccessAction
     at: dt.datetime
     actor_id: int
     actor_username: str

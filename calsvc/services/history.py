@@ -13,6 +13,7 @@ import orjson
 from calsvc import errors
 from calsvc.db import history as history_db
 from calsvc.db.pool import Database, off_loop
+from calsvc.models import AccessAction, VersionKind
 from calsvc.snapshots import FIELDS, api_fields, same, shown
 
 BIG_PAGE = 256 * 1024  # characters of snapshots in a changelog page past which it is compared in a thread
@@ -57,7 +58,7 @@ def description_diff(old: str, new: str, old_version: int, new_version: int) -> 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Version:
     version: int
-    kind: str
+    kind: VersionKind
     at: dt.datetime
     actor_id: int
     actor_username: str
@@ -85,7 +86,7 @@ class Entry:
 
     seq: int
     version: int | None
-    action: str
+    action: VersionKind | AccessAction
     at: dt.datetime
     actor_id: int
     actor_username: str

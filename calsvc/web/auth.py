@@ -1,5 +1,6 @@
 """Handlers of /api/auth: register, login (JSON or OAuth2 form), refresh, logout, me, change the
 password, close the account."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -11,13 +12,18 @@ from calsvc.web.endpoints import access_claims
 
 
 def render_user(user: models.User) -> schemas.User:
-    return schemas.User(id=user.id, username=user.username, email=user.email,
-                        full_name=user.full_name, created_at=user.created_at)
+    return schemas.User(
+        id=user.id, username=user.username, email=user.email, full_name=user.full_name, created_at=user.created_at
+    )
 
 
 def render_pair(pair: TokenPair) -> schemas.TokenPair:
-    return schemas.TokenPair(access_token=pair.access_token, refresh_token=pair.refresh_token,
-                             token_type="bearer", expires_in=pair.expires_in)
+    return schemas.TokenPair(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        token_type="bearer",
+        expires_in=pair.expires_in,
+    )
 
 
 async def register(request: web.Request, body: schemas.RegisterRequest) -> web.Response:

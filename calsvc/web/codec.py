@@ -4,13 +4,15 @@ Bodies are decoded with orjson or msgpack and validated with msgspec against the
 same Struct types the OpenAPI document is generated from. Responses are Structs,
 encoded by msgspec (JSON) or msgpack over msgspec's builtins (times as RFC 3339 strings).
 """
+
 from __future__ import annotations
 
 import asyncio
 import base64
 import functools
 import re
-from typing import Any, Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import msgpack
 import msgspec
@@ -33,12 +35,12 @@ PROBLEM = "application/problem+json"
 OFFERS = (JSON, MSGPACK)
 HTML = "text/html"
 
-T = TypeVar("T")
 
 _json_encoder = msgspec.json.Encoder()
 
 
 # -- negotiation ------------------------------------------------------------------------
+
 
 def _parse_accept(header: str) -> list[tuple[str, str, float]]:
     ranges = []
@@ -89,6 +91,7 @@ def negotiate(accept: str | None, offers: Iterable[str] = OFFERS) -> str | None:
 
 
 # -- request bodies ---------------------------------------------------------------------
+
 
 async def read_body(request: web.Request, limit: int, stall: float | None = None) -> bytes:
     """The raw body, at most `limit` bytes; errors.PayloadTooLarge past it, and
@@ -143,8 +146,14 @@ def decode(raw: bytes, media: str) -> Any:
         try:
             return msgpack.unpackb(raw, raw=False, timestamp=3, strict_map_key=False)
         # TypeError: an unhashable map key; OverflowError: an out-of-range timestamp.
-        except (ValueError, TypeError, OverflowError, msgpack.ExtraData, msgpack.FormatError,
-                msgpack.StackError) as exc:
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            msgpack.StackError,
+        ) as exc:
             raise errors.Malformed(f"the body is not valid msgpack: {type(exc).__name__}") from None
     raise errors.UnsupportedMediaType(
         f"unsupported Content-Type {media!r}; send application/json or application/msgpack"
@@ -167,7 +176,7 @@ def _check_values(value: Any, loc: list[str | int]) -> None:
     while stack:
         item, where = stack.pop()
         if len(where) > MAX_DEPTH + len(loc) and isinstance(item, (dict, list)):
-            raise messages.too_deep(where[:len(loc) + MAX_DEPTH], MAX_DEPTH)
+            raise messages.too_deep(where[: len(loc) + MAX_DEPTH], MAX_DEPTH)
         if isinstance(item, str):
             if "\x00" in item:
                 raise messages.nul(where)
@@ -183,7 +192,7 @@ def _check_values(value: Any, loc: list[str | int]) -> None:
             raise messages.extension_value(where)
 
 
-def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> T:
+def convert(value: Any, kind: Any, prefix: tuple[str | int, ...] = ("body",), strict: bool = True) -> Any:
     """Validate decoded values against `kind`; errors.Validation with the location and a
     message in plain words otherwise (messages.py)."""
     _check_values(value, list(prefix))
@@ -193,7 +202,7 @@ def convert(value: Any, kind: type[T], prefix: tuple[str | int, ...] = ("body",)
         raise messages.validation_problem(exc, kind, value, prefix) from None
 
 
-def convert_query(query: Mapping[str, str], kind: type[T]) -> T:
+def convert_query(query: Mapping[str, str], kind: Any) -> Any:
     """Query parameters (strings) to `kind`, numbers and booleans parsed from their text. A
     parameter the route does not define is refused, as is one given twice (which of the two
     would count is anybody's guess)."""
@@ -206,8 +215,10 @@ def convert_query(query: Mapping[str, str], kind: type[T]) -> T:
     for key in _time_fields(kind) & values.keys():
         # msgspec, reading text loosely, takes a number for a Unix time: ?start=2026 is 1970
         if _NUMBER.match(values[key]):
-            raise errors.Validation.at(("query", key), f"{key} must be an RFC 3339 time with an offset, such as "
-                                                       "2026-12-01T09:00:00+01:00, not a number")
+            raise errors.Validation.at(
+                ("query", key),
+                f"{key} must be an RFC 3339 time with an offset, such as 2026-12-01T09:00:00+01:00, not a number",
+            )
     return convert(values, kind, ("query",), strict=False)
 
 
@@ -215,8 +226,9 @@ _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
 @functools.cache
-def _time_fields(kind: type) -> frozenset[str]:
+def _time_fields(kind: Any) -> frozenset[str]:
     """The fields of a query Struct that take a time (alone or in a union)."""
+
     def is_time(info: Any) -> bool:
         if isinstance(info, msgspec.inspect.UnionType):
             return any(is_time(t) for t in info.types)
@@ -236,14 +248,16 @@ def _restore_plus(value: str) -> str:
 
 # -- responses --------------------------------------------------------------------------
 
+
 def encode(value: Any, media: str) -> bytes:
     if media == MSGPACK:
         return msgpack.packb(msgspec.to_builtins(value), use_bin_type=True)
     return _json_encoder.encode(value)
 
 
-def respond(request: web.Request, value: Any, status: int = 200,
-            headers: Mapping[str, str] | None = None) -> web.Response:
+def respond(
+    request: web.Request, value: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
     media = request.get(MEDIA_KEY) or JSON
     return web.Response(body=encode(value, media), status=status, content_type=media, headers=headers)
 
@@ -262,6 +276,7 @@ def problem_response(problem: errors.Problem, request_id: str | None) -> web.Res
 
 # -- cursors ----------------------------------------------------------------------------
 
+
 def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(values)).decode("ascii").rstrip("=")
 
@@ -270,11 +285,16 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
     """The values of a cursor made by encode_cursor; errors.Validation if it is not one."""
     try:
         values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(values, list) and len(values) == len(shape) and all(
-            isinstance(v, t) and not isinstance(v, bool)
-            and (not isinstance(v, int) or -2**63 <= v < 2**63)
-            and (not isinstance(v, str) or "\x00" not in v)
-            for v, t in zip(values, shape)
+        if (
+            isinstance(values, list)
+            and len(values) == len(shape)
+            and all(
+                isinstance(v, t)
+                and not isinstance(v, bool)
+                and (not isinstance(v, int) or -(2**63) <= v < 2**63)
+                and (not isinstance(v, str) or "\x00" not in v)
+                for v, t in zip(values, shape)
+            )
         ):
             return values
     except (ValueError, orjson.JSONDecodeError):

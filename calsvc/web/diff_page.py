@@ -1,5 +1,6 @@
 """The diff page: two versions of an event side by side, as HTML for a browser. Pure: it
 touches neither HTTP nor the database."""
+
 from __future__ import annotations
 
 import base64
@@ -36,8 +37,11 @@ table.diff td.diff_header { width: 2.5rem; color: #777; text-align: right; backg
 p.none { color: #555; font-style: italic; }
 """
 # The page's Content-Security-Policy: its own style sheet and nothing else, in no frame.
-POLICY = ("default-src 'none'; style-src 'sha256-"
-          + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode() + "'; frame-ancestors 'none'")
+POLICY = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+    + "'; frame-ancestors 'none'"
+)
 
 _LABELS = {"start_time": "start", "end_time": "end", "all_day": "all day"}
 
@@ -55,8 +59,10 @@ def _show(value: Any) -> str:
 
 
 def _who(v: Version) -> str:
-    return (f"version {v.version}: {html.escape(v.kind.replace('_', ' '))} by "
-            f"<strong>{html.escape(v.actor_username)}</strong> at {v.at:%Y-%m-%d %H:%M:%S} UTC")
+    return (
+        f"version {v.version}: {html.escape(v.kind.replace('_', ' '))} by "
+        f"<strong>{html.escape(v.actor_username)}</strong> at {v.at:%Y-%m-%d %H:%M:%S} UTC"
+    )
 
 
 def render(event_id: int, found: Diff) -> str:
@@ -68,20 +74,26 @@ def render(event_id: int, found: Diff) -> str:
     rows = []
     for field in FIELDS:
         mark = ' class="changed"' if field in changed else ""
-        rows.append(f'<tr{mark}><th class="field" scope="row">{html.escape(_LABELS.get(field, field))}</th>'
-                    f'<td class="old">{html.escape(_show(old.snapshot[field]))}</td>'
-                    f'<td class="new">{html.escape(_show(new.snapshot[field]))}</td></tr>')
+        rows.append(
+            f'<tr{mark}><th class="field" scope="row">{html.escape(_LABELS.get(field, field))}</th>'
+            f'<td class="old">{html.escape(_show(old.snapshot[field]))}</td>'
+            f'<td class="new">{html.escape(_show(new.snapshot[field]))}</td></tr>'
+        )
     if "deleted" in changed:
-        rows.insert(0, '<tr class="changed"><th class="field" scope="row">deleted</th>'
-                       f'<td class="old">{_show(old.kind == "deleted")}</td>'
-                       f'<td class="new">{_show(new.kind == "deleted")}</td></tr>')
+        rows.insert(
+            0,
+            '<tr class="changed"><th class="field" scope="row">deleted</th>'
+            f'<td class="old">{_show(old.kind == "deleted")}</td>'
+            f'<td class="new">{_show(new.kind == "deleted")}</td></tr>',
+        )
     before, after = old.snapshot["description"], new.snapshot["description"]
     if before == after:
         description = '<p class="none">The description did not change.</p>'
     else:
         # difflib escapes the text it puts in the table (&, <, >)
         description = difflib.HtmlDiff(wrapcolumn=80).make_table(
-            before.splitlines(), after.splitlines(), f"version {old.version}", f"version {new.version}")
+            before.splitlines(), after.splitlines(), f"version {old.version}", f"version {new.version}"
+        )
     count = len(found.changes)
     title = f"Event {event_id}: version {old.version} → version {new.version}"
     return f"""<!DOCTYPE html>
@@ -89,7 +101,7 @@ def render(event_id: int, found: Diff) -> str:
 <title>{html.escape(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{html.escape(new.snapshot["title"])}</h1>
-<p class="meta">{html.escape(title)} · {count} field{'' if count == 1 else 's'} changed</p>
+<p class="meta">{html.escape(title)} · {count} field{"" if count == 1 else "s"} changed</p>
 <table>
 <thead><tr><th class="field">field</th><th>{_who(old)}</th><th>{_who(new)}</th></tr></thead>
 <tbody>

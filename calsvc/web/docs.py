@@ -1,4 +1,5 @@
 """The OpenAPI document, Swagger UI (served offline from swagger-ui-py) and ReDoc."""
+
 from __future__ import annotations
 
 import html
@@ -29,8 +30,9 @@ _PAGE: list[tuple[str, str]] = []  # the Swagger UI page and its files' folder: 
 
 def _swagger_page(app: web.Application) -> tuple[str, str]:
     if not _PAGE:
-        doc = ApplicationDocument(app, app_type="aiohttp", config_rel_url="/openapi.json",
-                                  url_prefix="/docs", title="calsvc API")
+        doc = ApplicationDocument(
+            app, app_type="aiohttp", config_rel_url="/openapi.json", url_prefix="/docs", title="calsvc API"
+        )
         doc.parameters["url"] = '"/openapi.json"'
         _PAGE.append((doc.doc_html, doc.static_dir))
     return _PAGE[0]

@@ -2,11 +2,13 @@
 authenticates and parses a request according to it before calling the route's function
 (`bind`), and what handlers read of a request the same way (the access token's claims, a
 numeric path parameter)."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
-from typing import Any, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -25,20 +27,20 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    responses: dict[int, Any]          # status -> Struct type, tuple of them (one of), or None
-    body: type | None = None           # validated request body, passed as `body=`
-    form: type | None = None           # alternative form-encoded body (OAuth2 login)
-    query: type | None = None          # validated query string, passed as `query=`
-    auth: bool = True                  # needs a bearer token; passes `user=`
-    query_token: bool = False          # the token may come as ?access_token= (EventSource)
-    one_connection: bool = True        # with auth: token check and queries on one connection
-                                       # (Database.lease); False where the handler outlives its
-                                       # queries (the stream)
-    bulk: bool = False                 # body limit is max_bulk_body_bytes
+    responses: dict[int, Any]  # status -> Struct type, tuple of them (one of), or None
+    body: type | None = None  # validated request body, passed as `body=`
+    form: type | None = None  # alternative form-encoded body (OAuth2 login)
+    query: type | None = None  # validated query string, passed as `query=`
+    auth: bool = True  # needs a bearer token; passes `user=`
+    query_token: bool = False  # the token may come as ?access_token= (EventSource)
+    one_connection: bool = True  # with auth: token check and queries on one connection
+    # (Database.lease); False where the handler outlives its
+    # queries (the stream)
+    bulk: bool = False  # body limit is max_bulk_body_bytes
     offers: tuple[str, ...] = codec.OFFERS  # response media types ((), for routes serving their own)
-    errors: tuple[int, ...] = ()       # further problem statuses the route can answer
-    headers: tuple[str, ...] = ()      # request headers it reads (documented in OpenAPI)
-    operation: str = ""                # name (and operationId) when the handler serves two routes
+    errors: tuple[int, ...] = ()  # further problem statuses the route can answer
+    headers: tuple[str, ...] = ()  # request headers it reads (documented in OpenAPI)
+    operation: str = ""  # name (and operationId) when the handler serves two routes
     description: str = ""
 
     @property

@@ -1,6 +1,7 @@
 """What a request about events asks for, read into the terms the services take: the fields
 of a new event, the changes an edit gives, the `on_conflict` that applies, the merge asked
 for. Used by the event routes, rollback and transactions alike."""
+
 from __future__ import annotations
 
 import re
@@ -11,6 +12,7 @@ from aiohttp import web
 from msgspec.structs import asdict
 
 from calsvc import errors
+from calsvc.services.conflict_check import OnConflict
 from calsvc.web import messages, schemas
 
 # Members of an edit's body that say how to write it, not what to change.
@@ -42,7 +44,7 @@ def read_changes(body: msgspec.Struct) -> dict[str, Any]:
     return changes
 
 
-def read_on_conflict(query: Any, body: Any) -> str:
+def read_on_conflict(query: Any, body: Any) -> OnConflict:
     """What to do about a conflict: the query's `on_conflict`, else the body's, else reject."""
     return query.on_conflict or body.on_conflict or "reject"
 
@@ -51,8 +53,11 @@ def check_same_on_conflict(given: str | None, on_conflict: str, loc: tuple[str |
     """The request's `on_conflict` applies to every item of a batch (operation of a
     transaction): an item's own is refused when it says otherwise, never ignored."""
     if given is not None and given != on_conflict:
-        raise errors.Validation.at(loc, f"{messages.label(loc)} is {given}, but the request's on_conflict "
-                                        f"({on_conflict}) applies to every item: set it on the request")
+        raise errors.Validation.at(
+            loc,
+            f"{messages.label(loc)} is {given}, but the request's on_conflict "
+            f"({on_conflict}) applies to every item: set it on the request",
+        )
 
 
 def read_merge(query: Any, body: Any) -> tuple[int, str | None] | None:
@@ -63,7 +68,9 @@ def read_merge(query: Any, body: Any) -> tuple[int, str | None] | None:
     prefer = query.prefer or body.prefer
     if strategy is None:
         if base is not None or prefer is not None:
-            raise errors.Validation.at(("query", "edit_strategy"), "base_version and prefer go with edit_strategy=merge")
+            raise errors.Validation.at(
+                ("query", "edit_strategy"), "base_version and prefer go with edit_strategy=merge"
+            )
         return None
     if base is None:
         raise errors.Validation.at(("query", "base_version"), "edit_strategy=merge needs base_version")

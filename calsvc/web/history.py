@@ -1,5 +1,6 @@
 """Handlers of an event's history: its versions, the changelog of content and access changes,
 the diff of two versions (JSON or the page), and rollback to a version."""
+
 from __future__ import annotations
 
 import msgspec
@@ -23,13 +24,22 @@ def _actor(user_id: int, username: str) -> schemas.Actor:
 
 
 def render_version(v: Version) -> schemas.VersionItem:
-    return schemas.VersionItem(version=v.version, kind=v.kind, at=v.at, actor=_actor(v.actor_id, v.actor_username),
-                               changed_fields=v.changed_fields)
+    return schemas.VersionItem(
+        version=v.version,
+        kind=v.kind,
+        at=v.at,
+        actor=_actor(v.actor_id, v.actor_username),
+        changed_fields=v.changed_fields,
+    )
 
 
 def render_entry(e: Entry) -> schemas.ChangelogItem:
-    item = schemas.ChangelogItem(at=e.at, actor=_actor(e.actor_id, e.actor_username), action=e.action,
-                                 changes=[schemas.FieldChange(**c) for c in e.changes])
+    item = schemas.ChangelogItem(
+        at=e.at,
+        actor=_actor(e.actor_id, e.actor_username),
+        action=e.action,
+        changes=[schemas.FieldChange(**c) for c in e.changes],
+    )
     if e.version is not None:
         item.version = e.version
     if e.user_id is not None:
@@ -39,49 +49,73 @@ def render_entry(e: Entry) -> schemas.ChangelogItem:
 
 async def history(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
     versions, cursor = await paginate(
-        query.cursor, query.limit,
+        query.cursor,
+        query.limit,
         lambda after, size: request.app[keys.HISTORY].history(user.id, _event_id(request), after, size),
-        lambda v: [v.version], first=0)
+        lambda v: [v.version],
+        first=0,
+    )
     page = schemas.VersionPage(items=[render_version(v) for v in versions], next_cursor=cursor)
     return codec.respond(request, page)
 
 
 async def version(request: web.Request, user: models.User) -> web.Response:
     v = await request.app[keys.HISTORY].version(user.id, _event_id(request), path_int(request, "version"))
-    body = schemas.VersionDetail(version=v.version, kind=v.kind, at=v.at, actor=_actor(v.actor_id, v.actor_username),
-                                 changed_fields=v.changed_fields,
-                                 snapshot=msgspec.convert(v.snapshot, schemas.Snapshot))
+    body = schemas.VersionDetail(
+        version=v.version,
+        kind=v.kind,
+        at=v.at,
+        actor=_actor(v.actor_id, v.actor_username),
+        changed_fields=v.changed_fields,
+        snapshot=msgspec.convert(v.snapshot, schemas.Snapshot),
+    )
     return codec.respond(request, body)
 
 
 async def changelog(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
     entries, cursor = await paginate(
-        query.cursor, query.limit,
+        query.cursor,
+        query.limit,
         lambda after, size: request.app[keys.HISTORY].changelog(user.id, _event_id(request), after, size),
-        lambda e: [e.seq], first=0)
+        lambda e: [e.seq],
+        first=0,
+    )
     page = schemas.ChangelogPage(items=[render_entry(e) for e in entries], next_cursor=cursor)
     return codec.respond(request, page)
 
 
 async def diff(request: web.Request, user: models.User, query: schemas.DiffQuery) -> web.Response:
-    found = await request.app[keys.HISTORY].diff(user.id, _event_id(request), path_int(request, "v1"), path_int(request, "v2"))
+    found = await request.app[keys.HISTORY].diff(
+        user.id, _event_id(request), path_int(request, "v1"), path_int(request, "v2")
+    )
     wants_html = query.format == "html" or (query.format is None and request.get(keys.MEDIA) == codec.HTML)
     if wants_html:
-        return web.Response(text=diff_page.render(_event_id(request), found), content_type=codec.HTML,
-                            headers={"Content-Security-Policy": diff_page.POLICY})
+        return web.Response(
+            text=diff_page.render(_event_id(request), found),
+            content_type=codec.HTML,
+            headers={"Content-Security-Policy": diff_page.POLICY},
+        )
     if query.format == "json" or request.get(keys.MEDIA) == codec.HTML:  # ?format=json: JSON, whatever Accept says
         request[keys.MEDIA] = codec.JSON
-    body = schemas.DiffOut(from_version=found.from_version, to_version=found.to_version,
-                           changes=[schemas.FieldChange(**c) for c in found.changes],
-                           description_diff=found.description_diff)
+    body = schemas.DiffOut(
+        from_version=found.from_version,
+        to_version=found.to_version,
+        changes=[schemas.FieldChange(**c) for c in found.changes],
+        description_diff=found.description_diff,
+    )
     return codec.respond(request, body)
 
 
-async def rollback(request: web.Request, user: models.User, body: schemas.RollbackIn,
-                   query: schemas.CreateQuery) -> web.Response:
+async def rollback(
+    request: web.Request, user: models.User, body: schemas.RollbackIn, query: schemas.CreateQuery
+) -> web.Response:
     on_conflict = read_on_conflict(query, body)
     with current_shown():
         event, conflicts = await request.app[keys.EVENTS].rollback(
-            user.id, _event_id(request), path_int(request, "version"),
-            expected=expected_versions(request), on_conflict=on_conflict)
+            user.id,
+            _event_id(request),
+            path_int(request, "version"),
+            expected=expected_versions(request),
+            on_conflict=on_conflict,
+        )
     return event_response(request, event, conflicts=listed_conflicts(conflicts, on_conflict))

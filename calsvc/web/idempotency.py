@@ -1,10 +1,12 @@
 """Idempotency-Key on the routes that create (an event, a batch, a transaction): a retry with
 the same key and request is answered the first answer, sent again as it was stored."""
+
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import orjson
@@ -17,8 +19,14 @@ from calsvc.web import codec, keys
 Answer = tuple[int, Any, dict[str, str]]  # status, body, headers
 
 
-async def idempotent(request: web.Request, user: models.User, body: msgspec.Struct, query: msgspec.Struct,
-                     call: Callable[[Any], Awaitable[Any]], answer: Callable[[Any], Answer]) -> web.Response:
+async def idempotent(
+    request: web.Request,
+    user: models.User,
+    body: msgspec.Struct,
+    query: msgspec.Struct,
+    call: Callable[[Any], Awaitable[Any]],
+    answer: Callable[[Any], Answer],
+) -> web.Response:
     """Run `call(record)` and answer `answer(result)`; with an Idempotency-Key, the answer is
     stored with the write (`record`) and a retry with the same key and request gets it back."""
     key = request.headers.get("Idempotency-Key")
@@ -32,6 +40,7 @@ async def idempotent(request: web.Request, user: models.User, body: msgspec.Stru
     store = request.app[keys.IDEMPOTENCY]
     stored = await store.replay(user.id, key, route, digest)
     if stored is None:
+
         def render(result: Any) -> tuple[int, bytes, str | None]:
             status, value, headers = answer(result)
             return status, msgspec.json.encode(value), headers.get("Location")
@@ -52,8 +61,8 @@ async def idempotent(request: web.Request, user: models.User, body: msgspec.Stru
     # converted in a thread otherwise
     if (request.get(keys.MEDIA) or codec.JSON) == codec.JSON:
         return web.Response(body=stored.body, status=stored.status, content_type=codec.JSON, headers=headers)
-    body = await asyncio.to_thread(lambda: codec.encode(orjson.loads(stored.body), codec.MSGPACK))
-    return web.Response(body=body, status=stored.status, content_type=codec.MSGPACK, headers=headers)
+    encoded = await asyncio.to_thread(lambda: codec.encode(orjson.loads(stored.body), codec.MSGPACK))
+    return web.Response(body=encoded, status=stored.status, content_type=codec.MSGPACK, headers=headers)
 
 
 def _respond(request: web.Request, answer: Answer) -> web.Response:

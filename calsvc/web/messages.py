@@ -5,13 +5,15 @@ what is allowed: an unknown member lists the members there are, an enum lists it
 pattern gives the shape its description states, a length or range gives the bound, a wrong type
 names the JSON type wanted. An error this module does not know keeps msgspec's words, after the
 field's name."""
+
 from __future__ import annotations
 
 import json
 import re
 import types
 import typing
-from typing import Any, Iterable, Literal, Union
+from collections.abc import Iterable
+from typing import Any, Literal, Union
 
 import msgspec
 
@@ -21,15 +23,26 @@ Loc = list[str | int]
 
 EXAMPLE_TIME = "2026-12-01T09:00:00+01:00"
 _TIME = f"an RFC 3339 time with an offset, such as {EXAMPLE_TIME}"
-_TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a floating-point number", "bool": "true or false",
-               "null": "null", "object": "an object", "array": "an array", "bytes": "binary data",
-               "datetime": _TIME, "date": "a date (YYYY-MM-DD)", "time": "a time of day"}
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a floating-point number",
+    "bool": "true or false",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+    "bytes": "binary data",
+    "datetime": _TIME,
+    "date": "a date (YYYY-MM-DD)",
+    "time": "a time of day",
+}
 _WHERE = re.compile(r"(.*) - at (`key` in )?`\$((?:\.[A-Za-z0-9_$-]+|\[\d+\]|\[\.\.\.\])*)`", re.S)
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_$-]{1,100}")
 
 
 # -- naming ---------------------------------------------------------------------------------
+
 
 def label(loc: Iterable[str | int]) -> str:
     """`["body", "events", 3, "title"]` as `events[3].title`; `the body` (`the query string`)
@@ -78,8 +91,13 @@ def _by_tag(found: list[Candidate], value: Any) -> list[Candidate]:
     """Of tagged Structs, the one the value's tag names (when it names one)."""
     if not isinstance(value, dict):
         return found
-    chosen = [(k, m) for k, m in found if _is_struct(k) and k.__struct_config__.tag_field is not None
-              and value.get(k.__struct_config__.tag_field) == k.__struct_config__.tag]
+    chosen = [
+        (k, m)
+        for k, m in found
+        if _is_struct(k)
+        and k.__struct_config__.tag_field is not None
+        and value.get(k.__struct_config__.tag_field) == k.__struct_config__.tag
+    ]
     return chosen or found
 
 
@@ -88,7 +106,7 @@ def candidates(kind: Any, path: Loc, value: Any = None) -> list[Candidate]:
     checked picks among tagged Structs. Empty when the path leaves the known types."""
     found = _by_tag(_flat(kind), value)
     for step in path:
-        value = value[step] if isinstance(value, (dict, list)) and _has(value, step) else None
+        value = typing.cast(Any, value)[step] if isinstance(value, (dict, list)) and _has(value, step) else None
         following: list[Candidate] = []
         for current, _ in found:
             origin = typing.get_origin(current)
@@ -98,9 +116,10 @@ def candidates(kind: Any, path: Loc, value: Any = None) -> list[Candidate]:
             elif _is_struct(current):
                 config = current.__struct_config__
                 if step == config.tag_field:
-                    following.append((Literal[config.tag], ()))  # type: ignore[valid-type]
-                following += [c for f in msgspec.structs.fields(current) if f.encode_name == step
-                              for c in _flat(f.type)]
+                    following.append((Literal[config.tag], ()))
+                following += [
+                    c for f in msgspec.structs.fields(current) if f.encode_name == step for c in _flat(f.type)
+                ]
         found = _by_tag(following, value)
     return found
 
@@ -181,10 +200,12 @@ _LIMIT = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less tha
 def _unknown(field: str, loc: Loc, found: list[Candidate]) -> str:
     known = members(found)
     if loc[0] == "query":
-        return (f"{name(field)} is not a query parameter of this route; "
-                + (f"its parameters are {_listed(known)}" if known else "it takes none"))
-    return (f"{label(loc)} has no member {name(field)}; "
-            + (f"its members are {_listed(known)}" if known else "it takes none"))
+        return f"{name(field)} is not a query parameter of this route; " + (
+            f"its parameters are {_listed(known)}" if known else "it takes none"
+        )
+    return f"{label(loc)} has no member {name(field)}; " + (
+        f"its members are {_listed(known)}" if known else "it takes none"
+    )
 
 
 def _sentence(message: str, loc: Loc, found: list[Candidate], given: str, query: bool) -> tuple[str, str]:
@@ -224,8 +245,9 @@ def _sentence(message: str, loc: Loc, found: list[Candidate], given: str, query:
     return f"{field}: {message}", "value_error"
 
 
-def validation_problem(exc: msgspec.ValidationError, kind: Any, value: Any,
-                       prefix: tuple[str | int, ...]) -> errors.Validation:
+def validation_problem(
+    exc: msgspec.ValidationError, kind: Any, value: Any, prefix: tuple[str | int, ...]
+) -> errors.Validation:
     """The 422 for msgspec's error `exc` about `value` checked against `kind`; `loc` is
     `prefix` followed by the path msgspec gives."""
     text = str(exc)
@@ -264,11 +286,11 @@ def nul(loc: Loc) -> errors.Validation:
     return errors.Validation.at(loc, f"{label(loc)} must not contain the NUL character (U+0000)")
 
 
-
 def key_not_string(loc: Loc) -> errors.Validation:
     """A map key that is not a string (msgpack allows any; JSON and every body here do not)."""
-    return errors.Validation.at(loc, f"{label(loc)} has a member whose name is not a string; member names are strings",
-                                "type_error")
+    return errors.Validation.at(
+        loc, f"{label(loc)} has a member whose name is not a string; member names are strings", "type_error"
+    )
 
 
 def extension_value(loc: Loc) -> errors.Validation:
@@ -276,5 +298,6 @@ def extension_value(loc: Loc) -> errors.Validation:
 
 
 def too_deep(loc: Loc, depth: int) -> errors.Validation:
-    return errors.Validation.at(loc, f"{label(loc)} nests objects and arrays more than {depth} deep; no member "
-                                     "of any body nests that deep")
+    return errors.Validation.at(
+        loc, f"{label(loc)} nests objects and arrays more than {depth} deep; no member of any body nests that deep"
+    )

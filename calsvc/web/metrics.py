@@ -1,7 +1,8 @@
 """Prometheus metrics of one process: requests and latency by route and status, pool use."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -18,8 +19,7 @@ class _PoolCollector:
         if sizes is None:
             return
         in_use, size = sizes
-        gauge = GaugeMetricFamily("calsvc_db_pool_connections", "Connections of this process's pool",
-                                  labels=["state"])
+        gauge = GaugeMetricFamily("calsvc_db_pool_connections", "Connections of this process's pool", labels=["state"])
         gauge.add_metric(["in_use"], in_use)
         gauge.add_metric(["open"], size)
         yield gauge
@@ -28,11 +28,16 @@ class _PoolCollector:
 class Metrics:
     def __init__(self, pool_sizes: Callable[[], tuple[int, int] | None]) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("calsvc_http_requests", "HTTP requests answered",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("calsvc_http_request_duration_seconds", "Time to answer a request",
-                                 ["method", "route", "status"], buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
+        self.requests = Counter(
+            "calsvc_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "calsvc_http_request_duration_seconds",
+            "Time to answer a request",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_PoolCollector(pool_sizes))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:

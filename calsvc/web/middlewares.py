@@ -1,5 +1,6 @@
 """The edge: request ids, problem+json for every error, metrics, negotiation, rate limits,
 and the headers every response carries."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,10 +27,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-API_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "Cache-Control": "no-store",
-}
+API_HEADERS = {"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'", "Cache-Control": "no-store"}
 
 
 def _route_label(request: web.Request) -> str:
@@ -50,7 +48,7 @@ def _problem_from_http(exc: web.HTTPException) -> errors.Problem:
         return errors.PayloadTooLarge(exc.text or None)
     if cls is None:
         problem = errors.Problem(exc.reason)
-        problem.status = exc.status  # type: ignore[misc]
+        problem.status = exc.status
         return problem
     return cls(exc.reason)
 

@@ -1,4 +1,5 @@
 """Handlers of notifications: the list, marking read, and the event stream."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,16 +17,22 @@ from calsvc.web.endpoints import access_claims, path_int
 from calsvc.web.pages import paginate
 
 MAX_STREAMS_PER_USER = 20  # open streams of one user in one process
-SEND_TIMEOUT = 30.0        # seconds a write may wait for a client that does not read
-RETRY_MS = 2000            # what EventSource waits before reconnecting
+SEND_TIMEOUT = 30.0  # seconds a write may wait for a client that does not read
+RETRY_MS = 2000  # what EventSource waits before reconnecting
 
 _encoder = msgspec.json.Encoder()
 
 
 def render(n: models.Notification) -> schemas.NotificationItem:
-    return schemas.NotificationItem(id=n.id, kind=n.kind, event_id=n.event_id,  # type: ignore[arg-type]
-                                    actor=schemas.Actor(id=n.actor_id, username=n.actor_username),
-                                    summary=n.summary, created_at=n.created_at, read_at=n.read_at)
+    return schemas.NotificationItem(
+        id=n.id,
+        kind=n.kind,
+        event_id=n.event_id,  # type: ignore[arg-type]
+        actor=schemas.Actor(id=n.actor_id, username=n.actor_username),
+        summary=n.summary,
+        created_at=n.created_at,
+        read_at=n.read_at,
+    )
 
 
 def item_json(n: models.Notification) -> str:
@@ -33,8 +40,9 @@ def item_json(n: models.Notification) -> str:
     return _encoder.encode(render(n)).decode()
 
 
-async def list_notifications(request: web.Request, user: models.User,
-                             query: schemas.NotificationsQuery) -> web.Response:
+async def list_notifications(
+    request: web.Request, user: models.User, query: schemas.NotificationsQuery
+) -> web.Response:
     unread = 0
 
     async def fetch(before: int | None, size: int) -> list[models.Notification]:
@@ -43,8 +51,7 @@ async def list_notifications(request: web.Request, user: models.User,
         return found
 
     notifications, cursor = await paginate(query.cursor, query.limit, fetch, lambda n: [n.id])
-    page = schemas.NotificationPage(items=[render(n) for n in notifications], next_cursor=cursor,
-                                    unread_count=unread)
+    page = schemas.NotificationPage(items=[render(n) for n in notifications], next_cursor=cursor, unread_count=unread)
     return codec.respond(request, page)
 
 
@@ -90,14 +97,13 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
     if hub.closing:
         raise errors.Unavailable("the server is shutting down")
     if hub.count(user.id) >= MAX_STREAMS_PER_USER:
-        raise errors.RateLimited(f"at most {MAX_STREAMS_PER_USER} open streams per user",
-                                 headers={"Retry-After": "5"})
+        raise errors.RateLimited(f"at most {MAX_STREAMS_PER_USER} open streams per user", headers={"Retry-After": "5"})
     if request.method == "HEAD":  # what a GET would start with; aiohttp-sse serves GET only
-        return web.Response(content_type="text/event-stream",
-                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return web.Response(
+            content_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
     stream = Stream(user.id, claims.jti, claims.family_id, claims.expires_at, gone=lambda: _gone(request))
-    response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat,
-                                   send_timeout=SEND_TIMEOUT)
+    response = EventSourceResponse(ping_interval=app[keys.SETTINGS].server.sse_heartbeat, send_timeout=SEND_TIMEOUT)
     response.headers["Cache-Control"] = "no-store"  # as every answer under /api (aiohttp-sse: no-cache)
     hub.add(stream)  # before the cursor is read: nothing committed after that read is missed
     watcher = None
@@ -115,7 +121,7 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
         await response.write(f"retry: {RETRY_MS}\r\n\r\n".encode())
         async with response:
             while True:
-                left = (stream.expires_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
+                left = (stream.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
                 if left <= 0:
                     break
                 batch = await stream.next_batch(left)
@@ -123,7 +129,7 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
                     break
                 for notification_id, kind, data in batch:
                     await response.send(data, id=str(notification_id), event=kind)
-    except (ConnectionError, asyncio.TimeoutError):
+    except (TimeoutError, ConnectionError):
         # the client left (a reset, or the kernel gave up on a client that stopped reading:
         # aiohttp-sse sets TCP_USER_TIMEOUT to the send timeout), or the send timed out
         pass

@@ -1,10 +1,11 @@
 """OpenAPI 3.1, generated from the route table and its msgspec types."""
+
 from __future__ import annotations
 
 import functools
-
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -16,26 +17,35 @@ REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]*))?}")  # name, pattern
 
 _ERROR_TEXT = {
-    400: "Malformed body", 401: "Missing, invalid, expired or revoked token", 403: "Role too low",
-    404: "Not found, or not visible to the caller", 406: "No acceptable response format",
+    400: "Malformed body",
+    401: "Missing, invalid, expired or revoked token",
+    403: "Role too low",
+    404: "Not found, or not visible to the caller",
+    406: "No acceptable response format",
     408: "The body stalled (no byte for server.body_timeout seconds)",
-    409: "Conflict", 412: "The resource changed (If-Match)", 413: "Body too large",
-    415: "Unsupported body format", 422: "Validation failed", 429: "Rate limited",
-    500: "Internal error (quotes the request id)", 503: "Database unavailable",
+    409: "Conflict",
+    412: "The resource changed (If-Match)",
+    413: "Body too large",
+    415: "Unsupported body format",
+    422: "Validation failed",
+    429: "Rate limited",
+    500: "Internal error (quotes the request id)",
+    503: "Database unavailable",
 }
 _RATE_HEADERS = {
     name: {"schema": {"type": "integer"}, "description": text}
-    for name, text in (("RateLimit-Limit", "requests allowed per window"),
-                       ("RateLimit-Remaining", "requests left in this window"),
-                       ("RateLimit-Reset", "seconds until the window resets"))
+    for name, text in (
+        ("RateLimit-Limit", "requests allowed per window"),
+        ("RateLimit-Remaining", "requests left in this window"),
+        ("RateLimit-Reset", "seconds until the window resets"),
+    )
 }
 
 
 def _struct_types(routes: Iterable[Route]) -> list[type]:
     found: list[type] = [schemas.Problem]
     for route in routes:
-        answers = [k for kind in route.responses.values()
-                   for k in (kind if isinstance(kind, tuple) else (kind,))]
+        answers = [k for kind in route.responses.values() for k in (kind if isinstance(kind, tuple) else (kind,))]
         for kind in (route.body, route.form, *answers):
             if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in found:
                 found.append(kind)
@@ -71,8 +81,8 @@ _HEADER_TEXT = {
     "If-None-Match": "An ETag the client holds; 304 when it is still current.",
     "Last-Event-ID": "The id of the last notification received: the stream replays what came after it.",
     "Idempotency-Key": "1-255 printable ASCII characters: a retry with the same key and request (per user, "
-                       "24 h) answers the first answer (`Idempotent-Replayed: true`) instead of writing again; "
-                       "the same key with another request is a 422.",
+    "24 h) answers the first answer (`Idempotent-Replayed: true`) instead of writing again; "
+    "the same key with another request is a 422.",
 }
 
 
@@ -101,15 +111,30 @@ def _operation(route: Route) -> dict[str, Any]:
         op["description"] = route.description
     op["security"] = [{"bearerAuth": []}] if route.auth else []
     params = [
-        {"name": name, "in": "path", "required": True,
-         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1} if pattern == r"\d+"
-         else {"type": "string", "format": "date-time"} if name.endswith("_start") else {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+            if pattern == r"\d+"
+            else {"type": "string", "format": "date-time"}
+            if name.endswith("_start")
+            else {"type": "string"},
+        }
         for name, pattern in _PATH_PARAM.findall(route.path)
     ]
     if route.query is not None:
         params += _query_parameters(route.query)
-    params += [{"name": name, "in": "header", "required": False, "schema": _HEADER_SCHEMA.get(name, _STRING),
-                "description": _HEADER_TEXT[name]} for name in route.headers]
+    params += [
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "schema": _HEADER_SCHEMA.get(name, _STRING),
+            "description": _HEADER_TEXT[name],
+        }
+        for name in route.headers
+    ]
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -131,8 +156,10 @@ def _operation(route: Route) -> dict[str, Any]:
     for status in _error_statuses(route):
         if str(status) in responses:
             continue
-        answer = {"description": _ERROR_TEXT.get(status, "Error"),
-                  "content": {codec.PROBLEM: {"schema": {"$ref": REF.format(name="Problem")}}}}
+        answer = {
+            "description": _ERROR_TEXT.get(status, "Error"),
+            "content": {codec.PROBLEM: {"schema": {"$ref": REF.format(name="Problem")}}},
+        }
         if status == 429:
             answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}}, **_RATE_HEADERS}
         if status == 401:
@@ -143,8 +170,14 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def _describe(status: int) -> str:
-    return {200: "OK", 201: "Created", 204: "No content", 207: "Multi-status", 304: "Not modified",
-            503: "Not ready"}.get(status, "OK")
+    return {
+        200: "OK",
+        201: "Created",
+        204: "No content",
+        207: "Multi-status",
+        304: "Not modified",
+        503: "Not ready",
+    }.get(status, "OK")
 
 
 @functools.cache
@@ -152,6 +185,7 @@ def document() -> dict[str, Any]:
     """The document of the route table (built once per process, as building it is not cheap;
     never change it)."""
     from calsvc.web.routes import ROUTES
+
     return build(ROUTES)
 
 
@@ -167,7 +201,7 @@ def build(routes: list[Route]) -> dict[str, Any]:
             "title": "calsvc",
             "version": __version__,
             "description": "Collaborative event scheduling. Errors are application/problem+json "
-                           "(RFC 9457); every JSON resource is also served as application/msgpack.",
+            "(RFC 9457); every JSON resource is also served as application/msgpack.",
         },
         "paths": paths,
         "components": {
@@ -176,5 +210,3 @@ def build(routes: list[Route]) -> dict[str, Any]:
         },
         "tags": [{"name": name} for name in dict.fromkeys(r.tag for r in routes)],
     }
-
-

@@ -1,4 +1,5 @@
 """Operations: liveness, readiness, metrics."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -18,8 +19,7 @@ async def readyz(request: web.Request) -> web.Response:
     reachable, pending = await readiness(request.app[keys.DB], request.app[keys.MIGRATIONS], 1.5)
     if not reachable or pending:
         detail = "the database is unreachable" if not reachable else "migrations are pending"
-        raise errors.Unavailable(detail, database=reachable,
-                                 pending_migrations=pending)
+        raise errors.Unavailable(detail, database=reachable, pending_migrations=pending)
     return codec.respond(request, schemas.Readiness(status="ready", database=True, pending_migrations=[]))
 
 

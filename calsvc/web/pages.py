@@ -1,19 +1,27 @@
 """Pages of a collection: the cursor read into the key to continue after, one item more
 than the page fetched to know whether another follows, and the next page's cursor made
 from the last item's key. Every paged route goes through `paginate`."""
+
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from calsvc.web.codec import decode_cursor, encode_cursor, invalid_cursor
 
 T = TypeVar("T")
 
 
-async def paginate(cursor: str | None, limit: int,
-                   fetch: Callable[[Any, int], Awaitable[list[T]]],
-                   key: Callable[[T], list[Any]], *, shape: tuple[type, ...] = (int,),
-                   read: Callable[..., Any] | None = None, first: Any = None) -> tuple[list[T], str | None]:
+async def paginate(
+    cursor: str | None,
+    limit: int,
+    fetch: Callable[[Any, int], Awaitable[list[T]]],
+    key: Callable[[T], list[Any]],
+    *,
+    shape: tuple[type, ...] = (int,),
+    read: Callable[..., Any] | None = None,
+    first: Any = None,
+) -> tuple[list[T], str | None]:
     """The page of at most `limit` items and the cursor of the next (None on the last page).
 
     `fetch(after, limit + 1)` answers up to that many items of the collection, in its order,

@@ -9,6 +9,7 @@ request (never from before the previous answer is done: a client waiting for an 
 not slow). A body that stalls is `codec.read_body`'s business: only the reader knows when
 the application is waiting for bytes and when it is the one that stopped reading.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,32 +21,35 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler
 
 from calsvc import errors
 
 log = logging.getLogger("calsvc.web")
 
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open (aiohttp's default)
-LINGER = 2.0              # seconds a timed-out connection still reads (and drops) after its 408
-BUSY_RECHECK = 1.0        # seconds between looks at an expired header clock while an answer is under way
-                          # (so a request begun during an answer gets its time from up to 1 s after it)
+LINGER = 2.0  # seconds a timed-out connection still reads (and drops) after its 408
+BUSY_RECHECK = 1.0  # seconds between looks at an expired header clock while an answer is under way
+# (so a request begun during an answer gets its time from up to 1 s after it)
 
 
 def timeout_response(header_timeout: float) -> bytes:
     """The whole 408 written to a connection whose request's headers did not arrive in time:
     a problem like every other error, closing the connection."""
-    body = orjson.dumps(errors.RequestTimeout(
-        f"the request's headers were not complete within {header_timeout:g} s").body())
-    head = ("HTTP/1.1 408 Request Timeout\r\n"
-            f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
-            "Content-Type: application/problem+json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: close\r\n"
-            "X-Content-Type-Options: nosniff\r\n"
-            "Cache-Control: no-store\r\n"
-            "\r\n")
+    body = orjson.dumps(
+        errors.RequestTimeout(f"the request's headers were not complete within {header_timeout:g} s").body()
+    )
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+        "Content-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Cache-Control: no-store\r\n"
+        "\r\n"
+    )
     return head.encode("ascii") + body
 
 
@@ -57,8 +61,15 @@ class SlowHeadersProtocol(RequestHandler):
     `_messages`, and `_waiter` is pending exactly while the connection waits for a request
     (no answer under way, so one can be written)."""
 
-    __slots__ = ("_header_timeout", "_header_deadline", "_header_handle", "_header_bytes", "_body",
-                 "_clock_count", "_clock_waits")
+    __slots__ = (
+        "_header_timeout",
+        "_header_deadline",
+        "_header_handle",
+        "_header_bytes",
+        "_body",
+        "_clock_count",
+        "_clock_waits",
+    )
 
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -149,12 +160,17 @@ class SlowHeadersServer(web.Server):
         self.header_timeout = header_timeout
 
     @classmethod
-    def like(cls, plain: web.Server, header_timeout: float) -> "SlowHeadersServer":
+    def like(cls, plain: web.Server, header_timeout: float) -> SlowHeadersServer:
         """The same server as `plain` (the application's handler, request factory and protocol
         arguments), making SlowHeadersProtocol connections."""
-        return cls(plain.request_handler, request_factory=plain.request_factory,
-                   handler_cancellation=plain.handler_cancellation, loop=plain._loop,
-                   header_timeout=header_timeout, **plain._kwargs)
+        return cls(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            header_timeout=header_timeout,
+            **plain._kwargs,
+        )
 
     def __call__(self) -> SlowHeadersProtocol:
         return SlowHeadersProtocol(self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs)
@@ -186,8 +202,9 @@ def run(app: web.Application, sock: socket.socket, *, header_timeout: float, **k
     the application's cleanup, then every task left cancelled), with SlowHeadersServer."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    runner = AppRunner(app, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT,
-                       header_timeout=header_timeout, **kwargs)
+    runner = AppRunner(
+        app, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT, header_timeout=header_timeout, **kwargs
+    )
     main = loop.create_task(_serve(runner, sock))
     try:
         loop.run_until_complete(main)

@@ -1,5 +1,6 @@
 """Handlers of /api/events/{id}/share and /permissions: the owner shares the event, changes
 roles and revokes access; anyone with access lists the permissions, or leaves."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,15 +15,21 @@ from calsvc.web.endpoints import path_int
 from calsvc.web.pages import paginate
 
 
-def _ids(request: web.Request) -> tuple[int, int | None]:
-    user = request.match_info.get("user_id")
-    return path_int(request, "id"), None if user is None else path_int(request, "user_id")
+def _ids(request: web.Request) -> tuple[int, int]:
+    """The event and the user the path names (/api/events/{id}/permissions/{user_id})."""
+    return path_int(request, "id"), path_int(request, "user_id")
 
 
 def render_permissions(permissions: list[models.Permission], next_cursor: str | None = None) -> schemas.PermissionPage:
-    return schemas.PermissionPage(items=[schemas.PermissionOut(
-        user_id=p.user_id, username=p.username, role=p.role, granted_by=p.granted_by,
-        granted_at=p.granted_at) for p in permissions], next_cursor=next_cursor)
+    return schemas.PermissionPage(
+        items=[
+            schemas.PermissionOut(
+                user_id=p.user_id, username=p.username, role=p.role, granted_by=p.granted_by, granted_at=p.granted_at
+            )
+            for p in permissions
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 def share_entries(body: schemas.ShareIn) -> list[dict[str, Any]]:
@@ -37,17 +44,20 @@ def share_entries(body: schemas.ShareIn) -> list[dict[str, Any]]:
 
 
 async def share(request: web.Request, user: models.User, body: schemas.ShareIn) -> web.Response:
-    event_id, _ = _ids(request)
+    event_id = path_int(request, "id")
     permissions = await request.app[keys.SHARING].share(user.id, event_id, share_entries(body))
     return codec.respond(request, render_permissions(permissions))
 
 
 async def list_permissions(request: web.Request, user: models.User, query: schemas.PageQuery) -> web.Response:
-    event_id, _ = _ids(request)
+    event_id = path_int(request, "id")
     permissions, cursor = await paginate(
-        query.cursor, query.limit,
+        query.cursor,
+        query.limit,
         lambda after, size: request.app[keys.SHARING].permissions(user.id, event_id, after, size),
-        lambda p: [p.user_id], first=0)
+        lambda p: [p.user_id],
+        first=0,
+    )
     return codec.respond(request, render_permissions(permissions, cursor))
 
 

@@ -1,5 +1,6 @@
 """Handler of POST /api/transactions: up to 100 operations on events, written in one
 database transaction, all or none."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,9 @@ def _op(raw: Any, index: int, on_conflict: str) -> Op:
         for member in ("edit_strategy", "base_version", "prefer"):
             if getattr(parsed.changes, member) is not None:
                 loc = (*at, "changes", member)
-                raise errors.Validation.at(loc, f"{messages.label(loc)}: a merge is not available in a "
-                                                "transaction; use if_version")
+                raise errors.Validation.at(
+                    loc, f"{messages.label(loc)}: a merge is not available in a transaction; use if_version"
+                )
         return Op("update", parsed.id, fields=read_changes(parsed.changes), if_version=parsed.if_version)
     if isinstance(parsed, schemas.DeleteOp):
         return Op("delete", parsed.id, if_version=parsed.if_version)
@@ -38,8 +40,9 @@ def _op(raw: Any, index: int, on_conflict: str) -> Op:
     return Op("unshare", parsed.id, user_id=parsed.user_id)
 
 
-async def run_transaction(request: web.Request, user: models.User, body: schemas.TransactionIn,
-                          query: schemas.CreateQuery) -> web.Response:
+async def run_transaction(
+    request: web.Request, user: models.User, body: schemas.TransactionIn, query: schemas.CreateQuery
+) -> web.Response:
     on_conflict = read_on_conflict(query, body)
     ops: list[Op | errors.Problem] = []
     for index, raw in enumerate(body.operations):
@@ -58,6 +61,11 @@ async def run_transaction(request: web.Request, user: models.User, body: schemas
         return 200, schemas.TransactionResults(results=results), {}
 
     with current_shown():
-        return await idempotent(request, user, body, query,
-                                lambda record: request.app[keys.TRANSACTIONS].run(user.id, ops, on_conflict, record),
-                                answer)
+        return await idempotent(
+            request,
+            user,
+            body,
+            query,
+            lambda record: request.app[keys.TRANSACTIONS].run(user.id, ops, on_conflict, record),
+            answer,
+        )

@@ -1,4 +1,5 @@
 """Types of /api/auth and /api/users: accounts, logins, tokens, and people to share with."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -7,10 +8,24 @@ from msgspec import Meta, Struct
 
 from calsvc.web.schemas.common import Cursor, Input, Limit, UtcTime
 
-Username = Annotated[str, Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$(?!\n)",
-                               description="3-32 characters of A-Z a-z 0-9 _ . -; unique ignoring case")]
-Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$(?!\n)",
-                            description="an email address (name@example.com); unique ignoring case")]
+Username = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_.-]+$(?!\n)",
+        description="3-32 characters of A-Z a-z 0-9 _ . -; unique ignoring case",
+    ),
+]
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$(?!\n)",
+        description="an email address (name@example.com); unique ignoring case",
+    ),
+]
 Password = Annotated[str, Meta(min_length=8, max_length=128, description="8-128 characters")]
 FullName = Annotated[str, Meta(max_length=200)]
 LoginName = Annotated[str, Meta(min_length=1, max_length=254)]
@@ -27,6 +42,7 @@ class RegisterRequest(Input, kw_only=True):
 
 class LoginRequest(Input, kw_only=True):
     """Log in with `username` or `email` (either matches both) and `password`."""
+
     username: LoginName | None = None
     email: LoginName | None = None
     password: LoginPassword
@@ -34,6 +50,7 @@ class LoginRequest(Input, kw_only=True):
 
 class LoginForm(Input, kw_only=True):
     """The OAuth2 password grant, form-encoded."""
+
     grant_type: Literal["password"] | None = None
     username: LoginName
     password: LoginPassword
@@ -75,6 +92,7 @@ class User(Struct, kw_only=True):
 
 
 # -- users ------------------------------------------------------------------------------
+
 
 class UserSummary(Struct, kw_only=True):
     id: int

@@ -3,6 +3,7 @@ actor of a change, and the problem every error is answered with.
 
 Patterns end in `$(?!\n)`: msgspec matches with re.search, whose `$` also matches before a
 final newline; `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,14 @@ class Input(Struct, forbid_unknown_fields=True):
 
 UtcTime = Annotated[dt.datetime, Meta(tz=True)]
 Limit = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500")]
-Cursor = Annotated[str, Meta(max_length=512, pattern="^[A-Za-z0-9_-]*$",
-                              description="the next_cursor of the previous page, as it came; opaque")]
+Cursor = Annotated[
+    str,
+    Meta(
+        max_length=512,
+        pattern="^[A-Za-z0-9_-]*$",
+        description="the next_cursor of the previous page, as it came; opaque",
+    ),
+]
 
 
 class PageQuery(Input, kw_only=True):
@@ -36,6 +43,7 @@ class Actor(Struct, kw_only=True):
 
 # -- errors -----------------------------------------------------------------------------
 
+
 class ErrorItem(Struct, kw_only=True):
     loc: list[str | int]
     msg: str
@@ -44,6 +52,7 @@ class ErrorItem(Struct, kw_only=True):
 
 class Problem(Struct, kw_only=True):
     """An RFC 9457 problem; some types add members (conflicts, fields, current, index)."""
+
     type: str
     title: str
     status: int
@@ -53,6 +62,7 @@ class Problem(Struct, kw_only=True):
 
 
 # -- operations -------------------------------------------------------------------------
+
 
 class Health(Struct, kw_only=True):
     status: str

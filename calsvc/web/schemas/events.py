@@ -1,5 +1,6 @@
 """Types of /api/events: events and their recurrence, occurrences, conflicts, free/busy,
 batches."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,6 +31,7 @@ class PatternIn(Input, kw_only=True):
 
 class RecurrenceIn(Input, kw_only=True):
     """Either `rrule` (an RFC 5545 RRULE value, `RRULE:` prefix optional) or `pattern`."""
+
     rrule: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
     pattern: PatternIn | None = None
     exdates: Annotated[list[UtcTime], Meta(max_length=1000)] = []
@@ -75,11 +77,13 @@ class CreateQuery(Input, kw_only=True):
     on_conflict: Strategy | None = None
 
 
-EditStrategy = Annotated[Literal["merge"], Meta(
-    description="merge: a three-way merge, field by field, against `base_version` (SPEC 7)")]
+EditStrategy = Annotated[
+    Literal["merge"], Meta(description="merge: a three-way merge, field by field, against `base_version`")
+]
 BaseVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="the version the edit started from (merge)")]
-Prefer = Annotated[Literal["mine", "theirs"], Meta(
-    description="settles fields changed on both sides (merge): yours or the event's")]
+Prefer = Annotated[
+    Literal["mine", "theirs"], Meta(description="settles fields changed on both sides (merge): yours or the event's")
+]
 
 
 class UpdateQuery(Input, kw_only=True):
@@ -163,8 +167,17 @@ class ConflictPage(Struct, kw_only=True):
 class FreeBusyQuery(Input, kw_only=True):
     start: UtcTime
     end: UtcTime
-    users: Annotated[str, Meta(max_length=50 * 20 - 1, pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,49}$",
-                               description="comma-separated user ids (at most 50); default: the caller")] | None = None
+    users: (
+        Annotated[
+            str,
+            Meta(
+                max_length=50 * 20 - 1,
+                pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,49}$",
+                description="comma-separated user ids (at most 50); default: the caller",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class BusyInterval(Struct, kw_only=True):
@@ -185,6 +198,7 @@ class FreeBusyPage(Struct, kw_only=True):
 class EventPatch(Input, kw_only=True):
     """The fields to change (PUT and PATCH alike): omitted ones keep their value, `null`
     clears `description`, `location` or `recurrence`; the merged event is checked as a whole."""
+
     title: Title | msgspec.UnsetType = msgspec.UNSET
     description: Description | None | msgspec.UnsetType = msgspec.UNSET
     location: Location | None | msgspec.UnsetType = msgspec.UNSET
@@ -201,6 +215,7 @@ class EventPatch(Input, kw_only=True):
 
 class OccurrencePatch(Input, kw_only=True):
     """What to change in one occurrence; omitted fields keep their current value."""
+
     start_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
     end_time: UtcTime | msgspec.UnsetType = msgspec.UNSET
     title: Title | msgspec.UnsetType = msgspec.UNSET
@@ -215,8 +230,15 @@ class OccurrenceQuery(Input, kw_only=True):
 
 class BatchIn(Input, kw_only=True):
     # Items are checked one by one (so `atomic: false` can answer each), hence `Any` here.
-    events: Annotated[list[Any], Meta(min_length=1, max_length=500, description="1-500 events",
-                                      extra_json_schema={"items": {"$ref": "#/components/schemas/EventIn"}})]
+    events: Annotated[
+        list[Any],
+        Meta(
+            min_length=1,
+            max_length=500,
+            description="1-500 events",
+            extra_json_schema={"items": {"$ref": "#/components/schemas/EventIn"}},
+        ),
+    ]
     atomic: bool = True
     on_conflict: Strategy | None = None
 

@@ -1,4 +1,5 @@
 """Types of an event's history: versions and their snapshots, the changelog, diffs, rollback."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ class SnapshotRecurrence(Struct, kw_only=True):
 
 class SnapshotException(Struct, kw_only=True):
     """One occurrence exception: cancelled, or the fields it overrides."""
+
     occurrence_start: Rfc3339
     cancelled: bool
     start_time: Rfc3339 | msgspec.UnsetType = msgspec.UNSET
@@ -44,6 +46,7 @@ class SnapshotException(Struct, kw_only=True):
 
 class Snapshot(Struct, kw_only=True):
     """An event's content as a version keeps it (times with the offset of `timezone`)."""
+
     title: str
     description: str
     location: str | None
@@ -72,11 +75,23 @@ class FieldChange(Struct, kw_only=True):
 
 class ChangelogItem(Struct, kw_only=True):
     """A version (`version` set) or a change of access (`user`: whose access changed)."""
+
     version: int | msgspec.UnsetType = msgspec.UNSET
     at: UtcTime
     actor: Actor
-    action: Literal["created", "updated", "occurrence_changed", "occurrence_cancelled", "deleted", "rolled_back",
-                    "shared", "role_changed", "ownership_transferred", "unshared", "left"]
+    action: Literal[
+        "created",
+        "updated",
+        "occurrence_changed",
+        "occurrence_cancelled",
+        "deleted",
+        "rolled_back",
+        "shared",
+        "role_changed",
+        "ownership_transferred",
+        "unshared",
+        "left",
+    ]
     changes: list[FieldChange]
     user: Actor | msgspec.UnsetType = msgspec.UNSET
 
@@ -94,9 +109,16 @@ class DiffOut(Struct, kw_only=True):
 
 
 class DiffQuery(Input, kw_only=True):
-    format: Annotated[Literal["json", "html"], Meta(
-        description="html: the side-by-side page, json: JSON, whichever Accept prefers (an Accept that "
-                    "allows none of the route's types is still a 406)")] | None = None
+    format: (
+        Annotated[
+            Literal["json", "html"],
+            Meta(
+                description="html: the side-by-side page, json: JSON, whichever Accept prefers (an Accept that "
+                "allows none of the route's types is still a 406)"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RollbackIn(Input, kw_only=True):

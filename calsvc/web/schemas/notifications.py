@@ -1,4 +1,5 @@
 """Types of /api/notifications: the list, marking read, and the event stream's query."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -7,8 +8,9 @@ from msgspec import Meta, Struct
 
 from calsvc.web.schemas.common import Actor, Cursor, Input, Limit, UtcTime
 
-NotificationKind = Literal["event.updated", "event.deleted", "event.restored", "event.shared",
-                           "permission.changed", "permission.revoked"]
+NotificationKind = Literal[
+    "event.updated", "event.deleted", "event.restored", "event.shared", "permission.changed", "permission.revoked"
+]
 
 
 class NotificationItem(Struct, kw_only=True):
@@ -37,12 +39,25 @@ class ReadAll(Struct, kw_only=True):
     updated: int
 
 
-EventId = Annotated[str, Meta(max_length=19, pattern=r"^[0-9]+$(?!\n)",
-                              description="a notification id (digits); replay what came after it")]
+EventId = Annotated[
+    str,
+    Meta(max_length=19, pattern=r"^[0-9]+$(?!\n)", description="a notification id (digits); replay what came after it"),
+]
 
 
 class StreamQuery(Input, kw_only=True):
     last_event_id: EventId | None = None
-    access_token: Annotated[str, Meta(min_length=1, max_length=4096, description=(
-        "the access token, for clients that cannot send headers (EventSource); "
-        "the Authorization header wins"))] | None = None
+    access_token: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=4096,
+                description=(
+                    "the access token, for clients that cannot send headers (EventSource); "
+                    "the Authorization header wins"
+                ),
+            ),
+        ]
+        | None
+    ) = None

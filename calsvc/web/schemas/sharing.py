@@ -1,4 +1,5 @@
 """Types of /api/events/{id}/share and /permissions: who may see or change an event."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -14,6 +15,7 @@ UserId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 
 class ShareUser(Input, kw_only=True):
     """One user, named by exactly one of `user_id`, `username`, `email`, and the role to give."""
+
     user_id: UserId | None = None
     username: Annotated[str, Meta(min_length=1, max_length=32)] | None = None
     email: Annotated[str, Meta(min_length=1, max_length=254)] | None = None
@@ -22,6 +24,7 @@ class ShareUser(Input, kw_only=True):
 
 class ShareIn(Input, kw_only=True):
     """`{"users": [ShareUser, ...]}` (1-100), or one ShareUser as the whole body."""
+
     users: Annotated[list[ShareUser], Meta(min_length=1, max_length=100)] | msgspec.UnsetType = msgspec.UNSET
     user_id: UserId | None = None
     username: Annotated[str, Meta(min_length=1, max_length=32)] | None = None
@@ -44,4 +47,5 @@ class PermissionPage(Struct, kw_only=True):
 
 class RoleIn(Input, kw_only=True):
     """`owner` transfers ownership: the old owner becomes an editor."""
+
     role: Role
