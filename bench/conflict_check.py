@@ -18,6 +18,7 @@ It then splits the time of the same checks into phases (pool acquire + BEGIN, ad
 lock, SQL round trip, row decoding, expansion, decision, ROLLBACK + release), prints
 EXPLAIN (ANALYZE, BUFFERS) of the candidate query, and with --profile a cProfile of each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,30 +33,31 @@ import random
 import statistics
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from seed import FIRST_DAY, WEEKDAYS, WEEKS, code_version, seed, seeded, verify
 
-from calsvc import conflicts, errors
+from calsvc import conflicts, errors, occurrences
 from calsvc.config import Settings
 from calsvc.db import events as event_db
 from calsvc.db.pool import Database
 from calsvc.db.tx import run_in_tx
-from calsvc import occurrences
+from calsvc.drafts import check_event
+from calsvc.notify.broker import Broker
 from calsvc.services import conflict_check
 from calsvc.services.conflict_check import ConflictChecker
-from calsvc.notify.broker import Broker
-from calsvc.services.notifications import Notifications
-from calsvc.drafts import check_event
 from calsvc.services.events import EventService
+from calsvc.services.notifications import Notifications
 
 DB_NAME = "calsvc_bench_conflicts"
 DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 
 
 # -- drafts -------------------------------------------------------------------------------
+
 
 def random_start(rng: random.Random, tz_name: str) -> dt.datetime:
     """A working day of the seeded range, 07:00-19:00 local on the quarter hour."""
@@ -66,20 +68,31 @@ def random_start(rng: random.Random, tz_name: str) -> dt.datetime:
 
 def single_fields(rng: random.Random, tz_name: str) -> dict[str, Any]:
     start = random_start(rng, tz_name)
-    return {"title": "Bench draft", "description": "", "location": None, "start_time": start,
-            "end_time": start + dt.timedelta(minutes=rng.choice((30, 45, 60, 75, 90))),
-            "timezone": tz_name, "all_day": False, "recurrence": None}
+    return {
+        "title": "Bench draft",
+        "description": "",
+        "location": None,
+        "start_time": start,
+        "end_time": start + dt.timedelta(minutes=rng.choice((30, 45, 60, 75, 90))),
+        "timezone": tz_name,
+        "all_day": False,
+        "recurrence": None,
+    }
 
 
 def weekly_fields(rng: random.Random, tz_name: str) -> dict[str, Any]:
     fields = single_fields(rng, tz_name)
     fields["title"] = "Bench weekly draft"
-    fields["recurrence"] = {"rrule": "FREQ=WEEKLY;BYDAY=" + WEEKDAYS[fields["start_time"].weekday()],
-                            "exdates": [], "rdates": []}
+    fields["recurrence"] = {
+        "rrule": "FREQ=WEEKLY;BYDAY=" + WEEKDAYS[fields["start_time"].weekday()],
+        "exdates": [],
+        "rdates": [],
+    }
     return fields
 
 
 # -- measuring ----------------------------------------------------------------------------
+
 
 class _Rollback(Exception):
     pass
@@ -139,9 +152,17 @@ class CountingConn:
         return rows
 
 
-PHASES = ("acquire+BEGIN", "advisory lock", "SQL round trips (conn.fetch)", "decode rows + cache of long events",
-          "draft occurrences", "candidate expansion (calendar_busy)", "decision (find_conflicts)",
-          "rest of the check", "ROLLBACK+release")
+PHASES = (
+    "acquire+BEGIN",
+    "advisory lock",
+    "SQL round trips (conn.fetch)",
+    "decode rows + cache of long events",
+    "draft occurrences",
+    "candidate expansion (calendar_busy)",
+    "decision (find_conflicts)",
+    "rest of the check",
+    "ROLLBACK+release",
+)
 
 
 class PhaseTimers:
@@ -190,7 +211,7 @@ class PhaseTimers:
         checker.calendar = timed  # type: ignore[method-assign]  # an instance attribute over the method
         self._restore.append((checker, "calendar", None))
 
-    def __enter__(self) -> "PhaseTimers":
+    def __enter__(self) -> PhaseTimers:
         self.wrap_calendar()
         self.wrap(conflict_check, "draft_intervals", "draft occurrences")
         self.wrap(conflict_check, "calendar_busy", "candidate expansion (calendar_busy)")
@@ -205,8 +226,15 @@ class PhaseTimers:
                 setattr(module, name, original)
 
 
-async def phased_check(db: Database, service: EventService, owner: int, draft,
-                       phases: dict[str, list[float]], counts: Result, timers: PhaseTimers) -> None:
+async def phased_check(
+    db: Database,
+    service: EventService,
+    owner: int,
+    draft,
+    phases: dict[str, list[float]],
+    counts: Result,
+    timers: PhaseTimers,
+) -> None:
     """One check as timed_check does it (run_in_tx, lock_calendar, the real check), with
     the time split into phases."""
     marks: dict[str, float] = {}
@@ -244,17 +272,22 @@ async def phased_check(db: Database, service: EventService, owner: int, draft,
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| path | samples | p50 ms | p95 ms | p99 ms | max ms | mean ms | candidate rows (mean) "
-             "| of which series (mean) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| path | samples | p50 ms | p95 ms | p99 ms | max ms | mean ms | candidate rows (mean) "
+        "| of which series (mean) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         if not r.ms:
             lines.append(f"| {r.name} | 0 | - | - | - | - | - | - | - |")
             continue
         cand = f"{statistics.mean(r.candidates):,.1f}" if r.candidates else "-"
         series = f"{statistics.mean(r.series):,.1f}" if r.series else "-"
-        lines.append(f"| {r.name} | {len(r.ms):,} | {percentile(r.ms, 50):.2f} | {percentile(r.ms, 95):.2f} | "
-                     f"{percentile(r.ms, 99):.2f} | {max(r.ms):.2f} | {statistics.mean(r.ms):.2f} | {cand} "
-                     f"| {series} |")
+        lines.append(
+            f"| {r.name} | {len(r.ms):,} | {percentile(r.ms, 50):.2f} | {percentile(r.ms, 95):.2f} | "
+            f"{percentile(r.ms, 99):.2f} | {max(r.ms):.2f} | {statistics.mean(r.ms):.2f} | {cand} "
+            f"| {series} |"
+        )
     return "\n".join(lines)
 
 
@@ -263,8 +296,10 @@ def phase_table(title: str, phases: dict[str, list[float]]) -> str:
     lines = [f"{title}", "| phase | mean ms | p50 ms | p99 ms | share of mean |", "|---|---:|---:|---:|---:|"]
     for name in (*PHASES, "total"):
         v = phases[name]
-        lines.append(f"| {name} | {statistics.mean(v):.3f} | {percentile(v, 50):.3f} | {percentile(v, 99):.3f} | "
-                     f"{statistics.mean(v) / total_mean:.0%} |")
+        lines.append(
+            f"| {name} | {statistics.mean(v):.3f} | {percentile(v, 50):.3f} | {percentile(v, 99):.3f} | "
+            f"{statistics.mean(v) / total_mean:.0%} |"
+        )
     return "\n".join(lines)
 
 
@@ -300,10 +335,15 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--owners", type=int, default=100)
     parser.add_argument("--samples", type=int, default=2000, help="timed checks per path (after 200 warm-up)")
-    parser.add_argument("--recurring-samples", type=int, default=300,
-                        help="timed weekly-series checks, after 20 warm-up (each takes about half a second)")
-    parser.add_argument("--breakdown-samples", type=int, default=500,
-                        help="single checks timed phase by phase (weekly: a fifth of it)")
+    parser.add_argument(
+        "--recurring-samples",
+        type=int,
+        default=300,
+        help="timed weekly-series checks, after 20 warm-up (each takes about half a second)",
+    )
+    parser.add_argument(
+        "--breakdown-samples", type=int, default=500, help="single checks timed phase by phase (weekly: a fifth of it)"
+    )
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--reseed", action="store_true", help="drop and seed the database again")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of each path")
@@ -316,15 +356,18 @@ async def main() -> None:
         conn = await asyncpg.connect(DB_URL)
         marker = await conn.fetchrow("SELECT * FROM bench_seed")
         await conn.close()
-        print(f"already seeded at {marker['seeded_at']:%Y-%m-%d %H:%M} in {marker['seconds']:.1f} s: seeding skipped "
-              "(--reseed to seed again)")
+        print(
+            f"already seeded at {marker['seeded_at']:%Y-%m-%d %H:%M} in {marker['seconds']:.1f} s: seeding skipped "
+            "(--reseed to seed again)"
+        )
     else:
         print("seeding...", flush=True)
         seconds = await seed(DB_URL, args.events, args.owners)
         print(f"seeded in {seconds:.1f} s")
 
-    settings = Settings().replace(database={"url": DB_URL, "pool_min_size": 1, "pool_max_size": 2,
-                                            "command_timeout": 60})
+    settings = Settings().replace(
+        database={"url": DB_URL, "pool_min_size": 1, "pool_max_size": 2, "command_timeout": 60}
+    )
     db = await Database.connect(DB_URL, settings.database)
     # creates announce nothing: a broker that wakes nobody is enough here
     service = EventService(db, Notifications(db, Broker(None)), ConflictChecker())  # type: ignore[arg-type]
@@ -336,12 +379,16 @@ async def main() -> None:
                        count(*) FILTER (WHERE all_day) AS all_day,
                        min(lower(during)) AS first, max(upper(during)) AS last
                 FROM events WHERE deleted_at IS NULL""")
-            print(f"events: {stats['events']:,} ({stats['series']:,} series, {stats['endless']:,} endless; "
-                  f"{stats['all_day']:,} all-day), {stats['first']:%Y-%m-%d} .. {stats['last']:%Y-%m-%d}")
+            print(
+                f"events: {stats['events']:,} ({stats['series']:,} series, {stats['endless']:,} endless; "
+                f"{stats['all_day']:,} all-day), {stats['first']:%Y-%m-%d} .. {stats['last']:%Y-%m-%d}"
+            )
             size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
             print(f"database size: {size}")
-            owners = [(r["user_id"], r["tz"]) for r in await conn.fetch(
-                "SELECT user_id, tz FROM bench_owners ORDER BY position")]
+            owners = [
+                (r["user_id"], r["tz"])
+                for r in await conn.fetch("SELECT user_id, tz FROM bench_owners ORDER BY position")
+            ]
             max_seed_id = await conn.fetchval("SELECT events FROM bench_seed")
             await verify(conn)
 
@@ -360,8 +407,10 @@ async def main() -> None:
             await event_db.list_calendar(counting, owner, lower, upper)
             sql, qargs = counting.last
             plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *qargs)
-            print(f"\nEXPLAIN (ANALYZE, BUFFERS) of list_calendar (owner {owner}, "
-                  f"[{lower.isoformat()}, {upper.isoformat()}), {counting.rows} rows):")
+            print(
+                f"\nEXPLAIN (ANALYZE, BUFFERS) of list_calendar (owner {owner}, "
+                f"[{lower.isoformat()}, {upper.isoformat()}), {counting.rows} rows):"
+            )
             print("\n".join("    " + r[0] for r in plan))
             owner, wdraft, _ = draft_of(weekly_fields)
             lower, upper = conflict_check.check_range(wdraft)
@@ -369,10 +418,11 @@ async def main() -> None:
             print(f"\nthe same for a weekly endless draft (owner {owner}, [{lower:%Y-%m-%d}, {upper:%Y-%m-%d})):")
             print("\n".join("    " + r[0] for r in plan))
 
-        print(f"\nmeasuring (one connection at a time, sequential; load average {os.getloadavg()[0]:.2f}):",
-              flush=True)
-        single, weekly = Result("single event, check (lock + check, rolled back)"), \
-            Result("weekly endless series, check (lock + check, rolled back)")
+        print(f"\nmeasuring (one connection at a time, sequential; load average {os.getloadavg()[0]:.2f}):", flush=True)
+        single, weekly = (
+            Result("single event, check (lock + check, rolled back)"),
+            Result("weekly endless series, check (lock + check, rolled back)"),
+        )
         check_event_ms: list[float] = []
 
         async def single_step(i: int) -> None:
@@ -400,7 +450,7 @@ async def main() -> None:
 
         await run_loop("weekly series checks", recurring_n, min(args.warmup, 20), weekly_step)
 
-        create = Result("EventService.create(owner, single, \"reject\")")
+        create = Result('EventService.create(owner, single, "reject")')
         created: list[int] = []
         create_error: str | None = None
 
@@ -430,65 +480,87 @@ async def main() -> None:
         finally:
             async with db.acquire() as conn:
                 removed = await conn.fetchval(
-                    "WITH d AS (DELETE FROM events WHERE id > $1 RETURNING 1) SELECT count(*) FROM d", max_seed_id)
+                    "WITH d AS (DELETE FROM events WHERE id > $1 RETURNING 1) SELECT count(*) FROM d", max_seed_id
+                )
             if removed:
                 print(f"  removed the {removed:,} events the creates wrote")
 
         print(f"  load average after: {os.getloadavg()[0]:.2f} (other work on the machine skews the tail)")
-        print(f"\nresults (ms, wall clock per transaction; {len(owners)} owners, "
-              f"{args.events // len(owners):,} events each):\n")
+        print(
+            f"\nresults (ms, wall clock per transaction; {len(owners)} owners, "
+            f"{args.events // len(owners):,} events each):\n"
+        )
         print(table([single, weekly, create]))
         if check_event_ms:
-            print(f"\ncheck_event of the weekly draft (before the transaction): "
-                  f"p50 {percentile(check_event_ms, 50):.2f} ms, p99 {percentile(check_event_ms, 99):.2f} ms")
+            print(
+                f"\ncheck_event of the weekly draft (before the transaction): "
+                f"p50 {percentile(check_event_ms, 50):.2f} ms, p99 {percentile(check_event_ms, 99):.2f} ms"
+            )
         if create_error:
             print(f"EventService.create could not be measured: {create_error}")
         else:
-            print("create outcomes: " + "; ".join(
-                f"{k}: {len(v):,} (p50 {percentile(v, 50):.2f} ms, p99 {percentile(v, 99):.2f} ms)"
-                for k, v in create.outcomes.items()))
-        print(f"conflicts found per single check (allow): mean {statistics.mean(single.found):.2f}; "
-              f"per weekly check: mean {statistics.mean(weekly.found or [math.nan]):.1f}")
+            print(
+                "create outcomes: "
+                + "; ".join(
+                    f"{k}: {len(v):,} (p50 {percentile(v, 50):.2f} ms, p99 {percentile(v, 99):.2f} ms)"
+                    for k, v in create.outcomes.items()
+                )
+            )
+        print(
+            f"conflicts found per single check (allow): mean {statistics.mean(single.found):.2f}; "
+            f"per weekly check: mean {statistics.mean(weekly.found or [math.nan]):.1f}"
+        )
         hits, misses, maxsize = single_cache
-        print(f"series cache (occurrences._series, lru maxsize {maxsize}) during the single checks: "
-              f"{hits:,} hits, {misses:,} misses ({hits / max(1, hits + misses):.0%} hit rate)")
+        print(
+            f"series cache (occurrences._series, lru maxsize {maxsize}) during the single checks: "
+            f"{hits:,} hits, {misses:,} misses ({hits / max(1, hits + misses):.0%} hit rate)"
+        )
         hits, misses, size = long_cache
-        print(f"long events cache (EventService.long_events, by id and version) up to the end of the single "
-              f"checks, warm-up included: {hits:,} hits, {misses:,} misses, {size:,} held")
+        print(
+            f"long events cache (EventService.long_events, by id and version) up to the end of the single "
+            f"checks, warm-up included: {hits:,} hits, {misses:,} misses, {size:,} held"
+        )
         for name, r in (("single", single), ("weekly", weekly)):
             if not r.ms:
                 continue
-            print(f"{name}: p99 {'<' if percentile(r.ms, 99) < 5 else '>='} 5 ms target "
-                  f"({percentile(r.ms, 99):.2f} ms)")
+            print(
+                f"{name}: p99 {'<' if percentile(r.ms, 99) < 5 else '>='} 5 ms target ({percentile(r.ms, 99):.2f} ms)"
+            )
 
         # Where the time goes: the same checks, phase by phase.
         print(f"\nbreakdown ({args.breakdown_samples} more checks per path, timers around each step):\n")
         cache_before = occurrences._series.cache_info()
-        for label, make, n in (("single event", single_fields, args.breakdown_samples),
-                               ("weekly endless series", weekly_fields, min(args.breakdown_samples // 5, recurring_n))):
+        for label, make, n in (
+            ("single event", single_fields, args.breakdown_samples),
+            ("weekly endless series", weekly_fields, min(args.breakdown_samples // 5, recurring_n)),
+        ):
             if n == 0:
                 continue
             phases: dict[str, list[float]] = {}
             counts = Result(label)
             with PhaseTimers(service) as timers:
-                for i in range(n):
+                for _i in range(n):
                     owner, draft, _ = draft_of(make)
                     await phased_check(db, service, owner, draft, phases, counts, timers)
             print(phase_table(f"{label} ({n} checks)", phases))
             print()
         cache = occurrences._series.cache_info()
-        print(f"series cache (occurrences._series, lru maxsize {cache.maxsize}): "
-              f"{cache.hits - cache_before.hits:,} hits, {cache.misses - cache_before.misses:,} misses "
-              f"during the breakdown; {cache.currsize:,} cached")
+        print(
+            f"series cache (occurrences._series, lru maxsize {cache.maxsize}): "
+            f"{cache.hits - cache_before.hits:,} hits, {cache.misses - cache_before.misses:,} misses "
+            f"during the breakdown; {cache.currsize:,} cached"
+        )
 
         if args.profile:
-            for label, make, n in (("single event", single_fields, min(args.samples, 1000)),
-                                   ("weekly endless series", weekly_fields, min(recurring_n, 200))):
+            for label, make, n in (
+                ("single event", single_fields, min(args.samples, 1000)),
+                ("weekly endless series", weekly_fields, min(recurring_n, 200)),
+            ):
                 if n == 0:
                     continue
                 profile = cProfile.Profile()
                 profile.enable()
-                for i in range(n):
+                for _i in range(n):
                     owner, draft, _ = draft_of(make)
                     await timed_check(db, service, owner, draft, None)
                 profile.disable()
@@ -501,6 +573,7 @@ async def main() -> None:
 if __name__ == "__main__":
     try:
         import uvloop  # the service runs on uvloop (calsvc/__main__.py)
+
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover
         pass

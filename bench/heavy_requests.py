@@ -23,6 +23,7 @@ alone sends thousands of requests a minute) and 10-hour access tokens.
     .venv/bin/python bench/heavy_requests.py [--pg postgresql://postgres@127.0.0.1:5432] [--markdown FILE]
         [--only exceptions]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,13 @@ import json
 import os
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import psycopg
@@ -46,8 +47,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "calsvc_bench_heavy"
 PASSWORD = "bench password 1"
-DAILY = {"start_time": "2027-01-04T09:00:00Z", "end_time": "2027-01-04T09:30:00Z", "timezone": "UTC",
-         "recurrence": {"rrule": "FREQ=DAILY"}}
+DAILY = {
+    "start_time": "2027-01-04T09:00:00Z",
+    "end_time": "2027-01-04T09:30:00Z",
+    "timezone": "UTC",
+    "recurrence": {"rrule": "FREQ=DAILY"},
+}
 
 
 def free_port() -> int:
@@ -65,12 +70,22 @@ def fresh_database(pg: str) -> str:
 
 def start_server(url: str, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSVC_")}
-    env.update(CALSVC_DATABASE_URL=url, CALSVC_AUTH_SECRET=secrets.token_hex(32),
-               CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0", CALSVC_RATE_LIMIT_USER_PER_MINUTE="0",
-               CALSVC_AUTH_ACCESS_TOKEN_MINUTES="600")
+    env.update(
+        CALSVC_DATABASE_URL=url,
+        CALSVC_AUTH_SECRET=secrets.token_hex(32),
+        CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0",
+        CALSVC_RATE_LIMIT_USER_PER_MINUTE="0",
+        CALSVC_AUTH_ACCESS_TOKEN_MINUTES="600",
+    )
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "calsvc", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "calsvc", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     for _ in range(600):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
@@ -86,8 +101,9 @@ class Api:
     def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
         self.session, self.base = session, base
 
-    async def call(self, method: str, path: str, headers: dict | None = None, expect: int | None = None,
-                   **kwargs: Any) -> Any:
+    async def call(
+        self, method: str, path: str, headers: dict | None = None, expect: int | None = None, **kwargs: Any
+    ) -> Any:
         async with self.session.request(method, self.base + path, headers=headers, **kwargs) as resp:
             body = await resp.read()
             if expect is not None and resp.status != expect:
@@ -95,8 +111,12 @@ class Api:
             return resp.status, body
 
     async def user(self, name: str) -> dict[str, str]:
-        await self.call("POST", "/api/auth/register", expect=201,
-                        json={"username": name, "email": f"{name}@example.com", "password": PASSWORD})
+        await self.call(
+            "POST",
+            "/api/auth/register",
+            expect=201,
+            json={"username": name, "email": f"{name}@example.com", "password": PASSWORD},
+        )
         _, body = await self.call("POST", "/api/auth/login", expect=200, json={"username": name, "password": PASSWORD})
         return {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
 
@@ -107,7 +127,9 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "p50": pick(0.5), "p99": pick(0.99), "max": ordered[-1] * 1000}
 
 
-async def probe_while(api: Api, path: str, headers: dict, work: Callable[[], Awaitable[Any]]) -> tuple[float, dict, Any]:
+async def probe_while(
+    api: Api, path: str, headers: dict, work: Callable[[], Awaitable[Any]]
+) -> tuple[float, dict, Any]:
     """Run `work()` while one connection reads `path` over and over: (seconds `work` took,
     the probe's latencies meanwhile, what `work` answered)."""
     samples: list[float] = []
@@ -142,8 +164,13 @@ async def run(args: argparse.Namespace) -> list[str]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
             api = Api(session, f"http://127.0.0.1:{port}")
             reader = await api.user("reader")
-            _, body = await api.call("POST", "/api/events", headers=reader, expect=201, json={
-                "title": "Probe", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T10:00:00Z"})
+            _, body = await api.call(
+                "POST",
+                "/api/events",
+                headers=reader,
+                expect=201,
+                json={"title": "Probe", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T10:00:00Z"},
+            )
             probe_path = f"/api/events/{json.loads(body)['id']}"
 
             if args.only == "exceptions":
@@ -158,29 +185,52 @@ async def run(args: argparse.Namespace) -> list[str]:
 
             async def batch(headers: dict, items: list[dict], strategy: str) -> Callable[[], Awaitable[Any]]:
                 async def work() -> Any:
-                    status, _ = await api.call("POST", "/api/events/batch", headers=headers,
-                                               json={"events": items, "on_conflict": strategy})
+                    status, _ = await api.call(
+                        "POST", "/api/events/batch", headers=headers, json={"events": items, "on_conflict": strategy}
+                    )
                     return status
+
                 return work
 
             for name, items, strategy in (
-                    ("batch500_allow", [{**DAILY, "title": f"Daily {i}"} for i in range(500)], "allow"),
-                    ("batch500_reject", [{**DAILY, "title": f"Slot {i}",
-                                          "start_time": f"2027-01-04T{i * 2 // 60:02d}:{i * 2 % 60:02d}:00Z",
-                                          "end_time": f"2027-01-04T{(i * 2 + 1) // 60:02d}:{(i * 2 + 1) % 60:02d}:00Z"}
-                                         for i in range(500)], "reject")):
+                ("batch500_allow", [{**DAILY, "title": f"Daily {i}"} for i in range(500)], "allow"),
+                (
+                    "batch500_reject",
+                    [
+                        {
+                            **DAILY,
+                            "title": f"Slot {i}",
+                            "start_time": f"2027-01-04T{i * 2 // 60:02d}:{i * 2 % 60:02d}:00Z",
+                            "end_time": f"2027-01-04T{(i * 2 + 1) // 60:02d}:{(i * 2 + 1) % 60:02d}:00Z",
+                        }
+                        for i in range(500)
+                    ],
+                    "reject",
+                ),
+            ):
                 owner = await api.user(name)
                 took, seen, status = await probe_while(api, probe_path, reader, await batch(owner, items, strategy))
                 rows.append(row(name, took, seen, f"status {status}"))
 
             crowded = await api.user("crowded")
-            items = [{**DAILY, "title": f"Daily {i}", "start_time": f"2027-01-04T{9 + i // 12:02d}:{i % 12 * 5:02d}:00Z",
-                      "end_time": f"2027-01-04T{9 + (i + 1) // 12:02d}:{(i + 1) % 12 * 5:02d}:00Z"} for i in range(130)]
+            items = [
+                {
+                    **DAILY,
+                    "title": f"Daily {i}",
+                    "start_time": f"2027-01-04T{9 + i // 12:02d}:{i % 12 * 5:02d}:00Z",
+                    "end_time": f"2027-01-04T{9 + (i + 1) // 12:02d}:{(i + 1) % 12 * 5:02d}:00Z",
+                }
+                for i in range(130)
+            ]
             await api.call("POST", "/api/events/batch", headers=crowded, expect=201, json={"events": items})
 
             async def freebusy() -> Any:
-                status, _ = await api.call("GET", "/api/freebusy", headers=crowded, params={
-                    "start": "2027-01-04T00:00:00Z", "end": "2029-01-04T00:00:00Z"})
+                status, _ = await api.call(
+                    "GET",
+                    "/api/freebusy",
+                    headers=crowded,
+                    params={"start": "2027-01-04T00:00:00Z", "end": "2029-01-04T00:00:00Z"},
+                )
                 return status
 
             took, seen, status = await probe_while(api, probe_path, reader, freebusy)
@@ -218,20 +268,25 @@ async def exceptions(api: Api) -> str:
 
 def row(name: str, took: float | None, seen: dict, note: str) -> str:
     took_text = "" if took is None else f"{took:.2f} s"
-    return (f"| {name} | {took_text} | {seen['n']:,} | {seen['p50']:.1f} | {seen['p99']:.1f} | {seen['max']:.1f} | "
-            f"{note} |")
+    return (
+        f"| {name} | {took_text} | {seen['n']:,} | {seen['p50']:.1f} | {seen['p99']:.1f} | {seen['max']:.1f} | {note} |"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg", default=os.environ.get("CALSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument(
+        "--pg", default=os.environ.get("CALSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432")
+    )
     parser.add_argument("--server-log", default="/tmp/calsvc-heavy.log")
     parser.add_argument("--markdown")
     parser.add_argument("--only", choices=["exceptions"], help="run this scenario alone")
     args = parser.parse_args()
     rows = asyncio.run(run(args))
-    head = ["| scenario | heavy request | requests measured | p50 ms | p99 ms | max ms | |",
-            "|---|---:|---:|---:|---:|---:|---|"]
+    head = [
+        "| scenario | heavy request | requests measured | p50 ms | p99 ms | max ms | |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     text = "\n".join(head + rows)
     print(text)
     if args.markdown:

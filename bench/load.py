@@ -62,6 +62,7 @@ not the benchmark's, so figures taken while it is high are noisy. PostgreSQL, th
 share the 2 cores. Between runs it waits for the server to go idle (writes queued when wrk
 stopped still finish, and wrk's closing leaves some reading a body from a closed connection).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,20 +96,20 @@ DB_URL = f"{PG}/{DB_NAME}"
 FLOOR_APP = ROOT.parent / "shared" / "bench" / "limit_app.py"
 MB = 2**20
 
-SHARE_FRACTION = 0.05       # of each owner's events, shared with the next 1-3 owners
-SEED_VERSION = 1            # of the additions below (bump when they change)
-TYPICAL = 0                 # the position of the owner who reads and writes
-WINDOW = ("2027-01-04T00:00:00Z", "2027-04-05T00:00:00Z")   # 13 weeks inside the seeded range
+SHARE_FRACTION = 0.05  # of each owner's events, shared with the next 1-3 owners
+SEED_VERSION = 1  # of the additions below (bump when they change)
+TYPICAL = 0  # the position of the owner who reads and writes
+WINDOW = ("2027-01-04T00:00:00Z", "2027-04-05T00:00:00Z")  # 13 weeks inside the seeded range
 MONTH = ("2027-03-01T00:00:00Z", "2027-04-01T00:00:00Z")
-ROTATE = 1000               # ids rotated over by get_event and rollback
+ROTATE = 1000  # ids rotated over by get_event and rollback
 BATCH = 500
 # Free slots: Saturday 08:00 to Sunday 13:00 UTC, 30 minutes each (58 a weekend).
 SLOT_SECONDS = 1800
 SLOTS_PER_WEEKEND = 58
-CREATE_FIRST_SLOT = 0                               # weekends from 2030
-BATCH_FIRST_SLOT = SLOTS_PER_WEEKEND * 52 * 20      # weekends from about 2050
-OWNERS_FIRST_SLOT = SLOTS_PER_WEEKEND * 52 * 10     # weekends from about 2040 (create_owners)
-OWNERS = 32                                         # owners create_owners writes for, in turn
+CREATE_FIRST_SLOT = 0  # weekends from 2030
+BATCH_FIRST_SLOT = SLOTS_PER_WEEKEND * 52 * 20  # weekends from about 2050
+OWNERS_FIRST_SLOT = SLOTS_PER_WEEKEND * 52 * 10  # weekends from about 2040 (create_owners)
+OWNERS = 32  # owners create_owners writes for, in turn
 
 
 def first_saturday(year: int) -> int:
@@ -123,9 +124,14 @@ SLOT_EPOCH = first_saturday(2030)
 
 # -- the seed ---------------------------------------------------------------------------------
 
+
 def load_params(args: argparse.Namespace) -> dict:
-    return {"heavy": heavy_count(args), "light": light_count(args), "share_fraction": SHARE_FRACTION,
-            "version": SEED_VERSION}
+    return {
+        "heavy": heavy_count(args),
+        "light": light_count(args),
+        "share_fraction": SHARE_FRACTION,
+        "version": SEED_VERSION,
+    }
 
 
 def heavy_count(args: argparse.Namespace) -> int:
@@ -148,7 +154,10 @@ async def add_people(conn: asyncpg.Connection, owner_ids: list[int], events: int
         SELECT name, name || '@example.com', (SELECT password_hash FROM users WHERE id = $2), initcap(name)
         FROM unnest($1::text[]) AS name
         RETURNING id, username
-        """, ["bench_heavy", "bench_light"], owner_ids[0])
+        """,
+        ["bench_heavy", "bench_light"],
+        owner_ids[0],
+    )
     ids = {r["username"]: r["id"] for r in people}
     await conn.execute("CREATE TEMP TABLE share_stage (event_id bigint, user_id bigint, role text)")
     if owners >= 2:
@@ -162,14 +171,21 @@ async def add_people(conn: asyncpg.Connection, owner_ids: list[int], events: int
             CROSS JOIN LATERAL generate_series(1, s.k) AS j
             JOIN bench_owners o2 ON o2.position = (s.position + j) % $2
             WHERE s.pick < $1
-            """, SHARE_FRACTION, owners)
+            """,
+            SHARE_FRACTION,
+            owners,
+        )
     await conn.execute(
         """
         INSERT INTO share_stage
         SELECT id, $1, CASE WHEN random() < 0.1 THEN 'editor' ELSE 'viewer' END FROM events WHERE id <= $2
-        """, ids["bench_heavy"], heavy)
-    await conn.execute("INSERT INTO share_stage SELECT id, $1, 'viewer' FROM events WHERE id > $2",
-                       ids["bench_light"], events - light)
+        """,
+        ids["bench_heavy"],
+        heavy,
+    )
+    await conn.execute(
+        "INSERT INTO share_stage SELECT id, $1, 'viewer' FROM events WHERE id > $2", ids["bench_light"], events - light
+    )
     await conn.execute("""
         INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during, version, live)
         SELECT s.event_id, s.user_id, s.role, e.owner_id, e.start_time, e.during, e.version, e.deleted_at IS NULL
@@ -189,8 +205,11 @@ async def add_people(conn: asyncpg.Connection, owner_ids: list[int], events: int
         ORDER BY s.event_id, s.user_id;
     """)
     shares = await conn.fetchval("SELECT count(*) FROM share_stage")
-    print(f"  {shares:,} shares (permission rows, access changes, notifications); bench_heavy sees "
-          f"{heavy:,} events, bench_light {light:,}", flush=True)
+    print(
+        f"  {shares:,} shares (permission rows, access changes, notifications); bench_heavy sees "
+        f"{heavy:,} events, bench_light {light:,}",
+        flush=True,
+    )
 
 
 async def ensure_seed(args: argparse.Namespace) -> None:
@@ -198,14 +217,19 @@ async def ensure_seed(args: argparse.Namespace) -> None:
     if not args.reseed and await seeded(DB_URL, args.events, args.users, args.series):
         conn = await asyncpg.connect(DB_URL)
         try:
-            ok = await conn.fetchval("SELECT to_regclass('bench_load') IS NOT NULL") and \
-                json.loads(await conn.fetchval("SELECT params::text FROM bench_load")) == params
+            ok = (
+                await conn.fetchval("SELECT to_regclass('bench_load') IS NOT NULL")
+                and json.loads(await conn.fetchval("SELECT params::text FROM bench_load")) == params
+            )
             marker = await conn.fetchrow("SELECT seconds, seeded_at FROM bench_seed")
         finally:
             await conn.close()
         if ok:
-            print(f"already seeded at {marker['seeded_at']:%Y-%m-%d %H:%M} in {marker['seconds']:.0f} s: "
-                  "seeding skipped (--reseed to seed again)", flush=True)
+            print(
+                f"already seeded at {marker['seeded_at']:%Y-%m-%d %H:%M} in {marker['seconds']:.0f} s: "
+                "seeding skipped (--reseed to seed again)",
+                flush=True,
+            )
             return
 
     async def extra(conn: asyncpg.Connection, owner_ids: list[int]) -> None:
@@ -236,7 +260,8 @@ async def remove_written(events: int) -> None:
             for ref in refs:
                 await conn.execute(f'DELETE FROM {ref["tbl"]} WHERE "{ref["col"]}" > $1', events)
             gone = await conn.fetchval(
-                "WITH d AS (DELETE FROM events WHERE id > $1 RETURNING 1) SELECT count(*) FROM d", events)
+                "WITH d AS (DELETE FROM events WHERE id > $1 RETURNING 1) SELECT count(*) FROM d", events
+            )
         floor_gone = 0
         if await conn.fetchval("SELECT to_regclass('limit_bench.events') IS NOT NULL"):
             floor_gone = await conn.fetchval("""
@@ -248,8 +273,11 @@ async def remove_written(events: int) -> None:
             await conn.execute("VACUUM (ANALYZE) events, event_permissions, event_versions, notifications")
             if floor_gone:
                 await conn.execute("VACUUM (ANALYZE) limit_bench.events, limit_bench.perms, limit_bench.versions")
-            print(f"removed {gone:,} events written by the benchmark (floor: {floor_gone:,}) and vacuumed "
-                  f"({time.perf_counter() - began:.1f} s)", flush=True)
+            print(
+                f"removed {gone:,} events written by the benchmark (floor: {floor_gone:,}) and vacuumed "
+                f"({time.perf_counter() - began:.1f} s)",
+                flush=True,
+            )
     finally:
         await conn.close()
 
@@ -268,22 +296,27 @@ async def describe_data(typical: int, heavy: int, light: int) -> list[str]:
         for name, uid in (("typical owner", typical), ("bench_heavy", heavy), ("bench_light", light)):
             sees[name] = await conn.fetchrow(
                 "SELECT (SELECT count(*) FROM event_permissions WHERE user_id = $1 AND live) AS sees, "
-                "(SELECT count(*) FROM notifications WHERE user_id = $1) AS notes", uid)
+                "(SELECT count(*) FROM notifications WHERE user_id = $1) AS notes",
+                uid,
+            )
         version = await conn.fetchval("SHOW server_version")
     finally:
         await conn.close()
     return [
-        (f"data: {s['events']:,} events ({s['series']:,} series), {s['users']:,} users, {s['permissions']:,} "
-         f"permission rows, {s['notifications']:,} notifications; database {s['size']} (PostgreSQL {version})"),
+        (
+            f"data: {s['events']:,} events ({s['series']:,} series), {s['users']:,} users, {s['permissions']:,} "
+            f"permission rows, {s['notifications']:,} notifications; database {s['size']} (PostgreSQL {version})"
+        ),
         "sees / notifications: " + "; ".join(f"{n} {v['sees']:,} / {v['notes']:,}" for n, v in sees.items()),
     ]
 
 
 # -- the servers ------------------------------------------------------------------------------
 
+
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the servers bind (TIME_WAIT is fine)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind (TIME_WAIT is fine)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -304,20 +337,37 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
 
 
 def start_calsvc(port: int, log: Path, workers: int = 1) -> subprocess.Popen:
-    env = dict(os.environ, CALSVC_DATABASE_URL=DB_URL, CALSVC_AUTH_SECRET=secrets.token_hex(32),
-               CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0", CALSVC_RATE_LIMIT_USER_PER_MINUTE="0",
-               CALSVC_SERVER_LOG_LEVEL="WARNING", CALSVC_AUTH_ACCESS_TOKEN_MINUTES="600")
+    env = dict(
+        os.environ,
+        CALSVC_DATABASE_URL=DB_URL,
+        CALSVC_AUTH_SECRET=secrets.token_hex(32),
+        CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0",
+        CALSVC_RATE_LIMIT_USER_PER_MINUTE="0",
+        CALSVC_SERVER_LOG_LEVEL="WARNING",
+        CALSVC_AUTH_ACCESS_TOKEN_MINUTES="600",
+    )
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", str(workers)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log, "calsvc")
     return proc
 
 
 def start_floor(app: Path, port: int, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(app), DB_URL, str(port)], cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(app), DB_URL, str(port)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     wait_ready(proc, f"http://127.0.0.1:{port}/raw/1", log, "the floor")
     return proc
 
@@ -325,7 +375,7 @@ def start_floor(app: Path, port: int, log: Path) -> subprocess.Popen:
 def stop(proc: subprocess.Popen | None) -> None:
     if proc is None or proc.poll() is not None:
         return
-    proc.terminate()   # SIGTERM: a clean stop
+    proc.terminate()  # SIGTERM: a clean stop
     try:
         proc.wait(30)
     except subprocess.TimeoutExpired:
@@ -382,7 +432,7 @@ class CpuMeter:
     such as another process profiling calsvc at the same time)."""
 
     def __init__(self, pids: list[int]) -> None:
-        self.procs = [psutil.Process(pid) for pid in pids]   # the measured server first
+        self.procs = [psutil.Process(pid) for pid in pids]  # the measured server first
 
     @staticmethod
     def _busy() -> float:
@@ -400,9 +450,15 @@ class CpuMeter:
     def _snapshot(self) -> tuple:
         own = [tree_cpu(p) for p in self.procs]
         me = resource.getrusage(resource.RUSAGE_SELF)
-        wrk = resource.getrusage(resource.RUSAGE_CHILDREN)   # wrk, once it has been waited for
-        return (time.monotonic(), self._busy(), self._postgres(), me.ru_utime + me.ru_stime,
-                wrk.ru_utime + wrk.ru_stime, *own)
+        wrk = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has been waited for
+        return (
+            time.monotonic(),
+            self._busy(),
+            self._postgres(),
+            me.ru_utime + me.ru_stime,
+            wrk.ru_utime + wrk.ru_stime,
+            *own,
+        )
 
     def start(self) -> None:
         self.began = self._snapshot()
@@ -414,8 +470,10 @@ class CpuMeter:
         d = [b - a for a, b in zip(self.began[:2] + self.began[3:], end[:2] + end[3:])]
         wall, busy, me, wrk, server, *rest = d
         other = busy - pg - me - wrk - server - sum(rest)
-        return {k: 100 * v / wall for k, v in (("server", server), ("postgres", pg), ("wrk", wrk),
-                                                ("other", max(0.0, other)))}
+        return {
+            k: 100 * v / wall
+            for k, v in (("server", server), ("postgres", pg), ("wrk", wrk), ("other", max(0.0, other)))
+        }
 
 
 def settle(pid: int, limit: float = 180.0) -> float:
@@ -435,9 +493,12 @@ def settle(pid: int, limit: float = 180.0) -> float:
 
 # -- talking to the API -----------------------------------------------------------------------
 
+
 async def login(base: str, username: str) -> str:
-    async with aiohttp.ClientSession() as s, \
-            s.post(f"{base}/api/auth/login", json={"username": username, "password": PASSWORD}) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{base}/api/auth/login", json={"username": username, "password": PASSWORD}) as r,
+    ):
         body = await r.json(content_type=None)
         if r.status != 200:
             raise SystemExit(f"login of {username}: {r.status} {body}")
@@ -446,8 +507,7 @@ async def login(base: str, username: str) -> str:
 
 async def probe(base: str, path: str, token: str) -> tuple[int, str]:
     """One GET as wrk will send it: the status and what the answer holds."""
-    async with aiohttp.ClientSession() as s, \
-            s.get(base + path, headers={"Authorization": f"Bearer {token}"}) as r:
+    async with aiohttp.ClientSession() as s, s.get(base + path, headers={"Authorization": f"Bearer {token}"}) as r:
         raw = await r.read()
         try:
             body = json.loads(raw)
@@ -462,8 +522,10 @@ async def probe(base: str, path: str, token: str) -> tuple[int, str]:
 async def user_ids() -> dict[str, int]:
     conn = await asyncpg.connect(DB_URL)
     try:
-        rows = await conn.fetch("SELECT username, id FROM users WHERE username = ANY($1::text[])",
-                                [owner_name(TYPICAL), "bench_heavy", "bench_light"])
+        rows = await conn.fetch(
+            "SELECT username, id FROM users WHERE username = ANY($1::text[])",
+            [owner_name(TYPICAL), "bench_heavy", "bench_light"],
+        )
         return {r["username"]: r["id"] for r in rows}
     finally:
         await conn.close()
@@ -472,9 +534,14 @@ async def user_ids() -> dict[str, int]:
 async def visible_ids(user_id: int) -> list[int]:
     conn = await asyncpg.connect(DB_URL)
     try:
-        return [r[0] for r in await conn.fetch(
-            "SELECT event_id FROM event_permissions WHERE user_id = $1 AND live ORDER BY event_id LIMIT $2",
-            user_id, ROTATE)]
+        return [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT event_id FROM event_permissions WHERE user_id = $1 AND live ORDER BY event_id LIMIT $2",
+                user_id,
+                ROTATE,
+            )
+        ]
     finally:
         await conn.close()
 
@@ -482,8 +549,12 @@ async def visible_ids(user_id: int) -> list[int]:
 async def floor_ids() -> list[int]:
     conn = await asyncpg.connect(DB_URL)
     try:
-        return [r[0] for r in await conn.fetch(
-            "SELECT id FROM limit_bench.events WHERE owner_id = 1 ORDER BY id LIMIT $1", ROTATE)]
+        return [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT id FROM limit_bench.events WHERE owner_id = 1 ORDER BY id LIMIT $1", ROTATE
+            )
+        ]
     finally:
         await conn.close()
 
@@ -513,8 +584,10 @@ async def rollback_targets(base: str, token: str, owner: int, events: int) -> li
                 limit = asyncio.Semaphore(16)
 
                 async def patch(row: asyncpg.Record) -> None:
-                    async with limit, s.patch(f"{base}/api/events/{row['id']}",
-                                              json={"title": row["title"] + " (edited)"}) as r:
+                    async with (
+                        limit,
+                        s.patch(f"{base}/api/events/{row['id']}", json={"title": row["title"] + " (edited)"}) as r,
+                    ):
                         if r.status != 200:
                             raise SystemExit(f"PATCH {row['id']}: {r.status} {await r.text()}")
 
@@ -637,14 +710,20 @@ response = tally
 
 
 def lua(token: str, body: str = "", **params: object) -> str:
-    common = _LUA_COMMON % {"token": token, "epoch": SLOT_EPOCH, "per_weekend": SLOTS_PER_WEEKEND,
-                            "step": SLOT_SECONDS, "year": 2030}
+    common = _LUA_COMMON % {
+        "token": token,
+        "epoch": SLOT_EPOCH,
+        "per_weekend": SLOTS_PER_WEEKEND,
+        "step": SLOT_SECONDS,
+        "year": 2030,
+    }
     return common + (body % params if params else body)
 
 
 @dataclass
 class Run:
     """One wrk run's figures (latencies in ms)."""
+
     rps: float
     p50: float
     p90: float
@@ -658,46 +737,65 @@ class Run:
     statuses: dict[str, int]
     first_error: str
     rss: int = 0
-    cpu: dict[str, float] = field(default_factory=dict)   # CpuMeter's figures
+    cpu: dict[str, float] = field(default_factory=dict)  # CpuMeter's figures
 
 
-def run_wrk(url: str, script: str, duration: float, connections: int, timeout: float, workdir: Path,
-            name: str) -> Run:
+def run_wrk(url: str, script: str, duration: float, connections: int, timeout: float, workdir: Path, name: str) -> Run:
     path = workdir / f"{name}.lua"
     path.write_text(script)
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", f"{timeout:g}s",
-           "-s", str(path), url]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "--timeout",
+        f"{timeout:g}s",
+        "-s",
+        str(path),
+        url,
+    ]
     # its own session, as the servers': Ctrl-C reaches this script only, which stops them in order
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, start_new_session=True)
     found = [line for line in out.stdout.splitlines() if line.startswith("WRKJSON ")]
     if out.returncode != 0 or not found:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout[-500:]}")
-    r = json.loads(found[0][len("WRKJSON "):])
-    errors = [line[len("WRKERR "):] for line in out.stdout.splitlines() if line.startswith("WRKERR ")]
+    r = json.loads(found[0][len("WRKJSON ") :])
+    errors = [line[len("WRKERR ") :] for line in out.stdout.splitlines() if line.startswith("WRKERR ")]
     seconds = r["duration_us"] / 1e6
-    return Run(rps=r["requests"] / seconds, p50=r["p50_us"] / 1000, p90=r["p90_us"] / 1000,
-               p99=r["p99_us"] / 1000, mean=r["mean_us"] / 1000, max=r["max_us"] / 1000,
-               requests=int(r["requests"]), non2xx=r["status"],
-               socket_errors=r["connect"] + r["read"] + r["write"] + r["timeout"], sent=r["sent"],
-               statuses=r["statuses"], first_error=errors[0] if errors else "")
+    return Run(
+        rps=r["requests"] / seconds,
+        p50=r["p50_us"] / 1000,
+        p90=r["p90_us"] / 1000,
+        p99=r["p99_us"] / 1000,
+        mean=r["mean_us"] / 1000,
+        max=r["max_us"] / 1000,
+        requests=int(r["requests"]),
+        non2xx=r["status"],
+        socket_errors=r["connect"] + r["read"] + r["write"] + r["timeout"],
+        sent=r["sent"],
+        statuses=r["statuses"],
+        first_error=errors[0] if errors else "",
+    )
 
 
 # -- the endpoints ----------------------------------------------------------------------------
 
+
 @dataclass
 class Endpoint:
     name: str
-    what: str                       # the request, for the table
-    url: str                        # path (and query) wrk is started with
+    what: str  # the request, for the table
+    url: str  # path (and query) wrk is started with
     token: str
-    script: str = ""                # request() and response() of the Lua script
-    floor: str | None = None        # key of the floor figure it is compared with
+    script: str = ""  # request() and response() of the Lua script
+    floor: str | None = None  # key of the floor figure it is compared with
     connections: int | None = None  # None: --connections
-    slots: int = 0                  # free slots each request takes (creates)
+    slots: int = 0  # free slots each request takes (creates)
     first_slot: int = 0
     params: dict = field(default_factory=dict)
-    probe: str | None = None        # a GET to try first (default: url, for a plain GET)
-    refresh: Callable[[], dict] | None = None   # new params before each wrk run
+    probe: str | None = None  # a GET to try first (default: url, for a plain GET)
+    refresh: Callable[[], dict] | None = None  # new params before each wrk run
 
     def lua(self) -> str:
         if self.slots:
@@ -705,9 +803,22 @@ class Endpoint:
         return lua(self.token, self.script, **self.params)
 
 
-NAMES = ("get_event", "list50", "list50_heavy", "list50_light", "list50_window", "list50_window_heavy",
-         "expand_month", "create", "create_owners", "batch500", "batch500_serial", "rollback", "notifications",
-         "notifications_heavy")
+NAMES = (
+    "get_event",
+    "list50",
+    "list50_heavy",
+    "list50_light",
+    "list50_window",
+    "list50_window_heavy",
+    "expand_month",
+    "create",
+    "create_owners",
+    "batch500",
+    "batch500_serial",
+    "rollback",
+    "notifications",
+    "notifications_heavy",
+)
 
 
 def endpoints(tokens: dict, seen: list[int], rollback: Callable[[], dict]) -> list[Endpoint]:
@@ -715,28 +826,79 @@ def endpoints(tokens: dict, seen: list[int], rollback: Callable[[], dict]) -> li
     window = f"start={WINDOW[0]}&end={WINDOW[1]}"
     month = f"start={MONTH[0]}&end={MONTH[1]}"
     return [
-        Endpoint("get_event", "GET /api/events/{id} (1,000 ids rotating)", "/api/events/", typical,
-                 _LUA_ROTATE, "get", params={"ids": ",".join(map(str, seen)), "prefix": "/api/events/"},
-                 probe=f"/api/events/{seen[0]}"),
+        Endpoint(
+            "get_event",
+            "GET /api/events/{id} (1,000 ids rotating)",
+            "/api/events/",
+            typical,
+            _LUA_ROTATE,
+            "get",
+            params={"ids": ",".join(map(str, seen)), "prefix": "/api/events/"},
+            probe=f"/api/events/{seen[0]}",
+        ),
         Endpoint("list50", "GET /api/events?limit=50 (typical owner)", "/api/events?limit=50", typical, floor="list"),
         Endpoint("list50_heavy", "the same, as bench_heavy", "/api/events?limit=50", heavy, floor="list"),
         Endpoint("list50_light", "the same, as bench_light", "/api/events?limit=50", light, floor="list"),
-        Endpoint("list50_window", "GET /api/events?start&end&limit=50 (13 weeks)", f"/api/events?{window}&limit=50",
-                 typical),
+        Endpoint(
+            "list50_window", "GET /api/events?start&end&limit=50 (13 weeks)", f"/api/events?{window}&limit=50", typical
+        ),
         Endpoint("list50_window_heavy", "the same, as bench_heavy", f"/api/events?{window}&limit=50", heavy),
-        Endpoint("expand_month", "GET /api/events?start&end&expand=true (a month)",
-                 f"/api/events?{month}&expand=true&limit=50", typical),
-        Endpoint("create", "POST /api/events (on_conflict reject, free slots)", "/api/events", typical,
-                 _LUA_CREATE, "create", slots=1, first_slot=CREATE_FIRST_SLOT, params={"path": "/api/events"}),
-        Endpoint("create_owners", f"the same, {OWNERS} owners in turn", "/api/events", typical,
-                 _LUA_CREATE_OWNERS, slots=1, first_slot=OWNERS_FIRST_SLOT,
-                 params={"tokens": ",".join(f'"{t}"' for t in tokens["owners"])}),
-        Endpoint("batch500", f"POST /api/events/batch ({BATCH} events, atomic)", "/api/events/batch", typical,
-                 _LUA_BATCH, slots=BATCH, first_slot=BATCH_FIRST_SLOT, params={"size": BATCH}),
-        Endpoint("batch500_serial", "the same, one connection", "/api/events/batch", typical,
-                 _LUA_BATCH, connections=1, slots=BATCH, first_slot=BATCH_FIRST_SLOT, params={"size": BATCH}),
-        Endpoint("rollback", "POST /api/events/{id}/rollback/{v} (1 and 2 in turn)", "/api/events/", typical,
-                 _LUA_ROLLBACK, refresh=rollback),
+        Endpoint(
+            "expand_month",
+            "GET /api/events?start&end&expand=true (a month)",
+            f"/api/events?{month}&expand=true&limit=50",
+            typical,
+        ),
+        Endpoint(
+            "create",
+            "POST /api/events (on_conflict reject, free slots)",
+            "/api/events",
+            typical,
+            _LUA_CREATE,
+            "create",
+            slots=1,
+            first_slot=CREATE_FIRST_SLOT,
+            params={"path": "/api/events"},
+        ),
+        Endpoint(
+            "create_owners",
+            f"the same, {OWNERS} owners in turn",
+            "/api/events",
+            typical,
+            _LUA_CREATE_OWNERS,
+            slots=1,
+            first_slot=OWNERS_FIRST_SLOT,
+            params={"tokens": ",".join(f'"{t}"' for t in tokens["owners"])},
+        ),
+        Endpoint(
+            "batch500",
+            f"POST /api/events/batch ({BATCH} events, atomic)",
+            "/api/events/batch",
+            typical,
+            _LUA_BATCH,
+            slots=BATCH,
+            first_slot=BATCH_FIRST_SLOT,
+            params={"size": BATCH},
+        ),
+        Endpoint(
+            "batch500_serial",
+            "the same, one connection",
+            "/api/events/batch",
+            typical,
+            _LUA_BATCH,
+            connections=1,
+            slots=BATCH,
+            first_slot=BATCH_FIRST_SLOT,
+            params={"size": BATCH},
+        ),
+        Endpoint(
+            "rollback",
+            "POST /api/events/{id}/rollback/{v} (1 and 2 in turn)",
+            "/api/events/",
+            typical,
+            _LUA_ROLLBACK,
+            refresh=rollback,
+        ),
         Endpoint("notifications", "GET /api/notifications (typical owner)", "/api/notifications", typical),
         Endpoint("notifications_heavy", "the same, as bench_heavy", "/api/notifications", heavy),
     ]
@@ -744,11 +906,25 @@ def endpoints(tokens: dict, seen: list[int], rollback: Callable[[], dict]) -> li
 
 def floor_endpoints(token: str, ids: list[int]) -> dict[str, Endpoint]:
     return {
-        "get": Endpoint("floor get", "GET /auth/{id}", "/auth/", token, _LUA_ROTATE,
-                        params={"ids": ",".join(map(str, ids)), "prefix": "/auth/"}),
+        "get": Endpoint(
+            "floor get",
+            "GET /auth/{id}",
+            "/auth/",
+            token,
+            _LUA_ROTATE,
+            params={"ids": ",".join(map(str, ids)), "prefix": "/auth/"},
+        ),
         "list": Endpoint("floor list", "GET /list", "/list", token),
-        "create": Endpoint("floor create", "POST /create", "/create", token, _LUA_CREATE, slots=1,
-                           first_slot=CREATE_FIRST_SLOT, params={"path": "/create"}),
+        "create": Endpoint(
+            "floor create",
+            "POST /create",
+            "/create",
+            token,
+            _LUA_CREATE,
+            slots=1,
+            first_slot=CREATE_FIRST_SLOT,
+            params={"path": "/create"},
+        ),
     }
 
 
@@ -759,9 +935,9 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.next_slot: dict[str, int] = {}     # per slot range: the next free slot
+        self.next_slot: dict[str, int] = {}  # per slot range: the next free slot
         self.sampler: RssSampler | None = None
-        self.pids: list[int] = []               # both servers
+        self.pids: list[int] = []  # both servers
 
     def measure(self, ep: Endpoint, base: str, pid: int, who: str) -> Run:
         """A warm-up run, then the measured one; slots used by either are not used again."""
@@ -780,8 +956,9 @@ class Bench:
                 ep.first_slot = self.next_slot.get(key, ep.first_slot)
             if ep.refresh is not None:
                 ep.params = ep.refresh()
-            run = run_wrk(base + ep.url, ep.lua(), seconds, connections, args.timeout, self.workdir,
-                          ep.name.replace(" ", "_"))
+            run = run_wrk(
+                base + ep.url, ep.lua(), seconds, connections, args.timeout, self.workdir, ep.name.replace(" ", "_")
+            )
             if label == "run":
                 run.cpu = meter.stop()
             if ep.slots:
@@ -790,8 +967,11 @@ class Bench:
             if label == "run":
                 run.rss = self.sampler.window[who]
             if args.verbose:
-                print(f"    {who} {label}: {run.rps:,.1f} req/s, p50 {run.p50:.2f} ms, p99 {run.p99:.2f} ms "
-                      f"(settled in {waited:.1f} s)", flush=True)
+                print(
+                    f"    {who} {label}: {run.rps:,.1f} req/s, p50 {run.p50:.2f} ms, p99 {run.p99:.2f} ms "
+                    f"(settled in {waited:.1f} s)",
+                    flush=True,
+                )
         return run
 
 
@@ -802,9 +982,13 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 
 def table(rows: list[tuple[Endpoint, Run, Run | None]]) -> list[str]:
-    lines = [("| endpoint | calsvc req/s | p50 ms | p90 ms | p99 ms | floor req/s | floor p50 ms | floor p99 ms "
-              "| calsvc/floor | non-2xx, errors | peak RSS MB | CPU % server / PG / other |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| endpoint | calsvc req/s | p50 ms | p90 ms | p99 ms | floor req/s | floor p50 ms | floor p99 ms "
+            "| calsvc/floor | non-2xx, errors | peak RSS MB | CPU % server / PG / other |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for ep, run, floor in rows:
         ratio = f"{run.rps / floor.rps:.2f}" if floor else ""
         bad = f"{run.non2xx}, {run.socket_errors}" if run.non2xx or run.socket_errors else "0"
@@ -812,7 +996,8 @@ def table(rows: list[tuple[Endpoint, Run, Run | None]]) -> list[str]:
             f"| {ep.name} | {fmt(run.rps)} | {fmt(run.p50, 2)} | {fmt(run.p90, 2)} | {fmt(run.p99, 2)} | "
             f"{fmt(floor.rps) if floor else ''} | {fmt(floor.p50, 2) if floor else ''} | "
             f"{fmt(floor.p99, 2) if floor else ''} | {ratio} | {bad} | {run.rss / MB:.0f} | "
-            f"{run.cpu['server']:.0f} / {run.cpu['postgres']:.0f} / {run.cpu['other']:.0f} |")
+            f"{run.cpu['server']:.0f} / {run.cpu['postgres']:.0f} / {run.cpu['other']:.0f} |"
+        )
     return lines
 
 
@@ -841,33 +1026,39 @@ def run(args: argparse.Namespace) -> int:
         rss_start = {name: sampler.procs[name].memory_info().rss for name in sampler.procs}
         ids = asyncio.run(user_ids())
         typical = ids[owner_name(TYPICAL)]
-        tokens = {"typical": asyncio.run(login(base, owner_name(TYPICAL))),
-                  "heavy": asyncio.run(login(base, "bench_heavy")),
-                  "light": asyncio.run(login(base, "bench_light")),
-                  "owners": [asyncio.run(login(base, owner_name(TYPICAL + 1 + k)))
-                             for k in range(min(OWNERS, args.users - 1))]}
-        floor_token = subprocess.run([sys.executable, str(args.floor_app), "token"], capture_output=True,
-                                     text=True, check=True).stdout.strip()
+        tokens = {
+            "typical": asyncio.run(login(base, owner_name(TYPICAL))),
+            "heavy": asyncio.run(login(base, "bench_heavy")),
+            "light": asyncio.run(login(base, "bench_light")),
+            "owners": [
+                asyncio.run(login(base, owner_name(TYPICAL + 1 + k))) for k in range(min(OWNERS, args.users - 1))
+            ],
+        }
+        floor_token = subprocess.run(
+            [sys.executable, str(args.floor_app), "token"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         data = asyncio.run(describe_data(typical, ids["bench_heavy"], ids["bench_light"]))
         for line in data:
             print(line)
         seen = asyncio.run(visible_ids(typical))
 
-        def rollback() -> dict:   # each wrk run starts from the events as they are then
+        def rollback() -> dict:  # each wrk run starts from the events as they are then
             pairs = asyncio.run(rollback_targets(base, tokens["typical"], typical, args.events))
             return {"ids": ",".join(str(i) for i, _ in pairs), "targets": ",".join(str(v) for _, v in pairs)}
 
         floors = floor_endpoints(floor_token, asyncio.run(floor_ids()))
         floor_runs: dict[str, Run] = {}
-        header = (f"code {code_version()}; {os.cpu_count()} cores; calsvc --workers {args.workers}; "
-                  f"wrk -t1 -c{args.connections} "
-                  f"-d{args.duration:g}s after a {args.warmup:g} s warm-up; load average "
-                  f"{os.getloadavg()[0]:.2f} at the start")
+        header = (
+            f"code {code_version()}; {os.cpu_count()} cores; calsvc --workers {args.workers}; "
+            f"wrk -t1 -c{args.connections} "
+            f"-d{args.duration:g}s after a {args.warmup:g} s warm-up; load average "
+            f"{os.getloadavg()[0]:.2f} at the start"
+        )
         print(header, flush=True)
         for ep in endpoints(tokens, seen, rollback):
             if ep.name not in only:
                 continue
-            if ep.probe or not ep.script:   # a GET: one request first, to see what it answers
+            if ep.probe or not ep.script:  # a GET: one request first, to see what it answers
                 status, answer = asyncio.run(probe(base, ep.probe or ep.url, ep.token))
                 print(f"  {ep.name}: probe {status}, {answer}", flush=True)
                 if status != 200:
@@ -878,32 +1069,39 @@ def run(args: argparse.Namespace) -> int:
             if ep.floor is not None:
                 floor_run = floor_runs.get(ep.floor)
                 if floor_run is None:
-                    floor_run = floor_runs[ep.floor] = bench.measure(floors[ep.floor], floor_base, floor.pid,
-                                                                     "floor")
+                    floor_run = floor_runs[ep.floor] = bench.measure(floors[ep.floor], floor_base, floor.pid, "floor")
             results.append((ep, result, floor_run))
             extra = ""
             if floor_run is not None:
-                extra = (f"; floor {floor_run.rps:,.1f} req/s, p99 {floor_run.p99:.2f} ms "
-                         f"({result.rps / floor_run.rps:.2f})")
+                extra = (
+                    f"; floor {floor_run.rps:,.1f} req/s, p99 {floor_run.p99:.2f} ms ({result.rps / floor_run.rps:.2f})"
+                )
             statuses = f", statuses {result.statuses}" if result.statuses else ""
-            print(f"  {ep.name}: {result.rps:,.1f} req/s, p50 {result.p50:.2f} ms, p99 {result.p99:.2f} ms, "
-                  f"non-2xx {result.non2xx}, socket errors {result.socket_errors}{statuses}{extra} "
-                  f"(CPU % server {result.cpu['server']:.0f}, PostgreSQL {result.cpu['postgres']:.0f}, "
-                  f"wrk {result.cpu['wrk']:.0f}, other {result.cpu['other']:.0f})", flush=True)
+            print(
+                f"  {ep.name}: {result.rps:,.1f} req/s, p50 {result.p50:.2f} ms, p99 {result.p99:.2f} ms, "
+                f"non-2xx {result.non2xx}, socket errors {result.socket_errors}{statuses}{extra} "
+                f"(CPU % server {result.cpu['server']:.0f}, PostgreSQL {result.cpu['postgres']:.0f}, "
+                f"wrk {result.cpu['wrk']:.0f}, other {result.cpu['other']:.0f})",
+                flush=True,
+            )
             if result.first_error:
                 print(f"    first non-2xx answer: {result.first_error}", flush=True)
         elapsed = time.time() - began
         lines = [header, *data, "", *table(results), ""]
         for ep, result, _ in results:
             if ep.name.startswith("batch"):
-                lines.append(f"{ep.name}: {result.rps * BATCH:,.0f} events/s; per batch of {BATCH} "
-                             f"(wrk latency, -c{ep.connections or args.connections}): mean {result.mean:.0f} ms, "
-                             f"p50 {result.p50:.0f} ms, p99 {result.p99:.0f} ms, max {result.max:.0f} ms")
+                lines.append(
+                    f"{ep.name}: {result.rps * BATCH:,.0f} events/s; per batch of {BATCH} "
+                    f"(wrk latency, -c{ep.connections or args.connections}): mean {result.mean:.0f} ms, "
+                    f"p50 {result.p50:.0f} ms, p99 {result.p99:.0f} ms, max {result.max:.0f} ms"
+                )
         floor_rss = f"{sampler.peak['floor'] / MB:.0f} MB" if floor_runs else "not measured"
-        lines.append(f"peak RSS over the whole run: calsvc {sampler.peak['calsvc'] / MB:.0f} MB (after start "
-                     f"{rss_start['calsvc'] / MB:.0f} MB), floor {floor_rss} (after start "
-                     f"{rss_start['floor'] / MB:.0f} MB); load average at the end {os.getloadavg()[0]:.2f}; "
-                     f"{elapsed:.0f} s of servers and wrk")
+        lines.append(
+            f"peak RSS over the whole run: calsvc {sampler.peak['calsvc'] / MB:.0f} MB (after start "
+            f"{rss_start['calsvc'] / MB:.0f} MB), floor {floor_rss} (after start "
+            f"{rss_start['floor'] / MB:.0f} MB); load average at the end {os.getloadavg()[0]:.2f}; "
+            f"{elapsed:.0f} s of servers and wrk"
+        )
         print("\n" + "\n".join(lines))
         if args.markdown:
             Path(args.markdown).write_text("\n".join(lines) + "\n")
@@ -959,7 +1157,8 @@ def main() -> int:
         parser.error(f"unknown endpoint(s) {', '.join(sorted(unknown))}; known: {', '.join(NAMES)}")
 
     def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt   # SIGTERM stops the servers as Ctrl-C does
+        raise KeyboardInterrupt  # SIGTERM stops the servers as Ctrl-C does
+
     signal.signal(signal.SIGTERM, interrupted)
     set_database(args.database)
     print(f"database {DB_NAME}: {args.events:,} events, {args.users:,} owners, {args.series:,} series", flush=True)

@@ -14,6 +14,7 @@ secondary indexes are built. A marker table (bench_seed) records what was seeded
 `seeded` can tell whether a later run may reuse it. `verify` rebuilds a sample of rows with
 the service's own code and compares them. `code_version` names the checkout a run measured.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,13 +38,21 @@ UTC = dt.UTC
 # The seeded range: 104 whole weeks from Monday 2026-01-05 (local dates of each owner).
 FIRST_DAY = dt.date(2026, 1, 5)
 WEEKS = 104
-ZONES = ("Europe/Berlin", "America/New_York", "Europe/London", "Asia/Tokyo",
-         "America/Los_Angeles", "UTC", "Australia/Sydney", "Asia/Kolkata")
-RECURRING_SHARE = 0.01   # of the events, unless told how many series
+ZONES = (
+    "Europe/Berlin",
+    "America/New_York",
+    "Europe/London",
+    "Asia/Tokyo",
+    "America/Los_Angeles",
+    "UTC",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+)
+RECURRING_SHARE = 0.01  # of the events, unless told how many series
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 
-PASSWORD = "bench-password"   # every seeded user's
+PASSWORD = "bench-password"  # every seeded user's
 
 
 def zone_of(owner_index: int) -> str:
@@ -66,6 +75,7 @@ def database_name(url: str) -> str:
 
 def default_recurring(events: int) -> int:
     return max(1, round(events * RECURRING_SHARE))
+
 
 # -- seeding ------------------------------------------------------------------------------
 
@@ -120,17 +130,37 @@ def stored_snapshot(draft, owner_id: int) -> dict[str, Any]:
     return draft.row(owner_id)["snapshot"]
 
 
-_SNAPSHOT_KEYS = ("title", "description", "location", "start_time", "end_time", "timezone", "all_day",
-                  "rrule", "exdates", "rdates", "owner_id")
+_SNAPSHOT_KEYS = (
+    "title",
+    "description",
+    "location",
+    "start_time",
+    "end_time",
+    "timezone",
+    "all_day",
+    "rrule",
+    "exdates",
+    "rdates",
+    "owner_id",
+)
 
 
 def single_snapshot_rest() -> dict[str, Any]:
     """The keys of a single event's snapshot that do not depend on the row (say
     `exceptions: {}`), taken from the service's own snapshot of a sample event."""
     start = dt.datetime(2026, 1, 5, 9, tzinfo=UTC)
-    draft = check_event({"title": "x", "description": "", "location": None, "start_time": start,
-                         "end_time": start + dt.timedelta(hours=1), "timezone": "UTC", "all_day": False,
-                         "recurrence": None})
+    draft = check_event(
+        {
+            "title": "x",
+            "description": "",
+            "location": None,
+            "start_time": start,
+            "end_time": start + dt.timedelta(hours=1),
+            "timezone": "UTC",
+            "all_day": False,
+            "recurrence": None,
+        }
+    )
     return {k: v for k, v in stored_snapshot(draft, 1).items() if k not in _SNAPSHOT_KEYS}
 
 
@@ -169,10 +199,13 @@ def recurring_fields(rng: random.Random, tz_name: str, n: int) -> dict[str, Any]
     if rng.random() < 0.15:  # a cancelled occurrence or two (one, two or three weeks on)
         exdates = [start + dt.timedelta(weeks=k) for k in sorted(rng.sample((1, 2, 3), rng.randrange(1, 3)))]
     return {
-        "title": title, "description": "" if rng.random() < 0.5 else f"Series {n}",
+        "title": title,
+        "description": "" if rng.random() < 0.5 else f"Series {n}",
         "location": None if rng.random() < 0.5 else f"Room {n % 40 + 1}",
-        "start_time": start, "end_time": start + dt.timedelta(minutes=minutes),
-        "timezone": tz_name, "all_day": False,
+        "start_time": start,
+        "end_time": start + dt.timedelta(minutes=minutes),
+        "timezone": tz_name,
+        "all_day": False,
         "recurrence": {"rrule": rule, "exdates": exdates, "rdates": []},
     }
 
@@ -186,12 +219,26 @@ def recurring_records(owners: list[int], count: int, seed: int) -> list[tuple]:
         position = n % len(owners)
         fields = recurring_fields(rng, zone_of(position), n)
         draft = check_event(fields)
-        records.append((
-            rng.random(), owners[position], draft.title, draft.description, draft.location,
-            draft.start_time, draft.end_time, draft.timezone, draft.all_day, draft.rrule,
-            list(draft.exdates), list(draft.rdates), draft.during[0], draft.during[1],
-            orjson.dumps(stored_snapshot(draft, owners[position])).decode(), draft.series.last_start,
-        ))
+        records.append(
+            (
+                rng.random(),
+                owners[position],
+                draft.title,
+                draft.description,
+                draft.location,
+                draft.start_time,
+                draft.end_time,
+                draft.timezone,
+                draft.all_day,
+                draft.rrule,
+                list(draft.exdates),
+                list(draft.rdates),
+                draft.during[0],
+                draft.during[1],
+                orjson.dumps(stored_snapshot(draft, owners[position])).decode(),
+                draft.series.last_start,
+            )
+        )
     return records
 
 
@@ -230,26 +277,32 @@ async def backfill_last_start(conn: asyncpg.Connection) -> None:
     def compute() -> list[tuple[int, dt.datetime]]:
         out = []
         for row in rows:
-            fields = {k: row[k] for k in ("title", "description", "location", "start_time", "end_time",
-                                          "timezone", "all_day")}
-            fields["recurrence"] = {"rrule": row["rrule"], "exdates": list(row["exdates"]),
-                                    "rdates": list(row["rdates"])}
+            fields = {
+                k: row[k] for k in ("title", "description", "location", "start_time", "end_time", "timezone", "all_day")
+            }
+            fields["recurrence"] = {
+                "rrule": row["rrule"],
+                "exdates": list(row["exdates"]),
+                "rdates": list(row["rdates"]),
+            }
             out.append((row["id"], check_event(fields).series.last_start))
         return out
 
     values = await asyncio.to_thread(compute)
-    await conn.execute("""
+    await conn.execute(
+        """
         UPDATE events e SET last_start = v.last_start
         FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, last_start) WHERE e.id = v.id""",
-                       [v[0] for v in values], [v[1] for v in values])
+        [v[0] for v in values],
+        [v[1] for v in values],
+    )
     print(f"  last_start filled in for {len(values):,} series seeded before it existed", flush=True)
 
 
 Extra = Callable[[asyncpg.Connection, list[int]], Awaitable[None]]
 
 
-async def seed(url: str, events: int, owners: int, recurring: int | None = None,
-               extra: Extra | None = None) -> float:
+async def seed(url: str, events: int, owners: int, recurring: int | None = None, extra: Extra | None = None) -> float:
     """Drop, create, migrate and fill the database at `url`; the seconds it took. `extra`, if
     given, runs on the seeding connection once the events, permission and version rows are
     written (the owners' ids in position order; table bench_owners maps positions to ids and
@@ -270,8 +323,10 @@ async def seed(url: str, events: int, owners: int, recurring: int | None = None,
     singles = events - recurring
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("SET synchronous_commit = off; SET maintenance_work_mem = '1GB';"
-                           "SET max_parallel_workers_per_gather = 0; SELECT setseed(0.42)")
+        await conn.execute(
+            "SET synchronous_commit = off; SET maintenance_work_mem = '1GB';"
+            "SET max_parallel_workers_per_gather = 0; SELECT setseed(0.42)"
+        )
         step = time.perf_counter()
         await conn.execute("""
             CREATE TABLE bench_owners (position int PRIMARY KEY, user_id bigint NOT NULL, tz text NOT NULL);
@@ -283,29 +338,53 @@ async def seed(url: str, events: int, owners: int, recurring: int | None = None,
         """)
         # A real (cheap) bcrypt hash: load.py logs in with it.
         from calsvc.passwords import hash_sync
+
         password_hash = hash_sync(PASSWORD, 4)
         users = await conn.fetch(
             """
             INSERT INTO users (username, email, password_hash, full_name)
-            SELECT 'bench_owner_' || lpad(g::text, greatest(4, length(g::text)), '0'), 'bench_owner_' || g || '@example.com',
+            SELECT 'bench_owner_' || lpad(g::text, greatest(4, length(g::text)), '0'),
+                   'bench_owner_' || g || '@example.com',
                    $2, 'Bench Owner ' || g
             FROM generate_series(0, $1 - 1) g ORDER BY g
             RETURNING id
-            """, owners, password_hash)
+            """,
+            owners,
+            password_hash,
+        )
         owner_ids = [r["id"] for r in users]
-        await conn.executemany("INSERT INTO bench_owners VALUES ($1, $2, $3)",
-                               [(i, uid, zone_of(i)) for i, uid in enumerate(owner_ids)])
+        await conn.executemany(
+            "INSERT INTO bench_owners VALUES ($1, $2, $3)", [(i, uid, zone_of(i)) for i, uid in enumerate(owner_ids)]
+        )
         await conn.execute(_SINGLES, singles, owners, FIRST_DAY, WEEKS)
         print(f"  {singles:,} single events staged in SQL ({time.perf_counter() - step:.1f} s)", flush=True)
         step = time.perf_counter()
         records = await asyncio.to_thread(recurring_records, owner_ids, recurring, 42) if recurring else []
         await conn.copy_records_to_table(
-            "seed_stage", records=records,
-            columns=["sort_key", "owner_id", "title", "description", "location", "start_time",
-                     "end_time", "timezone", "all_day", "rrule", "exdates", "rdates", "lower",
-                     "upper", "snapshot", "last_start"])
-        print(f"  {recurring:,} series checked by check_event and copied "
-              f"({time.perf_counter() - step:.1f} s)", flush=True)
+            "seed_stage",
+            records=records,
+            columns=[
+                "sort_key",
+                "owner_id",
+                "title",
+                "description",
+                "location",
+                "start_time",
+                "end_time",
+                "timezone",
+                "all_day",
+                "rrule",
+                "exdates",
+                "rdates",
+                "lower",
+                "upper",
+                "snapshot",
+                "last_start",
+            ],
+        )
+        print(
+            f"  {recurring:,} series checked by check_event and copied ({time.perf_counter() - step:.1f} s)", flush=True
+        )
         step = time.perf_counter()
         # Ids in a random order (as created over time, every owner's interleaved).
         await conn.execute("""
@@ -336,13 +415,15 @@ async def seed(url: str, events: int, owners: int, recurring: int | None = None,
         await conn.execute("""
             INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during)
             SELECT id, owner_id, 'owner', owner_id, start_time, during FROM events ORDER BY id""")
-        await conn.execute(f"""
+        await conn.execute(
+            f"""
             INSERT INTO event_versions (event_id, version, kind, snapshot, actor_id)
             SELECT s.id, 1, 'created', coalesce(s.snapshot, {_SINGLE_SNAPSHOT}) || jsonb_build_object('id', s.id),
                    s.owner_id
-            FROM seed_stage s ORDER BY s.id""", orjson.dumps(single_snapshot_rest()).decode())
-        print(f"  events, permission rows and version rows written ({time.perf_counter() - step:.1f} s)",
-              flush=True)
+            FROM seed_stage s ORDER BY s.id""",
+            orjson.dumps(single_snapshot_rest()).decode(),
+        )
+        print(f"  events, permission rows and version rows written ({time.perf_counter() - step:.1f} s)", flush=True)
         if extra is not None:
             step = time.perf_counter()
             await extra(conn, owner_ids)
@@ -352,16 +433,22 @@ async def seed(url: str, events: int, owners: int, recurring: int | None = None,
             await conn.execute(index["definition"])
         print(f"  {len(indexes)} secondary indexes built ({time.perf_counter() - step:.1f} s)", flush=True)
         step = time.perf_counter()
-        await conn.execute("VACUUM (ANALYZE) users, events, event_permissions, event_versions, "
-                           "event_access_changes, notifications")
+        await conn.execute(
+            "VACUUM (ANALYZE) users, events, event_permissions, event_versions, event_access_changes, notifications"
+        )
         print(f"  VACUUM ANALYZE ({time.perf_counter() - step:.1f} s)", flush=True)
         seconds = time.perf_counter() - began
         await conn.execute("""
             CREATE TABLE bench_seed (events int NOT NULL, owners int NOT NULL, recurring int NOT NULL,
                                      seconds float8 NOT NULL, seeded_at timestamptz NOT NULL DEFAULT now());
         """)
-        await conn.execute("INSERT INTO bench_seed (events, owners, recurring, seconds) VALUES ($1, $2, $3, $4)",
-                           events, owners, recurring, seconds)
+        await conn.execute(
+            "INSERT INTO bench_seed (events, owners, recurring, seconds) VALUES ($1, $2, $3, $4)",
+            events,
+            owners,
+            recurring,
+            seconds,
+        )
     finally:
         await conn.close()
     return seconds
@@ -372,21 +459,29 @@ async def verify(conn: asyncpg.Connection, sample: int = 300) -> None:
     would store (rule, EXDATEs, envelope, permission copies, version 1 snapshot)."""
     rng = random.Random()
     seeded_events = await conn.fetchval("SELECT events FROM bench_seed")
-    series_ids = [r["id"] for r in await conn.fetch("SELECT id FROM events WHERE rrule IS NOT NULL AND id <= $1",
-                                                     seeded_events)]
+    series_ids = [
+        r["id"] for r in await conn.fetch("SELECT id FROM events WHERE rrule IS NOT NULL AND id <= $1", seeded_events)
+    ]
     ids = rng.sample(range(1, seeded_events + 1), sample) + rng.sample(series_ids, min(len(series_ids), sample // 3))
-    rows = await conn.fetch("""
+    rows = await conn.fetch(
+        """
         SELECT e.*, p.starts_at, p.during AS p_during, p.role, p.granted_by, p.live,
                v.snapshot::text AS snap, v.kind
         FROM events e JOIN event_permissions p ON p.event_id = e.id AND p.user_id = e.owner_id
         JOIN event_versions v ON v.event_id = e.id AND v.version = 1
-        WHERE e.id = ANY($1::bigint[]) AND e.version = 1  -- (load.py edits some)""", ids)
+        WHERE e.id = ANY($1::bigint[]) AND e.version = 1  -- (load.py edits some)""",
+        ids,
+    )
     bad = []
     for row in rows:
-        fields = {k: row[k] for k in ("title", "description", "location", "start_time", "end_time",
-                                      "timezone", "all_day")}
-        fields["recurrence"] = None if row["rrule"] is None else {
-            "rrule": row["rrule"], "exdates": list(row["exdates"]), "rdates": list(row["rdates"])}
+        fields = {
+            k: row[k] for k in ("title", "description", "location", "start_time", "end_time", "timezone", "all_day")
+        }
+        fields["recurrence"] = (
+            None
+            if row["rrule"] is None
+            else {"rrule": row["rrule"], "exdates": list(row["exdates"]), "rdates": list(row["rdates"])}
+        )
         draft = check_event(fields)
         during = (row["during"].lower, row["during"].upper)
         expected = stored_snapshot(draft, row["owner_id"]) | {"id": row["id"]}
@@ -408,22 +503,24 @@ async def verify(conn: asyncpg.Connection, sample: int = 300) -> None:
         if problems:
             bad.append((row["id"], problems))
     singles = sum(1 for r in rows if r["rrule"] is None)
-    print(f"consistency: {len(rows) - len(bad)}/{len(rows)} sampled rows ({singles} single, "
-          f"{len(rows) - singles} series) equal what check_event and the service's snapshot compute")
+    print(
+        f"consistency: {len(rows) - len(bad)}/{len(rows)} sampled rows ({singles} single, "
+        f"{len(rows) - singles} series) equal what check_event and the service's snapshot compute"
+    )
     for event_id, problems in bad[:5]:
         print(f"  event {event_id}: {'; '.join(problems)}")
-
-
 
 
 def code_version() -> str:
     """The commit of the checkout measured, and whether calsvc/ had uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "calsvc"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "calsvc"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" + uncommitted changes in calsvc/" if dirty else "")

@@ -20,6 +20,7 @@ machine's cores are shared by all three. Exit status 1 if any subscriber missed 
 
     .venv/bin/python bench/sse_fanout.py [--subscribers 2000] [--rounds 20] [--patch-rounds 5] [--verbose]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ import psutil
 DB = "calsvc_bench_sse"
 PG = "postgresql://postgres@127.0.0.1:5432"
 PER_EVENT = 999
-TITLE = re.compile(r'updated "(.*)" \(')   # `owner updated "TITLE" (title)`
+TITLE = re.compile(r'updated "(.*)" \(')  # `owner updated "TITLE" (title)`
 PASSWORD = "bench-password-1"
 MB = 2**20
 
@@ -66,11 +67,13 @@ def pct(xs: list[float], p: float) -> float:
 
 # -- client processes: the subscribers --------------------------------------------------------
 
+
 def client_main(base: str, subs: list[tuple[int, str, int]], conn) -> None:
     """Hold one stream per (user_id, token, event_id) and answer the parent's commands."""
     raise_nofile()
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
@@ -78,19 +81,20 @@ def client_main(base: str, subs: list[tuple[int, str, int]], conn) -> None:
 
 
 async def _client(base: str, subs: list[tuple[int, str, int]], conn) -> None:
-    arrivals: dict[str, list[float]] = {}   # title -> receipt times
+    arrivals: dict[str, list[float]] = {}  # title -> receipt times
     errors: list[str] = []
     changed = asyncio.Event()
-    state = {"connected": 0, "dupes": 0}    # dupes: a title heard twice by one subscriber
-    handshake = asyncio.Semaphore(64)       # streams opening at once (the server's pool is small)
+    state = {"connected": 0, "dupes": 0}  # dupes: a title heard twice by one subscriber
+    handshake = asyncio.Semaphore(64)  # streams opening at once (the server's pool is small)
 
     async def subscribe(session: aiohttp.ClientSession, token: str) -> None:
         seen: set[str] = set()
         for attempt in range(5):
             try:
                 async with handshake:
-                    resp = await session.get(f"{base}/api/notifications/stream",
-                                             headers={"Authorization": f"Bearer {token}"})
+                    resp = await session.get(
+                        f"{base}/api/notifications/stream", headers={"Authorization": f"Bearer {token}"}
+                    )
                 async with resp:
                     if resp.status != 200:
                         errors.append(f"stream: HTTP {resp.status} {(await resp.text())[:120]}")
@@ -99,7 +103,7 @@ async def _client(base: str, subs: list[tuple[int, str, int]], conn) -> None:
                     state["connected"] += 1
                     changed.set()
                     data = None
-                    async for raw in resp.content:   # split on \n; the lines end with \r\n
+                    async for raw in resp.content:  # split on \n; the lines end with \r\n
                         line = raw.rstrip(b"\r\n")
                         if line.startswith(b"data:"):
                             data = line[5:]
@@ -139,14 +143,14 @@ async def _client(base: str, subs: list[tuple[int, str, int]], conn) -> None:
                 conn.send((state["connected"], errors[:5]))
             elif cmd[0] == "cpu":
                 conn.send(time.process_time())
-            elif cmd[0] == "round":   # ("round", title, event ids written, timeout)
+            elif cmd[0] == "round":  # ("round", title, event ids written, timeout)
                 _, title, events, limit = cmd
                 expect = sum(1 for _, _, e in subs if e in events)
                 await wait_for(lambda t=title, n=expect: len(arrivals.get(t, ())) >= n, limit)
                 got = arrivals.pop(title, [])
                 conn.send((got, expect - len(got), state["dupes"], errors[:5]))
                 state["dupes"] = 0
-            else:   # stop
+            else:  # stop
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -161,6 +165,7 @@ def ask(pipes, cmd: tuple) -> list:
 
 
 # -- the server, its RSS, the database --------------------------------------------------------
+
 
 class RssSampler(threading.Thread):
     """The peak RSS of a process and its children, sampled every 50 ms."""
@@ -183,9 +188,11 @@ class RssSampler(threading.Thread):
 
 def pg_cpu() -> float:
     """CPU seconds of the PostgreSQL processes alive now (best effort)."""
-    return sum(p.info["cpu_times"].user + p.info["cpu_times"].system
-               for p in psutil.process_iter(["name", "cpu_times"])
-               if p.info["name"] == "postgres" and p.info["cpu_times"] is not None)
+    return sum(
+        p.info["cpu_times"].user + p.info["cpu_times"].system
+        for p in psutil.process_iter(["name", "cpu_times"])
+        if p.info["name"] == "postgres" and p.info["cpu_times"] is not None
+    )
 
 
 async def reset_db(create: bool) -> None:
@@ -199,25 +206,37 @@ async def reset_db(create: bool) -> None:
 
 
 def start_server(port: int, log, level: str) -> subprocess.Popen:
-    env = dict(os.environ, CALSVC_DATABASE_URL=f"{PG}/{DB}", CALSVC_AUTH_SECRET=secrets.token_hex(32),
-               CALSVC_AUTH_BCRYPT_ROUNDS="4", CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0",
-               CALSVC_RATE_LIMIT_USER_PER_MINUTE="0", CALSVC_SERVER_LOG_LEVEL=level,
-               CALSVC_AUTH_ACCESS_TOKEN_MINUTES="120")  # a stream ends when its token expires
+    env = dict(
+        os.environ,
+        CALSVC_DATABASE_URL=f"{PG}/{DB}",
+        CALSVC_AUTH_SECRET=secrets.token_hex(32),
+        CALSVC_AUTH_BCRYPT_ROUNDS="4",
+        CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0",
+        CALSVC_RATE_LIMIT_USER_PER_MINUTE="0",
+        CALSVC_SERVER_LOG_LEVEL=level,
+        CALSVC_AUTH_ACCESS_TOKEN_MINUTES="120",
+    )  # a stream ends when its token expires
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    server = subprocess.Popen([sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", "1"],
-                              cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "calsvc", "serve", "--port", str(port), "--workers", "1"],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     for _ in range(300):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
                 return server
         except OSError:
             if server.poll() is not None:
-                raise SystemExit(f"the server exited ({server.returncode}); see {log.name}")
+                raise SystemExit(f"the server exited ({server.returncode}); see {log.name}") from None
             time.sleep(0.2)
     raise SystemExit("the server did not become ready")
 
 
 # -- seeding and the writer --------------------------------------------------------------------
+
 
 async def call(s: aiohttp.ClientSession, method: str, url: str, body=None, token=None, ok=(200, 201)):
     async with s.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"} if token else {}) as r:
@@ -228,8 +247,12 @@ async def call(s: aiohttp.ClientSession, method: str, url: str, body=None, token
 
 
 async def user(s, base: str, name: str) -> tuple[int, str]:
-    u = await call(s, "POST", f"{base}/api/auth/register",
-                   {"username": name, "email": f"{name}@bench.example", "password": PASSWORD})
+    u = await call(
+        s,
+        "POST",
+        f"{base}/api/auth/register",
+        {"username": name, "email": f"{name}@bench.example", "password": PASSWORD},
+    )
     t = await call(s, "POST", f"{base}/api/auth/login", {"username": name, "password": PASSWORD})
     return u["id"], t["access_token"]
 
@@ -240,13 +263,23 @@ async def seed(base: str, n: int) -> tuple[str, list[int], list[tuple[int, str, 
         users = await asyncio.gather(*(user(s, base, f"sub{i:05d}") for i in range(n)))
         events, subs = [], []
         for k in range(math.ceil(n / PER_EVENT)):
-            day = f"2026-12-{k % 28 + 1:02d}"   # a day each: the owner's events must not overlap
-            ev = await call(s, "POST", f"{base}/api/events", {
-                "title": f"fan-out {k}", "start_time": f"{day}T09:00:00Z", "end_time": f"{day}T10:00:00Z"}, owner)
-            group = users[k * PER_EVENT:(k + 1) * PER_EVENT]
+            day = f"2026-12-{k % 28 + 1:02d}"  # a day each: the owner's events must not overlap
+            ev = await call(
+                s,
+                "POST",
+                f"{base}/api/events",
+                {"title": f"fan-out {k}", "start_time": f"{day}T09:00:00Z", "end_time": f"{day}T10:00:00Z"},
+                owner,
+            )
+            group = users[k * PER_EVENT : (k + 1) * PER_EVENT]
             for i in range(0, len(group), 100):
-                await call(s, "POST", f"{base}/api/events/{ev['id']}/share",
-                           {"users": [{"user_id": uid, "role": "viewer"} for uid, _ in group[i:i + 100]]}, owner)
+                await call(
+                    s,
+                    "POST",
+                    f"{base}/api/events/{ev['id']}/share",
+                    {"users": [{"user_id": uid, "role": "viewer"} for uid, _ in group[i : i + 100]]},
+                    owner,
+                )
             events.append(ev["id"])
             subs += [(uid, tok, ev["id"]) for uid, tok in group]
         return owner, events, subs
@@ -262,8 +295,14 @@ async def scenario(base, owner, events, pipes, rounds, patch, timeout, verbose) 
             if patch:
                 await call(s, "PATCH", f"{base}/api/events/{events[0]}", {"title": title}, owner, ok=(200,))
             else:
-                await call(s, "POST", f"{base}/api/transactions", {"operations": [
-                    {"op": "update", "id": e, "changes": {"title": title}} for e in events]}, owner, ok=(200,))
+                await call(
+                    s,
+                    "POST",
+                    f"{base}/api/transactions",
+                    {"operations": [{"op": "update", "id": e, "changes": {"title": title}} for e in events]},
+                    owner,
+                    ok=(200,),
+                )
             t_resp = time.time()
             ms = []
             for got, missing, dupes, errs in ask(pipes, ("round", title, written, timeout)):
@@ -278,8 +317,10 @@ async def scenario(base, owner, events, pipes, rounds, patch, timeout, verbose) 
                 r["first"].append(min(ms))
                 r["last"].append(max(ms))
                 if verbose:
-                    print(f"  round {i:2}: write {(t_resp - t0) * 1000:6.1f} ms; first {min(ms):6.1f}  "
-                          f"p50 {pct(ms, 50):6.1f}  last {max(ms):6.1f} ms")
+                    print(
+                        f"  round {i:2}: write {(t_resp - t0) * 1000:6.1f} ms; first {min(ms):6.1f}  "
+                        f"p50 {pct(ms, 50):6.1f}  last {max(ms):6.1f} ms"
+                    )
             await asyncio.sleep(0.5)
     return r
 
@@ -288,11 +329,15 @@ def report(name: str, r: dict, expected: int) -> None:
     lat, med = r["lat"], statistics.median
     print(f"{name}: samples {len(lat)}/{expected}, missing {r['missing']}, duplicates {r['dupes']}")
     if lat:
-        print(f"  latency ms: min {min(lat):.1f}  p50 {pct(lat, 50):.1f}  p90 {pct(lat, 90):.1f}  "
-              f"p99 {pct(lat, 99):.1f}  max {max(lat):.1f}")
-        print(f"  per round ms: to last subscriber median {med(r['last']):.1f} max {max(r['last']):.1f}; "
-              f"to first median {med(r['first']):.1f}; write request median {med(r['req']):.1f} "
-              f"max {max(r['req']):.1f}")
+        print(
+            f"  latency ms: min {min(lat):.1f}  p50 {pct(lat, 50):.1f}  p90 {pct(lat, 90):.1f}  "
+            f"p99 {pct(lat, 99):.1f}  max {max(lat):.1f}"
+        )
+        print(
+            f"  per round ms: to last subscriber median {med(r['last']):.1f} max {max(r['last']):.1f}; "
+            f"to first median {med(r['first']):.1f}; write request median {med(r['req']):.1f} "
+            f"max {max(r['req']):.1f}"
+        )
 
 
 def run(args, base: str, log) -> int:
@@ -308,7 +353,7 @@ def run(args, base: str, log) -> int:
         ctx = mp.get_context("spawn")
         for k in range(args.clients):
             parent, child = ctx.Pipe()
-            procs.append(ctx.Process(target=client_main, args=(base, subs[k::args.clients], child), daemon=True))
+            procs.append(ctx.Process(target=client_main, args=(base, subs[k :: args.clients], child), daemon=True))
             procs[-1].start()
             pipes.append(parent)
         t = time.time()
@@ -325,27 +370,36 @@ def run(args, base: str, log) -> int:
         wall, cpu1, pg1, ccpu1 = time.time() - wall0, srv.cpu_times(), pg_cpu(), ask(pipes, ("cpu",))
         patch = None
         if args.patch_rounds:
-            patch = asyncio.run(scenario(base, owner, events, pipes, args.patch_rounds, True, args.timeout,
-                                         args.verbose))
+            patch = asyncio.run(
+                scenario(base, owner, events, pipes, args.patch_rounds, True, args.timeout, args.verbose)
+            )
         rss_after = sampler.now()
 
-        print(f"\nsubscribers {len(subs)} ({args.clients} client processes), events {len(events)}, "
-              f"rounds {args.rounds}; {os.cpu_count()} cores shared by PostgreSQL, the server and the clients")
+        print(
+            f"\nsubscribers {len(subs)} ({args.clients} client processes), events {len(events)}, "
+            f"rounds {args.rounds}; {os.cpu_count()} cores shared by PostgreSQL, the server and the clients"
+        )
         report("transaction touching every event", tx, len(subs) * args.rounds)
         if patch is not None:
             n = sum(1 for s in subs if s[2] == events[0])
             report(f"PATCH of one event ({n} subscribers)", patch, n * args.patch_rounds)
         server_cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
-        print(f"CPU over the transaction rounds ({wall:.1f} s wall), in % of one core: server "
-              f"{server_cpu / wall:.0%}, PostgreSQL {(pg1 - pg0) / wall:.0%}, clients "
-              + ", ".join(f"{(b - a) / wall:.0%}" for a, b in zip(ccpu0, ccpu1)))
-        print(f"server RSS MB: before the streams {rss_before / MB:.0f}, streams open {rss_open / MB:.0f}, "
-              f"after the rounds {rss_after / MB:.0f}, peak {sampler.peak / MB:.0f}")
+        print(
+            f"CPU over the transaction rounds ({wall:.1f} s wall), in % of one core: server "
+            f"{server_cpu / wall:.0%}, PostgreSQL {(pg1 - pg0) / wall:.0%}, clients "
+            + ", ".join(f"{(b - a) / wall:.0%}" for a, b in zip(ccpu0, ccpu1))
+        )
+        print(
+            f"server RSS MB: before the streams {rss_before / MB:.0f}, streams open {rss_open / MB:.0f}, "
+            f"after the rounds {rss_after / MB:.0f}, peak {sampler.peak / MB:.0f}"
+        )
         missed = tx["missing"] + (patch["missing"] if patch else 0)
         p99 = pct(tx["lat"], 99) if tx["lat"] else math.inf
-        print(f"goal: p99 {p99:.1f} ms < 250 ms: {'yes' if p99 < 250 else 'NO'}; peak RSS "
-              f"{sampler.peak / MB:.0f} MB < 300 MB: {'yes' if sampler.peak < 300 * MB else 'NO'}; "
-              f"missed messages: {missed}")
+        print(
+            f"goal: p99 {p99:.1f} ms < 250 ms: {'yes' if p99 < 250 else 'NO'}; peak RSS "
+            f"{sampler.peak / MB:.0f} MB < 300 MB: {'yes' if sampler.peak < 300 * MB else 'NO'}; "
+            f"missed messages: {missed}"
+        )
         failed = missed > 0
     finally:
         for pipe, proc in zip(pipes, procs):
@@ -355,11 +409,11 @@ def run(args, base: str, log) -> int:
             except (OSError, EOFError):
                 pass
             proc.join(5)
-            proc.terminate()   # if it is still there
+            proc.terminate()  # if it is still there
         if sampler is not None:
             sampler.done.set()
         if server is not None:
-            server.terminate()   # SIGTERM: a clean stop
+            server.terminate()  # SIGTERM: a clean stop
             server.wait(30)
         asyncio.run(reset_db(create=False))
         print(f"server log: {args.server_log}")
@@ -378,7 +432,7 @@ def main() -> int:
     ap.add_argument("--log-level", default="WARNING", help="the server's")
     ap.add_argument("--verbose", action="store_true", help="a line per round")
     args = ap.parse_args()
-    raise_nofile()   # inherited by the server and the clients
+    raise_nofile()  # inherited by the server and the clients
     if not args.port:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
