@@ -435,7 +435,7 @@ async def main() -> None:
         await run_loop("single checks", args.samples, args.warmup, single_step)
         cache = occurrences._series.cache_info()
         single_cache = (cache.hits - cache_before.hits, cache.misses - cache_before.misses, cache.maxsize)
-        long_cache = (service.long_events.hits, service.long_events.misses, len(service.long_events))
+        long_cache = (service.checker.long_events.hits, service.checker.long_events.misses, len(service.checker.long_events))
 
         async def weekly_step(i: int) -> None:
             owner, tz_name = rng.choice(owners)
@@ -517,7 +517,7 @@ async def main() -> None:
         )
         hits, misses, size = long_cache
         print(
-            f"long events cache (EventService.long_events, by id and version) up to the end of the single "
+            f"long events cache (ConflictChecker.long_events, by id and version) up to the end of the single "
             f"checks, warm-up included: {hits:,} hits, {misses:,} misses, {size:,} held"
         )
         for name, r in (("single", single), ("weekly", weekly)):

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from calsvc import errors, patterns, recurrence, rules
-from calsvc.models import Event, OccurrenceChange, exceptions_json
+from calsvc.models import OVERRIDABLE_TEXT, Event, OccurrenceChange, exceptions_json
 from calsvc.occurrences import EARLIEST, LATEST, with_exceptions
 from calsvc.snapshots import PLAIN, snapshot
 from calsvc.zones import zone
@@ -219,9 +219,4 @@ def replace_exception(event: Event, change: OccurrenceChange) -> tuple[Occurrenc
 
 
 def _exception_text(changes: tuple[OccurrenceChange, ...]) -> int:
-    return sum(
-        len(v)
-        for c in changes
-        for k, v in c.overrides.items()
-        if k in ("title", "description", "location") and isinstance(v, str)
-    )
+    return sum(len(v) for c in changes for k, v in c.overrides.items() if k in OVERRIDABLE_TEXT and isinstance(v, str))

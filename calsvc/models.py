@@ -17,6 +17,10 @@ Role = Literal["owner", "editor", "viewer"]
 VersionKind = Literal["created", "updated", "occurrence_changed", "occurrence_cancelled", "deleted", "rolled_back"]
 # What a changelog item records: a version, or a change of who has access.
 AccessAction = Literal["shared", "role_changed", "ownership_transferred", "unshared", "left"]
+# What a notification tells of.
+NotificationKind = Literal[
+    "event.updated", "event.deleted", "event.restored", "event.shared", "permission.changed", "permission.revoked"
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +69,10 @@ class RefreshToken:
             row["family_revoked_at"],
             row["user_live"],
         )
+
+
+# The text an exception may give one occurrence instead of the series' (its times aside).
+OVERRIDABLE_TEXT = ("title", "description", "location")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,7 +166,7 @@ class Event(msgspec.Struct, frozen=True):
     created_at: dt.datetime
     updated_at: dt.datetime
     updated_by: int
-    my_role: Role
+    my_role: Role | Literal[""]  # "" where the row was read as a calendar candidate (no reader)
     exceptions: tuple[OccurrenceChange, ...] = ()
     last_start: dt.datetime | None = None  # of a bounded series, when known
     deleted: bool = False  # read as its owner may, to restore it
@@ -274,7 +282,7 @@ class Notification:
 
     id: int
     user_id: int
-    kind: str
+    kind: NotificationKind
     event_id: int
     actor_id: int
     actor_username: str

@@ -465,7 +465,7 @@ def has_occurrence(series: Series, window_start: dt.datetime | None, window_end:
     occurs once in decades (29 February on a Monday) costs one walk, not one per month."""
     end_of, reach = series.extent_end, series.reach
     first, last = series.envelope()
-    lower = first.astimezone(UTC) if window_start is None else max(window_start, first).astimezone(UTC)
+    lower = first.astimezone(UTC) if window_start is None else max(window_start.astimezone(UTC), first.astimezone(UTC))
     if window_end is not None:
         upper = window_end.astimezone(UTC)
     else:

@@ -53,6 +53,6 @@ class AccountService:
             chunk = event_ids[first : first + EVENTS_AT_ONCE]
             owned = await event_db.owned_among(tx.conn, user_id, chunk)
             if owned:
-                await self.events.delete_locked(tx, user_id, owned)
+                await self.events.remove_locked(tx, user_id, owned)
             await self.sharing.leave_locked(tx, user_id, chunk)
         await self.auth.revoke_everything(tx, user_id, "account closed")

@@ -29,8 +29,9 @@ from calsvc.services.conflict_check import (
     ConflictChecker,
     Interval,
     OnConflict,
+    Placed,
     calendar_busy,
-    check_on_conflict,
+    check_on_conflict_applies,
     check_range,
     conflict_error,
     draft_intervals,
@@ -40,8 +41,6 @@ from calsvc.services.conflict_check import (
 )
 from calsvc.services.idempotency import Recorder
 from calsvc.services.offload import Offload
-
-Placed = tuple[Event, list[conflicts.Busy]]  # an event written, with the conflicts it was written with
 
 # Conflicts listed for one item of a batch (its 409's, or its answer's under allow): 500 items
 # that all overlap would otherwise list each other's occurrences, 90 million of them.
@@ -295,7 +294,7 @@ def _checked_items(
             continue
         try:
             draft = check_event(item)
-            check_on_conflict(draft, on_conflict, ("body", "on_conflict"))
+            check_on_conflict_applies(draft, on_conflict, ("body", "on_conflict"))
         except errors.Problem as exc:
             out.append(exc)
         else:

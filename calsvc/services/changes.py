@@ -15,7 +15,7 @@ from calsvc.db.pool import off_loop
 from calsvc.db.tx import Tx
 from calsvc.drafts import Draft, check_event
 from calsvc.models import Event
-from calsvc.services.conflict_check import Interval, OnConflict, check_on_conflict
+from calsvc.services.conflict_check import Interval, OnConflict, check_on_conflict_applies
 from calsvc.snapshots import FIELDS, fields_of, fields_of_snapshot, same, shown, snapshot
 
 
@@ -44,14 +44,12 @@ async def checked(fields: dict[str, Any], exceptions_on_rule: bool = False) -> D
 def with_fields(
     changes: dict[str, Any], on_conflict: OnConflict, loc: tuple[str | int, ...] = ("query", "on_conflict")
 ) -> Build:
-    """The change of a partial update: `changes` over the event's fields, checked as a whole
-    (a null description clears it)."""
-    if "description" in changes and changes["description"] is None:
-        changes = {**changes, "description": ""}
+    """The change of a partial update: `changes` over the event's fields, checked as a whole."""
+    changes = _cleared(changes)
 
     async def build(tx: Tx, event: Event) -> Change:
         draft = await checked({**fields_of(event), **changes})
-        check_on_conflict(draft, on_conflict, loc)
+        check_on_conflict_applies(draft, on_conflict, loc)
         return Change(draft, "updated")
 
     return build
@@ -59,13 +57,21 @@ def with_fields(
 
 def merging(changes: dict[str, Any], base_version: int, prefer: str | None, on_conflict: OnConflict) -> Build:
     """The change of a partial update made to version `base_version`: see merged_fields."""
+    changes = _cleared(changes)
 
     async def build(tx: Tx, event: Event) -> Change:
         draft = await checked(await merged_fields(tx, event, changes, base_version, prefer))
-        check_on_conflict(draft, on_conflict)
+        check_on_conflict_applies(draft, on_conflict)
         return Change(draft, "updated")
 
     return build
+
+
+def _cleared(changes: dict[str, Any]) -> dict[str, Any]:
+    """A partial update's changes, a null description meaning an empty one (it clears it)."""
+    if "description" in changes and changes["description"] is None:
+        return {**changes, "description": ""}
+    return changes
 
 
 MERGED = FIELDS  # a merge settles each field of the content on its own

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from calsvc import conflicts, errors, recurrence
+from calsvc.conflicts import Interval
 from calsvc.db import events as event_db
 from calsvc.db.tx import Tx
 from calsvc.drafts import Draft
@@ -21,7 +22,7 @@ from calsvc.models import Event
 from calsvc.occurrences import expand, occurrences_of, series_of
 
 OnConflict = Literal["reject", "allow", "shift"]
-Interval = tuple[dt.datetime, dt.datetime]
+Placed = tuple[Event, list[conflicts.Busy]]  # an event written, with the conflicts it was written with
 
 CONFLICT_HORIZON = dt.timedelta(days=731)  # how far an endless rule is checked
 
@@ -194,7 +195,9 @@ def shift_window(draft: Draft) -> tuple[dt.datetime, dt.datetime]:
     return draft.start_time, draft.start_time + SHIFT_HORIZON + (draft.end_time - draft.start_time)
 
 
-def check_on_conflict(draft: Draft, on_conflict: str, loc: tuple[str | int, ...] = ("query", "on_conflict")) -> None:
+def check_on_conflict_applies(
+    draft: Draft, on_conflict: str, loc: tuple[str | int, ...] = ("query", "on_conflict")
+) -> None:
     """errors.Validation at `loc` when `on_conflict` cannot apply to the draft."""
     if on_conflict == "shift" and draft.rrule is not None:
         raise errors.Validation.at(loc, "shift applies to single events only")

@@ -1,7 +1,7 @@
 """Events: the use cases that create, change and delete events and occurrences, each change
 checked against the owner's calendar (services.conflict_check) and written as a new
 version, all in one transaction. The writes a transaction composes (`insert`, `change`,
-`delete_in`) take the open transaction; the others open their own."""
+`remove`) take the open transaction; the others open their own."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from calsvc.db import history as history_db
 from calsvc.db.pool import Database, off_loop
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.drafts import Draft, check_times, exception_of, replace_exception
-from calsvc.models import Event, OccurrenceChange
+from calsvc.models import OVERRIDABLE_TEXT, Event, OccurrenceChange
 from calsvc.occurrences import (
     Occurrence,
     check_window,
@@ -35,8 +35,9 @@ from calsvc.services.conflict_check import (
     CHECK_LIMIT,
     ConflictChecker,
     OnConflict,
+    Placed,
     calendar_busy,
-    check_on_conflict,
+    check_on_conflict_applies,
     hide_from_editor,
     hide_in_problem,
 )
@@ -45,7 +46,6 @@ from calsvc.services.notifications import ACTOR, Notifications, quoted
 from calsvc.snapshots import api_fields, changed_fields, fields_of, fields_of_snapshot, snapshot, timing
 
 T = TypeVar("T")
-Placed = tuple[Event, list[conflicts.Busy]]  # an event written, with the conflicts it was written with
 
 
 class EventService:
@@ -64,7 +64,7 @@ class EventService:
         under `shift` when no free slot comes within 30 days. `record` (Idempotency-Key)
         claims its key first and keeps the answer, in the same transaction."""
         draft = await checked(fields)
-        check_on_conflict(draft, on_conflict)
+        check_on_conflict_applies(draft, on_conflict)
 
         async def create_tx(tx: Tx) -> Placed:
             if record is not None:
@@ -100,8 +100,6 @@ class EventService:
         event is checked as a whole and against the owner's calendar. An update that changes
         nothing writes nothing and answers the event as it is. `merge` (base version,
         prefer): the changes were made to that version; see merged_fields."""
-        if "description" in changes and changes["description"] is None:
-            changes = {**changes, "description": ""}
         build = with_fields(changes, on_conflict) if merge is None else merging(changes, *merge, on_conflict)
         return await run_in_tx(self.db, "update_event", self.change, user_id, event_id, expected, build, on_conflict)
 
@@ -134,7 +132,7 @@ class EventService:
             utc = dt.UTC
             start, end = merged["start_time"].astimezone(utc), merged["end_time"].astimezone(utc)
             first = current.original_start.astimezone(utc)
-            natural = {"title": event.title, "description": event.description, "location": event.location}
+            natural = {k: getattr(event, k) for k in OVERRIDABLE_TEXT}
             kept = {k: merged[k] for k in natural if merged[k] != natural[k]}
             if (start, end) != (first, series_of(event).end_of(first)):
                 kept.update(start_time=start, end_time=end)
@@ -193,7 +191,7 @@ class EventService:
             if number not in versions:
                 raise errors.NotFound("the event has no such version")
             draft = await checked(fields_of_snapshot(orjson.loads(versions[number].snapshot)))
-            check_on_conflict(draft, on_conflict)
+            check_on_conflict_applies(draft, on_conflict)
             if event.deleted:
                 return Change(
                     draft, "rolled_back", summary=f"{ACTOR} restored {quoted(draft.title)} (version {number})"
@@ -268,15 +266,15 @@ class EventService:
 
     async def delete(self, user_id: int, event_id: int, *, expected: Expected = None) -> None:
         """Soft-delete: gone from every read; the version row keeps what it was."""
-        await run_in_tx(self.db, "delete_event", self.delete_in, user_id, event_id, expected)
+        await run_in_tx(self.db, "delete_event", self.remove, user_id, event_id, expected)
 
-    async def delete_in(self, tx: Tx, user_id: int, event_id: int, expected: Expected) -> None:
+    async def remove(self, tx: Tx, user_id: int, event_id: int, expected: Expected) -> None:
         """`delete`, in `tx` (the owner only)."""
         event = await locked_event(tx, user_id, event_id, ("owner",), lock_calendar=False)
         require_version(event, expected)
-        await self.delete_locked(tx, user_id, [event])
+        await self.remove_locked(tx, user_id, [event])
 
-    async def delete_locked(self, tx: Tx, user_id: int, events: list[Event]) -> None:
+    async def remove_locked(self, tx: Tx, user_id: int, events: list[Event]) -> None:
         """Soft-delete `events` (live, their rows locked by the caller) on behalf of `user_id`,
         each as DELETE /api/events/{id} deletes one: a `deleted` version keeping what it was
         and an `event.deleted` notification to everyone else with access; all in one

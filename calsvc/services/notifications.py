@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import typing
 from typing import TYPE_CHECKING
 
 import orjson
@@ -18,12 +19,12 @@ from calsvc import errors
 from calsvc.db import notifications as notification_db
 from calsvc.db.pool import Database, off_loop
 from calsvc.db.tx import Tx
-from calsvc.models import Notification
+from calsvc.models import Notification, NotificationKind
 
 if TYPE_CHECKING:
     from calsvc.notify.broker import Broker
 
-KINDS = ("event.updated", "event.deleted", "event.restored", "event.shared", "permission.changed", "permission.revoked")
+KINDS = typing.get_args(NotificationKind)
 ACTOR = "%1$s"  # a summary is a format() template: the actor's username goes here
 
 
@@ -86,7 +87,13 @@ class Notifications:
     # -- writing --------------------------------------------------------------------------
 
     def note(
-        self, tx: Tx, kind: str, event_id: int, actor_id: int, summary: str, personal: dict[int, str] | None = None
+        self,
+        tx: Tx,
+        kind: NotificationKind,
+        event_id: int,
+        actor_id: int,
+        summary: str,
+        personal: dict[int, str] | None = None,
     ) -> None:
         """Announce a change of `event_id` made by `actor_id` in this transaction."""
         assert kind in KINDS, kind

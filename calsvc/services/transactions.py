@@ -21,7 +21,7 @@ from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import Event
 from calsvc.services.access import EDITOR_ROLES
 from calsvc.services.changes import checked, with_fields
-from calsvc.services.conflict_check import OnConflict, check_on_conflict
+from calsvc.services.conflict_check import OnConflict, check_on_conflict_applies
 from calsvc.services.events import EventService
 from calsvc.services.idempotency import Recorder
 from calsvc.services.sharing import SharingService
@@ -109,7 +109,7 @@ class TransactionService:
         if op.kind == "create":
             assert op.fields is not None
             draft = await checked(op.fields)
-            check_on_conflict(draft, on_conflict, ("body", "on_conflict"))
+            check_on_conflict_applies(draft, on_conflict, ("body", "on_conflict"))
             event, found = await self.events.insert(tx, user_id, draft, on_conflict)
             if op.ref is not None:
                 created[op.ref] = event.id
@@ -122,7 +122,7 @@ class TransactionService:
             event, found = await self.events.change(tx, user_id, event_id, expected, build, on_conflict)
             return Outcome(200, event, found)
         if op.kind == "delete":
-            await self.events.delete_in(tx, user_id, event_id, expected)
+            await self.events.remove(tx, user_id, event_id, expected)
             return Outcome(204)
         if op.kind == "share":
             await self.sharing.share_tx(tx, user_id, event_id, op.users or [], ("body", "users"))

@@ -23,6 +23,7 @@ from calsvc.occurrences import (
     order_key,
     pattern_of,
 )
+from calsvc.snapshots import PLAIN
 from calsvc.web import codec, keys, schemas
 from calsvc.web.endpoints import path_int
 from calsvc.web.event_input import (
@@ -52,7 +53,7 @@ def listed_conflicts(conflicts: list[Busy], on_conflict: str) -> list[Busy] | No
     return conflicts if on_conflict == "allow" else None
 
 
-def event_body(event: models.Event, conflicts: list[Busy] | None = None) -> schemas.Event:
+def render_event(event: models.Event, conflicts: list[Busy] | None = None) -> schemas.Event:
     """The event as answered; with `conflicts` (a write under `allow`), those it has."""
     tz = ZoneInfo(event.timezone)
     rec = None
@@ -64,15 +65,13 @@ def event_body(event: models.Event, conflicts: list[Busy] | None = None) -> sche
             rdates=list(event.rdates),
             pattern=None if pattern is None else schemas.PatternOut(**pattern),
         )
+    if not event.my_role:
+        raise AssertionError("an event read without a reader (a calendar candidate) is never answered")
     body = schemas.Event(
         id=event.id,
-        title=event.title,
-        description=event.description,
-        location=event.location,
+        **{f: getattr(event, f) for f in PLAIN},
         start_time=event.start_time.astimezone(tz),
         end_time=event.end_time.astimezone(tz),
-        timezone=event.timezone,
-        all_day=event.all_day,
         recurrence=rec,
         owner_id=event.owner_id,
         my_role=event.my_role,
@@ -95,7 +94,7 @@ def event_response(
 ) -> web.Response:
     return codec.respond(
         request,
-        event_body(event, conflicts),
+        render_event(event, conflicts),
         status=status,
         headers={"ETag": etag(event), "Vary": "Accept", **(headers or {})},
     )
@@ -114,7 +113,7 @@ def current_shown() -> Iterator[None]:
     except errors.Problem as exc:
         current = exc.extra.get("current")
         if isinstance(current, models.Event):
-            exc.extra["current"] = msgspec.to_builtins(event_body(current))
+            exc.extra["current"] = msgspec.to_builtins(render_event(current))
             exc.headers["ETag"] = etag(current)
         raise
 
@@ -131,7 +130,7 @@ async def create_event(
         event, conflicts = result
         return (
             201,
-            event_body(event, listed_conflicts(conflicts, on_conflict)),
+            render_event(event, listed_conflicts(conflicts, on_conflict)),
             {"Location": f"/api/events/{event.id}", "ETag": etag(event), "Vary": "Accept"},
         )
 
@@ -163,7 +162,7 @@ async def create_batch(
             return (
                 201,
                 schemas.BatchCreated(
-                    items=[event_body(e, listed_conflicts(conflicts, on_conflict)) for e, conflicts in results]
+                    items=[render_event(e, listed_conflicts(conflicts, on_conflict)) for e, conflicts in results]
                 ),
                 {},
             )
@@ -178,7 +177,7 @@ async def create_batch(
                 event, conflicts = result
                 out.append(
                     schemas.BatchResult(
-                        index=index, status=201, event=event_body(event, listed_conflicts(conflicts, on_conflict))
+                        index=index, status=201, event=render_event(event, listed_conflicts(conflicts, on_conflict))
                     )
                 )
         return 207, schemas.BatchResults(results=out), {}
@@ -301,7 +300,7 @@ async def list_events(request: web.Request, user: models.User, query: schemas.Ev
         shape=(str, int),
         read=lambda stamp, event_id: (dt.datetime.fromisoformat(stamp), event_id),
     )
-    page = schemas.EventPage(items=[event_body(e) for e in events], next_cursor=cursor)
+    page = schemas.EventPage(items=[render_event(e) for e in events], next_cursor=cursor)
     return codec.respond(request, page)
 
 

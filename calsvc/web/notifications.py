@@ -27,7 +27,7 @@ def render(n: models.Notification) -> schemas.NotificationItem:
     return schemas.NotificationItem(
         id=n.id,
         kind=n.kind,
-        event_id=n.event_id,  # type: ignore[arg-type]
+        event_id=n.event_id,
         actor=schemas.Actor(id=n.actor_id, username=n.actor_username),
         summary=n.summary,
         created_at=n.created_at,

@@ -12,7 +12,7 @@ from calsvc import errors, models
 from calsvc.services.transactions import Op, Outcome
 from calsvc.web import codec, keys, messages, schemas
 from calsvc.web.event_input import check_same_on_conflict, read_changes, read_new_event, read_on_conflict
-from calsvc.web.events import current_shown, event_body, listed_conflicts
+from calsvc.web.events import current_shown, listed_conflicts, render_event
 from calsvc.web.idempotency import Answer, idempotent
 
 
@@ -56,7 +56,7 @@ async def run_transaction(
         for index, outcome in enumerate(outcomes):
             result = schemas.OperationResult(index=index, status=outcome.status)
             if outcome.event is not None:
-                result.event = event_body(outcome.event, listed_conflicts(outcome.conflicts, on_conflict))
+                result.event = render_event(outcome.event, listed_conflicts(outcome.conflicts, on_conflict))
             results.append(result)
         return 200, schemas.TransactionResults(results=results), {}
 

@@ -1,5 +1,6 @@
 """The shape of the code: small modules, no private names used across modules, and the
-layers (web -> services -> db) without an arrow back up."""
+layers (web -> services -> notify/db) without an arrow back up."""
+
 from __future__ import annotations
 
 import ast
@@ -18,15 +19,65 @@ def _name(path: pathlib.Path) -> str:
     return "calsvc." + ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
 
-def _imports(tree: ast.Module) -> list[tuple[str, list[str]]]:
-    """(module, names imported from it) of every `import` and `from ... import` of calsvc."""
+def _package(path: pathlib.Path) -> str:
+    name = _name(path)
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _absolute(path: pathlib.Path, node: ast.ImportFrom) -> str:
+    """The module an ImportFrom names, relative imports resolved."""
+    if not node.level:
+        return node.module or ""
+    base = _package(path).split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _imports(path: pathlib.Path, tree: ast.Module) -> list[str]:
+    """Every calsvc module or name a module imports, as dotted names (`from calsvc.x import
+    y` gives calsvc.x.y, which is either the module calsvc.x.y or the name y of calsvc.x)."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("calsvc"):
-            found.append((node.module, [a.name for a in node.names]))
+        if isinstance(node, ast.ImportFrom):
+            module = _absolute(path, node)
+            found += [f"{module}.{a.name}" for a in node.names if module.startswith("calsvc")]
         elif isinstance(node, ast.Import):
-            found += [(a.name, []) for a in node.names if a.name.startswith("calsvc")]
+            found += [a.name for a in node.names if a.name.startswith("calsvc")]
     return found
+
+
+def _private_uses(path: pathlib.Path, tree: ast.Module) -> list[str]:
+    """calsvc names starting with an underscore that `path` takes from another module: by
+    import, or as an attribute of an imported module (any alias, any depth)."""
+    own = _name(path)
+    private = [
+        name
+        for name in _imports(path, tree)
+        if name.rpartition(".")[2].startswith("_")
+        and not name.rpartition(".")[2].startswith("__")
+        and name.rpartition(".")[0] != own
+    ]
+    aliases: dict[str, str] = {}  # local name -> calsvc dotted name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = _absolute(path, node)
+            if module.startswith("calsvc"):
+                aliases.update({a.asname or a.name: f"{module}.{a.name}" for a in node.names})
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("calsvc"):
+                    aliases[a.asname or a.name.split(".")[0]] = a.asname and a.name or a.name.split(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            chain, value = [node.attr], node.value
+            while isinstance(value, ast.Attribute):
+                chain.append(value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id in aliases:
+                dotted = ".".join([aliases[value.id], *reversed(chain)])
+                if dotted.rpartition(".")[0] != own:
+                    private.append(dotted)
+    return private
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -37,46 +88,52 @@ def test_modules_are_short(path):
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_module_uses_another_modules_private_names(path):
-    tree = ast.parse(path.read_text())
-    private = [f"{module}.{name}" for module, names in _imports(tree) for name in names
-               if name.startswith("_") and not name.startswith("__") and module != _name(path)]
-    # module._name after `from calsvc import module` or `from calsvc.x import module as alias`
-    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and node.module and node.module.startswith("calsvc") for a in node.names}
-    private += [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
-                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id in aliases and node.attr.startswith("_") and not node.attr.startswith("__")]
+    private = _private_uses(path, ast.parse(path.read_text()))
     assert not private, f"{path.name} uses {private}"
 
 
-LAYERS = {"web": 3, "services": 2, "db": 1}  # a layer imports only from layers below it
+# A layer imports only from layers below it (and from the top-level modules, but app.py and
+# __main__.py, which wire everything).
+LAYERS = {"web": 4, "services": 3, "notify": 2, "db": 1}
+WIRING = ("calsvc.app", "calsvc.__main__")
+
+
+def _layer(dotted: str) -> int | None:
+    parts = dotted.split(".")
+    return LAYERS.get(parts[1]) if len(parts) > 1 else None
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_layers_only_import_downwards(path):
-    parts = path.relative_to(ROOT).parts
-    own = LAYERS.get(parts[0]) if len(parts) > 1 else None
-    if own is None:
-        return
-    tree = ast.parse(path.read_text())
-    upward = []
-    for module, _ in _imports(tree):
-        layer = module.split(".")[1] if module.count(".") >= 1 else None
-        if layer in LAYERS and LAYERS[layer] > own:
-            upward.append(module)
+    own = _layer(_name(path))
+    imported = _imports(path, ast.parse(path.read_text()))
+    if own is None:  # a top-level module: only the wiring may reach into the layers
+        upward = [] if _name(path) in WIRING else [m for m in imported if _layer(m) is not None]
+    else:
+        upward = [m for m in imported if (_layer(m) or 0) > own]
     assert not upward, f"{path} imports {upward}"
 
 
 PURE = (
-    "conflicts", "drafts", "errors", "models", "occurrences", "patterns", "recurrence", "rules", "snapshots", "zones"
+    "conflicts",
+    "drafts",
+    "errors",
+    "models",
+    "occurrences",
+    "patterns",
+    "recurrence",
+    "rules",
+    "snapshots",
+    "zones",
 )
 
 
 @pytest.mark.parametrize("name", PURE)
 def test_pure_modules_touch_neither_sql_nor_http(name):
-    tree = ast.parse((ROOT / f"{name}.py").read_text())
-    modules = [m for m, _ in _imports(tree)] + [n for m, names in _imports(tree) if m == "calsvc" for n in names]
-    impure = [m for m in modules if m.removeprefix("calsvc.").split(".")[0] not in PURE and m != "calsvc"]
+    path = ROOT / f"{name}.py"
+    tree = ast.parse(path.read_text())
+    impure = [m for m in _imports(path, tree) if m.split(".")[1] not in PURE]
     others = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)} | {
-        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
     assert not impure and not others & {"asyncpg", "aiohttp", "redis", "psycopg"}, (impure, others)
