@@ -1,5 +1,5 @@
 """Test harness: the real PostgreSQL, a template database built once from the migrations,
-and a fresh clone of it for every test that needs the database (STYLE.md habit 9)."""
+and a fresh clone of it for every test that needs the database."""
 from __future__ import annotations
 
 import os

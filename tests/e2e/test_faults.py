@@ -1,4 +1,4 @@
-"""Faults (SPEC 1, 5, 8, 9) a real `calsvc serve` must live through: PostgreSQL restarted under
+"""Faults a real `calsvc serve` must live through: PostgreSQL restarted under
 load (fast 503s while it is away, recovery without a restart of the service, event streams
 carried across), the server killed with SIGKILL in the middle of a 500-item atomic batch (all or
 nothing, no orphan rows), and an event-stream client that never reads (the others keep their
@@ -229,7 +229,7 @@ def expected(answer: Answer) -> int:
 
 
 def is_unavailable(answer: Answer) -> bool:
-    """A 503 problem of type /problems/unavailable, as SPEC 1 and docs/api.md describe it."""
+    """A 503 problem of type /problems/unavailable, as docs/api.md describes it."""
     if answer.status != 503 or answer.content_type != PROBLEM:
         return False
     body = json.loads(answer.body)

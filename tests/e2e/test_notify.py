@@ -1,4 +1,4 @@
-"""Notifications across worker processes (SPEC 8, 9): a real `calsvc serve --workers 2`,
+"""Notifications across worker processes: a real `calsvc serve --workers 2`,
 subscribers held by each worker, changes made through either; the LISTEN/NOTIFY path, the
 Redis path, Redis stopped and started again in the middle, and a clean shutdown."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Authentication over HTTP (SPEC 2): register, login (JSON, msgpack, OAuth2 form), token
+"""Authentication over HTTP: register, login (JSON, msgpack, OAuth2 form), token
 claims, refresh rotation with reuse detection, typ confusion, forged and expired tokens,
 logout, /me."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""POST /api/events/batch (SPEC 5) and Idempotency-Key on creates and batches."""
+"""POST /api/events/batch and Idempotency-Key on creates and batches."""
 from __future__ import annotations
 
 import asyncio

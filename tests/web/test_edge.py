@@ -1,4 +1,4 @@
-"""The edge of the service (SPEC sections 1 and 9): problem+json for every error, body
+"""The edge of the service: problem+json for every error, body
 limits and formats, negotiation, request ids and logs, security headers, CORS, rate
 limits, health and readiness (with the database really refusing connections), metrics
 and the API documents."""

@@ -1,4 +1,4 @@
-"""Concurrent edits, SPEC 7: If-Match under contention, and edit_strategy=merge against a
+"""Concurrent edits: If-Match under contention, and edit_strategy=merge against a
 base version (different fields both survive; the same field is a 409 unless prefer says)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Changing events (SPEC 3): PUT/PATCH merged and validated as a whole, If-Match, roles,
+"""Changing events: PUT/PATCH merged and validated as a whole, If-Match, roles,
 soft delete, versions, and conflict checks of updates."""
 from __future__ import annotations
 

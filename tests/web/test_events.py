@@ -1,4 +1,4 @@
-"""Events, first slice of SPEC 3: create and read one event."""
+"""Events: create, read, list and expand them; conflicts of creates; free/busy."""
 from __future__ import annotations
 
 import asyncpg
@@ -268,7 +268,7 @@ async def test_expand_lists_occurrences_of_all_events_in_order(client):
     assert problem["errors"][0]["loc"] == ["query", "end"]
 
 
-# -- conflicts (SPEC 4) -------------------------------------------------------------------
+# -- conflicts ----------------------------------------------------------------------------
 
 async def test_reject_is_the_default_and_writes_nothing(client, database_url):
     _, _, headers = await user_with_token(client)

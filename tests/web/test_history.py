@@ -1,4 +1,4 @@
-"""History, SPEC 7: versions and snapshots, rollback (restoring deleted events too), the
+"""History: versions and snapshots, rollback (restoring deleted events too), the
 changelog of content and access, and the diff as JSON and as a page."""
 from __future__ import annotations
 

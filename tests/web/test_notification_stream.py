@@ -1,4 +1,4 @@
-"""The event stream, SPEC 8, in one process: live delivery, replay from Last-Event-ID without
+"""The event stream in one process: live delivery, replay from Last-Event-ID without
 gap or duplicate, the heartbeat, ?access_token=, and streams that end (token revoked or
 expired, too many streams)."""
 from __future__ import annotations

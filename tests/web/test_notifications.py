@@ -1,4 +1,4 @@
-"""Notifications, SPEC 8: who hears of which change, in the change's own transaction; the
+"""Notifications: who hears of which change, in the change's own transaction; the
 list with its unread filter, count and pages; marking read."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Occurrence exceptions (SPEC 3): change or cancel one occurrence of a series, see it in
+"""Occurrence exceptions: change or cancel one occurrence of a series, see it in
 /occurrences and expand=true listings, conflict-checked like an update, dropped when the
 series no longer has that occurrence."""
 from __future__ import annotations

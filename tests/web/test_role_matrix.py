@@ -1,5 +1,6 @@
-"""SPEC 6's role table, every route of one event for its owner, an editor, a viewer and a
-stranger: each case on a fresh event (a weekly series shared with the editor and the viewer)."""
+"""The role table of docs/api.md (Sharing), every route of one event for its owner, an
+editor, a viewer and a stranger: each case on a fresh event (a weekly series shared with the
+editor and the viewer)."""
 from __future__ import annotations
 
 from tests.web.test_events import STANDUP

@@ -1,4 +1,4 @@
-"""Sharing, SPEC 6: share by id, username or email; the permission list; roles changed and
+"""Sharing: share by id, username or email; the permission list; roles changed and
 ownership transferred; revoke and leave; every change of access logged with its actor."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /api/transactions, SPEC 5: operations in one database transaction, references to
+"""POST /api/transactions: operations in one database transaction, references to
 events created earlier in the request, if_version, and nothing written when any fails."""
 from __future__ import annotations
 
