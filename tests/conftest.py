@@ -17,7 +17,6 @@ from calsvc.db import migrate
 ADMIN_URL = os.environ.get("CALSVC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432")
 TEMPLATE = f"calsvc_test_template_{os.getpid()}"
 SECRET = "test-secret-" + "x" * 40
-PASSWORD = "correct horse battery"
 
 
 def db_url(name: str) -> str:
@@ -145,27 +144,6 @@ def make_client(settings: Settings, aiohttp_client) -> MakeClient:
 @pytest.fixture
 async def client(make_client: MakeClient) -> TestClient:
     return await make_client()
-
-
-async def register(client: TestClient, username: str | None = None, **fields: Any) -> dict[str, Any]:
-    username = username or f"user_{uuid.uuid4().hex[:8]}"
-    body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD, **fields}
-    resp = await client.post("/api/auth/register", json=body)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
-
-
-async def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
-    resp = await client.post("/api/auth/login", json={"username": username, "password": password})
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
-async def user_with_token(client: TestClient, username: str | None = None) -> tuple[dict, dict, dict]:
-    """(user, tokens, headers) of a newly registered, logged-in user."""
-    user = await register(client, username)
-    tokens = await login(client, user["username"])
-    return user, tokens, {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
 PROBLEM = "application/problem+json"

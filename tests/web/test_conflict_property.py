@@ -32,7 +32,8 @@ from dateutil import rrule as du
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import user_with_token
 
 UTC = dt.timezone.utc
 ZONES = ("UTC", "Europe/Berlin", "America/New_York")
