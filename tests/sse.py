@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
-from typing import Any
+from typing import Any, AsyncIterator
+
+STREAM = "/api/notifications/stream"
 
 
 @dataclasses.dataclass
@@ -68,3 +71,14 @@ class Reader:
         except asyncio.TimeoutError:
             return
         raise AssertionError(f"unexpected message: {message}")
+
+
+@contextlib.asynccontextmanager
+async def subscribe(client, headers=None, **params) -> AsyncIterator[Reader]:
+    """A reader of the client's event stream (asserts the 200), closed when the block ends."""
+    resp = await client.get(STREAM, headers=headers or {}, params=params)
+    assert resp.status == 200, await resp.text()
+    try:
+        yield Reader(resp)
+    finally:
+        resp.close()

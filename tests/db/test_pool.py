@@ -3,29 +3,12 @@ first-come-first-served order of acquires, against the real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import asyncpg
 import pytest
 
 from calsvc import errors
-from calsvc.config import DatabaseSettings
 from calsvc.db.pool import Database, off_loop
-
-
-@pytest.fixture
-async def make_db(database_url):
-    made = []
-
-    async def make(size: int = 4) -> Database:
-        settings = dataclasses.replace(DatabaseSettings(), pool_min_size=0, pool_max_size=size)
-        db = await Database.connect(database_url, settings)
-        made.append(db)
-        return db
-
-    yield make
-    for db in made:
-        await db.close()
 
 
 async def backend(db: Database) -> int:

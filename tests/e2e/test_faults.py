@@ -1,4 +1,4 @@
-"""Faults (SPEC 1, 5, 8, 9) a real `calsvc serve` must live through: PostgreSQL restarted under
+"""Faults a real `calsvc serve` must live through: PostgreSQL restarted under
 load (fast 503s while it is away, recovery without a restart of the service, event streams
 carried across), the server killed with SIGKILL in the middle of a 500-item atomic batch (all or
 nothing, no orphan rows), and an event-stream client that never reads (the others keep their
@@ -33,8 +33,9 @@ import psycopg
 import pytest
 
 from tests.conftest import PROBLEM, SECRET
+from tests.e2e.clients import call, on_both_workers, shared_event, subscribe, user
 from tests.e2e.conftest import free_port
-from tests.e2e.test_notify import auth, call, on_both_workers, shared_event, subscribe, user
+from tests.factories import bearer, connect
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +66,7 @@ async def timed(base: str, method: str, path: str, label: str, token: str | None
                 timeout: float = 15, **kwargs) -> Answer:
     """One request on a connection of its own (either worker may answer), never raising: a
     client-side timeout or a dropped connection is recorded as `error`."""
-    headers = {**(auth(token) if token else {}), **kwargs.pop("headers", {})}
+    headers = {**(bearer(token) if token else {}), **kwargs.pop("headers", {})}
     started = time.monotonic()
     try:
         async with aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(force_close=True),
@@ -229,7 +230,7 @@ def expected(answer: Answer) -> int:
 
 
 def is_unavailable(answer: Answer) -> bool:
-    """A 503 problem of type /problems/unavailable, as SPEC 1 and docs/api.md describe it."""
+    """A 503 problem of type /problems/unavailable, as docs/api.md describes it."""
     if answer.status != 503 or answer.content_type != PROBLEM:
         return False
     body = json.loads(answer.body)
@@ -485,16 +486,15 @@ async def test_sigkill_during_an_atomic_batch_leaves_all_or_nothing(server_env, 
     batch written exactly once (the stored answer, or a fresh write). At least one kill must land
     inside the transaction (seen open just before the kill, nothing committed), or the test has
     proven nothing."""
-    conn = await asyncpg.connect(server_env["CALSVC_DATABASE_URL"])
-    server = start_server("--workers", "2", **server_env)
-    server.wait_ready()
-    landed: list[tuple[str, bool, int, str]] = []
-    try:
+    async with connect(server_env["CALSVC_DATABASE_URL"]) as conn:
+        server = start_server("--workers", "2", **server_env)
+        server.wait_ready()
+        landed: list[tuple[str, bool, int, str]] = []
         for moment in MOMENTS:
             tag = uuid.uuid4().hex[:8]
             user_id, token = await user(server.base, f"batch_{tag}")
             body = batch_body(tag)
-            headers = {**auth(token), "Idempotency-Key": f"batch-{tag}"}
+            headers = {**bearer(token), "Idempotency-Key": f"batch-{tag}"}
             rows: list = []
             async with aiohttp.ClientSession(server.base) as http:
                 request = asyncio.create_task(http.post("/api/events/batch", json=body, headers=headers))
@@ -531,8 +531,6 @@ async def test_sigkill_during_an_atomic_batch_leaves_all_or_nothing(server_env, 
             assert await all_or_nothing(conn, server.base, user_id, token) == BATCH
             assert sorted(ids) == [r["id"] for r in await conn.fetch(
                 "SELECT id FROM events WHERE owner_id = $1 ORDER BY id", user_id)]
-    finally:
-        await conn.close()
     report = "\n".join(f"{name}: mid-transaction={mid}, events={n}, {answer}" for name, mid, n, answer in landed)
     assert any(mid for _, mid, _, _ in landed), f"no kill landed inside the batch's transaction:\n{report}"
     print(report)

@@ -1,4 +1,4 @@
-"""Notifications across worker processes (SPEC 8, 9): a real `calsvc serve --workers 2`,
+"""Notifications across worker processes: a real `calsvc serve --workers 2`,
 subscribers held by each worker, changes made through either; the LISTEN/NOTIFY path, the
 Redis path, Redis stopped and started again in the middle, and a clean shutdown."""
 from __future__ import annotations
@@ -13,97 +13,15 @@ import time
 import uuid
 
 import aiohttp
-import asyncpg
-import psutil
 import pytest
 
 from calsvc.notify.broker import LISTENER_NAME, STEADY
-from tests.conftest import PASSWORD
+from tests.e2e.clients import call, on_both_workers, shared_event, subscribe, user
 from tests.e2e.conftest import free_port
+from tests.factories import bearer, connect
 from tests.sse import Reader
 
 pytestmark = pytest.mark.e2e
-
-EVENT = {"title": "Standup", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T09:15:00Z"}
-
-
-async def user(base: str, name: str) -> tuple[int, str]:
-    """(id, access token) of a new user."""
-    async with aiohttp.ClientSession(base) as http:
-        body = {"username": name, "email": f"{name}@example.com", "password": PASSWORD}
-        async with http.post("/api/auth/register", json=body) as resp:
-            assert resp.status == 201, await resp.text()
-            user_id = (await resp.json())["id"]
-        async with http.post("/api/auth/login", json={"username": name, "password": PASSWORD}) as resp:
-            assert resp.status == 200
-            return user_id, (await resp.json())["access_token"]
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def call(base: str, method: str, path: str, token: str, status: int = 200, **kwargs) -> dict | None:
-    """One request on a connection of its own (so the kernel may hand it to either worker)."""
-    async with aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(force_close=True)) as http:
-        async with http.request(method, path, headers=auth(token), **kwargs) as resp:
-            assert resp.status == status, await resp.text()
-            return await resp.json() if resp.content_type == "application/json" else None
-
-
-async def shared_event(base: str) -> tuple[str, str, int, dict]:
-    """(owner token, listener token, listener id, event): an event shared with the listener."""
-    tag = uuid.uuid4().hex[:6]
-    _, owner = await user(base, f"owner_{tag}")
-    listener_id, listener = await user(base, f"listener_{tag}")
-    event = await call(base, "POST", "/api/events", owner, 201, json=EVENT)
-    await call(base, "POST", f"/api/events/{event['id']}/share", owner,
-               json={"user_id": listener_id, "role": "viewer"})
-    return owner, listener, listener_id, event
-
-
-def holder(server, client_port: int) -> int | None:
-    """The pid of the worker holding the connection from `client_port`."""
-    for worker in psutil.Process(server.process.pid).children():
-        for conn in worker.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == server.port and conn.raddr and conn.raddr.port == client_port:
-                return worker.pid
-    return None
-
-
-class Subscriber:
-    def __init__(self, session: aiohttp.ClientSession, resp: aiohttp.ClientResponse, pid: int | None) -> None:
-        self.session, self.resp, self.pid = session, resp, pid
-        self.reader = Reader(resp)
-
-    async def close(self) -> None:
-        self.resp.close()
-        await self.session.close()
-
-
-async def subscribe(server, token: str, last_event_id: int | None = None, find_worker: bool = True) -> Subscriber:
-    session = aiohttp.ClientSession(server.base)
-    headers = auth(token) if last_event_id is None else {**auth(token), "Last-Event-ID": str(last_event_id)}
-    resp = await session.get("/api/notifications/stream", headers=headers)
-    assert resp.status == 200, await resp.text()
-    port = resp.connection.transport.get_extra_info("sockname")[1]
-    pid = None
-    for _ in range(50 if find_worker else 0):
-        pid = holder(server, port)
-        if pid is not None:
-            break
-        await asyncio.sleep(0.02)
-    return Subscriber(session, resp, pid)
-
-
-async def on_both_workers(server, token: str) -> list[Subscriber]:
-    """Streams of one user until both workers hold at least one."""
-    subs: list[Subscriber] = []
-    while len({s.pid for s in subs}) < 2:
-        assert len(subs) < 40, "every stream went to one worker"
-        subs.append(await subscribe(server, token))
-    return subs
-
 
 async def changes_reach_every_worker(server) -> None:
     owner, listener, _, event = await shared_event(server.base)
@@ -232,7 +150,7 @@ async def burst(server, token: str, n: int, *, both: bool = True) -> tuple[int, 
         request_id = uuid.uuid4().hex
         ids.append(request_id)
         async with aiohttp.ClientSession(server.base, connector=aiohttp.TCPConnector(force_close=True)) as http:
-            async with http.get("/api/notifications", headers={**auth(token), "X-Request-ID": request_id}) as resp:
+            async with http.get("/api/notifications", headers={**bearer(token), "X-Request-ID": request_id}) as resp:
                 statuses.append(resp.status)
 
     def answered_by() -> set[str]:
@@ -345,7 +263,7 @@ async def test_a_closed_stream_frees_its_slot_within_seconds(start_server, serve
         deadline = time.monotonic() + 3
         async with aiohttp.ClientSession(server.base) as http:
             while True:
-                async with http.get("/api/notifications/stream", headers=auth(token)) as resp:
+                async with http.get("/api/notifications/stream", headers=bearer(token)) as resp:
                     if resp.status == 200:
                         break
                     assert resp.status == 429 and time.monotonic() < deadline, "the slots were not freed"
@@ -361,24 +279,23 @@ async def test_the_listener_reconnects_at_once_after_each_loss(start_server, ser
     server.wait_ready()
     owner, listener, _, event = await shared_event(server.base)
     sub = await subscribe(server, listener, find_worker=False)
-    conn = await asyncpg.connect(server_env["CALSVC_DATABASE_URL"])
     query = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()"
-    try:
-        for i in range(7):
-            [old] = [r["pid"] for r in await conn.fetch(query, LISTENER_NAME)]
-            await conn.execute("SELECT pg_terminate_backend($1)", old)
-            started = time.monotonic()
-            while [r["pid"] for r in await conn.fetch(query, LISTENER_NAME)] in ([], [old]):
-                assert time.monotonic() - started < 1.5, f"loss {i}: no listener after 1.5 s"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(STEADY + 0.2)  # let it LISTEN a while
-            await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": f"after loss {i}"})
-            message = await sub.reader.next(timeout=5)
-            assert message.item["summary"].endswith(f'"after loss {i}" (title)')
-            assert time.monotonic() - started < 2.5 + STEADY
-    finally:
-        await conn.close()
-        await sub.close()
+    async with connect(server_env["CALSVC_DATABASE_URL"]) as conn:
+        try:
+            for i in range(7):
+                [old] = [r["pid"] for r in await conn.fetch(query, LISTENER_NAME)]
+                await conn.execute("SELECT pg_terminate_backend($1)", old)
+                started = time.monotonic()
+                while [r["pid"] for r in await conn.fetch(query, LISTENER_NAME)] in ([], [old]):
+                    assert time.monotonic() - started < 1.5, f"loss {i}: no listener after 1.5 s"
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(STEADY + 0.2)  # let it LISTEN a while
+                await call(server.base, "PATCH", f"/api/events/{event['id']}", owner, json={"title": f"after loss {i}"})
+                message = await sub.reader.next(timeout=5)
+                assert message.item["summary"].endswith(f'"after loss {i}" (title)')
+                assert time.monotonic() - started < 2.5 + STEADY
+        finally:
+            await sub.close()
 
 
 async def test_the_listener_uses_database_listen_url(start_server, server_env):

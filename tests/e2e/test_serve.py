@@ -9,8 +9,8 @@ import aiohttp
 import psutil
 import pytest
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_env
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.e2e
 

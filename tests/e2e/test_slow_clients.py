@@ -12,7 +12,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.e2e
 

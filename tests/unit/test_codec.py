@@ -1,4 +1,4 @@
-"""Wire formats (SPEC 1): Accept negotiation with q-values and the x-msgpack alias,
+"""Wire formats: Accept negotiation with q-values and the x-msgpack alias,
 body decoding, opaque cursors, and the `loc` of validation errors."""
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_decode_json_and_msgpack():
 @pytest.mark.parametrize("media", ["application/merge-patch+json", "application/problem+json",
                                    "application/vnd.foo+json", "text/json"])
 def test_other_json_flavours_are_unsupported(media):
-    # SPEC 1: JSON or msgpack; anything else with a body is a 415.
+    # The API reads JSON or msgpack; a body in anything else is a 415.
     with pytest.raises(errors.UnsupportedMediaType):
         codec.decode(b"{}", media)
 

@@ -1,4 +1,4 @@
-"""Settings (SPEC 9): defaults, config.toml, CALSVC_<SECTION>_<KEY> overrides with their
+"""Settings: defaults, config.toml, CALSVC_<SECTION>_<KEY> overrides with their
 fixed names, bad values, production without a secret, secrets hidden, the generated
 development secret."""
 from __future__ import annotations

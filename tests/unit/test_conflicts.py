@@ -1,4 +1,4 @@
-"""Scheduling conflicts (SPEC 4): exact overlap of expanded occurrences, free/busy merging,
+"""Scheduling conflicts: exact overlap of expanded occurrences, free/busy merging,
 shift-to-free-slot and the calendar's overlapping pairs, on hand-checked examples and, for
 random occurrences in several zones around a DST change, against brute force."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Password hashing (SPEC 2): bcrypt over a base64 SHA-256 pre-hash, so every character of a
+"""Password hashing: bcrypt over a base64 SHA-256 pre-hash, so every character of a
 long password counts; run off the event loop; unknown users cost a check too."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The in-process fixed-window limiter (SPEC 9), driven by an injected clock."""
+"""The in-process fixed-window limiter, driven by an injected clock."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Recurrence rules (SPEC 3): parsing and normalising RRULE text and patterns, checked
+"""Recurrence rules: parsing and normalising RRULE text and patterns, checked
 series, and expansion in a window, against hand-checked calendars and, for random rules,
 zones and windows, against a brute-force walk of dateutil's own rule from DTSTART."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The JWT codec (SPEC 2): claims, lifetimes, and every kind of token it must refuse."""
+"""The JWT codec: claims, lifetimes, and every kind of token it must refuse."""
 from __future__ import annotations
 
 import datetime as dt

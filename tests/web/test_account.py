@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 
 from calsvc.db import notifications as notifications_db
 from calsvc.services import accounts, notifications
-from tests.conftest import PASSWORD, assert_problem, login, register, user_with_token
-from tests.web.test_auth import bearer, me_status, refresh
-from tests.web.test_events import STANDUP, create
-from tests.web.test_notification_stream import subscribe
-from tests.web.test_notifications import inbox, kinds
-from tests.web.test_sharing import people
+from tests.conftest import assert_problem
+from tests.factories import (
+    PASSWORD, STANDUP, bearer, connect, create_event, inbox, kinds, login, me_status, people, refresh,
+    register, user_with_token,
+)
+from tests.sse import subscribe
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -31,11 +30,8 @@ async def close_account(client, headers, password=PASSWORD):
 
 
 async def sql(database_url: str, query: str, *args):
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
 
 
 # -- changing the password --------------------------------------------------------------------
@@ -109,13 +105,13 @@ async def closing_world(client):
     """`closer` owns `mine` (shared with an editor and a viewer) and `alone`; `other` owns
     `theirs`, shared with `closer` as editor, who changed it."""
     (closer, ch), (editor, eh), (viewer, vh), (other, oh) = await people(client, 4)
-    _, mine = await create(client, ch, title="Mine")
-    _, alone = await create(client, ch, title="Alone", start_time="2026-12-02T09:00:00+01:00",
-                            end_time="2026-12-02T10:00:00+01:00")
+    _, mine = await create_event(client, ch, title="Mine")
+    _, alone = await create_event(client, ch, title="Alone", start_time="2026-12-02T09:00:00+01:00",
+                                  end_time="2026-12-02T10:00:00+01:00")
     resp = await client.post(f"/api/events/{mine['id']}/share", headers=ch, json={"users": [
         {"user_id": editor["id"], "role": "editor"}, {"user_id": viewer["id"], "role": "viewer"}]})
     assert resp.status == 200
-    _, theirs = await create(client, oh, title="Theirs")
+    _, theirs = await create_event(client, oh, title="Theirs")
     resp = await client.post(f"/api/events/{theirs['id']}/share", headers=oh,
                              json={"user_id": closer["id"], "role": "editor"})
     assert resp.status == 200
@@ -205,15 +201,15 @@ async def test_closing_writes_what_the_per_event_routes_write(client, database_u
     same notification (the actor's name in both is the closed account's); an event left by a user
     and one left by the close: the same changelog entry and notification."""
     (closer, ch), (friend, fh), (owner, oh) = await people(client, 3)
-    by_route = (await create(client, ch, title="A", description="d", location="L"))[1]
-    by_close = (await create(client, ch, title="A", description="d", location="L",
-                             start_time="2026-12-03T09:00:00+01:00", end_time="2026-12-03T09:15:00+01:00"))[1]
+    by_route = (await create_event(client, ch, title="A", description="d", location="L"))[1]
+    by_close = (await create_event(client, ch, title="A", description="d", location="L",
+                                   start_time="2026-12-03T09:00:00+01:00", end_time="2026-12-03T09:15:00+01:00"))[1]
     for event in (by_route, by_close):
         assert (await client.post(f"/api/events/{event['id']}/share", headers=ch,
                                   json={"user_id": friend["id"], "role": "viewer"})).status == 200
-    left_by_route = (await create(client, oh, title="B"))[1]
-    left_by_close = (await create(client, oh, title="B", start_time="2026-12-04T09:00:00+01:00",
-                                  end_time="2026-12-04T09:15:00+01:00"))[1]
+    left_by_route = (await create_event(client, oh, title="B"))[1]
+    left_by_close = (await create_event(client, oh, title="B", start_time="2026-12-04T09:00:00+01:00",
+                                        end_time="2026-12-04T09:15:00+01:00"))[1]
     for event in (left_by_route, left_by_close):
         assert (await client.post(f"/api/events/{event['id']}/share", headers=oh,
                                   json={"user_id": closer["id"], "role": "editor"})).status == 200
@@ -269,8 +265,8 @@ async def test_closing_an_account_with_many_events(client, database_url):
         assert resp.status == 200, await resp.text()
     theirs = []
     for i in range(5):
-        _, event = await create(client, fh, title=f"T{i}", start_time=f"2027-03-0{i + 1}T09:00:00Z",
-                                end_time=f"2027-03-0{i + 1}T10:00:00Z")
+        _, event = await create_event(client, fh, title=f"T{i}", start_time=f"2027-03-0{i + 1}T09:00:00Z",
+                                      end_time=f"2027-03-0{i + 1}T10:00:00Z")
         assert (await client.post(f"/api/events/{event['id']}/share", headers=fh,
                                   json={"user_id": closer["id"], "role": "viewer"})).status == 200
         theirs.append(event["id"])
@@ -294,8 +290,7 @@ async def test_closing_is_one_transaction(client, database_url):
     as it was: the account, its tokens, its events and its shares."""
     w = await closing_world(client)
     (closer, ch), (editor, eh), (other, oh) = w["closer"], w["editor"], w["other"]
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         await conn.execute("""
             CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'injected failure'; END $$;
@@ -304,8 +299,6 @@ async def test_closing_is_one_transaction(client, database_url):
         resp = await close_account(client, ch)
         await assert_problem(resp, 500, "internal")
         await conn.execute("DROP TRIGGER test_fail ON token_families; DROP FUNCTION test_fail();")
-    finally:
-        await conn.close()
     assert await me_status(client, ch["Authorization"].split()[1]) == 200
     assert (await client.get(f"/api/events/{w['mine']['id']}", headers=eh)).status == 200
     resp = await client.get(f"/api/events/{w['theirs']['id']}/permissions", headers=oh)
@@ -355,11 +348,8 @@ async def test_a_create_or_share_that_waited_for_a_close_finds_the_account_gone(
     of its own; a create of that account waits for the lock and is then refused (401), a
     share to it waits for the row and finds no such user (422); nothing is written."""
     (me, mh), (friend, fh) = await people(client, 2)
-    _, theirs = await create(client, fh)
-    conn = await asyncpg.connect(database_url)
-    tx = conn.transaction()
-    await tx.start()
-    try:
+    _, theirs = await create_event(client, fh)
+    async with connect(database_url) as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", me["id"])
         await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", me["id"])
         creating = asyncio.ensure_future(client.post("/api/events", headers=mh, json={**STANDUP, "title": "Late"}))
@@ -368,12 +358,6 @@ async def test_a_create_or_share_that_waited_for_a_close_finds_the_account_gone(
         await asyncio.sleep(0.3)
         assert not creating.done() and not sharing.done()  # both wait for the close
         await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", me["id"])
-        await tx.commit()
-    except BaseException:
-        await tx.rollback()
-        raise
-    finally:
-        await conn.close()
     await assert_problem(await creating, 401, "unauthorized")
     body = await assert_problem(await sharing, 422, "validation")
     assert body["errors"][0]["loc"][-1] == "user_id"
@@ -386,21 +370,12 @@ async def test_a_login_checked_against_the_old_password_loses_to_its_change(clie
     the test plays the change (the user's row updated, not yet committed); the login waits
     for it and is refused, instead of opening a login with the old password."""
     user, _, _ = await user_with_token(client)
-    conn = await asyncpg.connect(database_url)
-    tx = conn.transaction()
-    await tx.start()
-    try:
+    async with connect(database_url) as conn, conn.transaction():
         await conn.execute("UPDATE users SET password_hash = 'changed' WHERE id = $1", user["id"])
         logging_in = asyncio.ensure_future(client.post("/api/auth/login", json={
             "username": user["username"], "password": PASSWORD}))
         await asyncio.sleep(0.3)
         assert not logging_in.done()  # waits for the change
-        await tx.commit()
-    except BaseException:
-        await tx.rollback()
-        raise
-    finally:
-        await conn.close()
     await assert_problem(await logging_in, 401, "unauthorized")
 
 
@@ -409,20 +384,19 @@ async def test_a_share_in_a_long_transaction_does_not_hold_up_the_users_password
     V's notification bucket, which the test holds) holds nothing of V's meanwhile: V changes
     their password at once; the share then commits."""
     (owner, oh), (victim, vh) = await people(client, 2)
-    _, event = await create(client, oh)
-    conn = await asyncpg.connect(database_url)
-    tx = conn.transaction()
-    await tx.start()
-    try:
-        await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)", notifications_db.LOCK_CLASS,
-                           victim["id"] % notifications_db.BUCKETS)
-        sharing = asyncio.ensure_future(client.post(f"/api/events/{event['id']}/share", headers=oh,
-                                                    json={"user_id": victim["id"], "role": "viewer"}))
-        await asyncio.sleep(0.3)
-        assert not sharing.done()  # waiting at its commit
-        resp = await asyncio.wait_for(change_password(client, vh), timeout=3)
-        assert resp.status == 200, await resp.text()
-    finally:
-        await tx.rollback()
-        await conn.close()
+    _, event = await create_event(client, oh)
+    async with connect(database_url) as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)", notifications_db.LOCK_CLASS,
+                               victim["id"] % notifications_db.BUCKETS)
+            sharing = asyncio.ensure_future(client.post(f"/api/events/{event['id']}/share", headers=oh,
+                                                        json={"user_id": victim["id"], "role": "viewer"}))
+            await asyncio.sleep(0.3)
+            assert not sharing.done()  # waiting at its commit
+            resp = await asyncio.wait_for(change_password(client, vh), timeout=3)
+            assert resp.status == 200, await resp.text()
+        finally:
+            await tx.rollback()
     assert (await sharing).status == 200

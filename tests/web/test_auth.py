@@ -1,4 +1,4 @@
-"""Authentication over HTTP (SPEC 2): register, login (JSON, msgpack, OAuth2 form), token
+"""Authentication over HTTP: register, login (JSON, msgpack, OAuth2 form), token
 claims, refresh rotation with reuse detection, typ confusion, forged and expired tokens,
 logout, /me."""
 from __future__ import annotations
@@ -9,12 +9,12 @@ import re
 import uuid
 from typing import Any
 
-import asyncpg
 import jwt
 import msgpack
 import pytest
 
-from tests.conftest import PASSWORD, SECRET, assert_problem, login, register, user_with_token
+from tests.conftest import SECRET, assert_problem
+from tests.factories import PASSWORD, bearer, connect, login, me_status, refresh, register, user_with_token
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 USER_KEYS = {"id", "username", "email", "full_name", "created_at"}
@@ -38,22 +38,8 @@ async def assert_validation(resp, *locs: list) -> dict[str, Any]:
     return body
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def new_user(username: str, **fields: Any) -> dict[str, Any]:
     return {"username": username, "email": f"{username}@example.com", "password": PASSWORD, **fields}
-
-
-async def me_status(client, access_token: str) -> int:
-    resp = await client.get("/api/auth/me", headers=bearer(access_token))
-    await resp.read()
-    return resp.status
-
-
-async def refresh(client, refresh_token: str):
-    return await client.post("/api/auth/refresh", json={"refresh_token": refresh_token})
 
 
 def forge(typ: str = "access", *, user_id: int = 1, family: str | None = None, key: str = SECRET,
@@ -549,11 +535,8 @@ async def test_refresh_with_the_jti_of_another_user_is_401(client):
 
 async def test_refresh_of_an_account_an_operator_removed_is_401(client, database_url):
     user, tokens, _ = await user_with_token(client, "removed")
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", user["id"])
-    finally:
-        await conn.close()
     await assert_unauthorized(await refresh(client, tokens["refresh_token"]))
     assert await me_status(client, tokens["access_token"]) == 401
 

@@ -1,15 +1,15 @@
-"""POST /api/events/batch (SPEC 5) and Idempotency-Key on creates and batches."""
+"""POST /api/events/batch and Idempotency-Key on creates and batches."""
 from __future__ import annotations
 
 import asyncio
 import io
 
-import asyncpg
 import msgpack
 import orjson
 import pytest
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import connect, user_with_token
 
 
 def item(i: int, **changes):
@@ -22,11 +22,8 @@ def item(i: int, **changes):
 
 
 async def count_events(database_url: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         return await conn.fetchval("SELECT count(*) FROM events")
-    finally:
-        await conn.close()
 
 
 async def test_atomic_batch_creates_all_in_order(client, database_url):
@@ -43,13 +40,10 @@ async def test_atomic_batch_creates_all_in_order(client, database_url):
     assert len(set(ids)) == 6
     got = await (await client.get(f"/api/events/{ids[5]}", headers=headers)).json()
     assert got == body["items"][5]
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         assert await conn.fetchval("SELECT count(*) FROM event_versions WHERE event_id = ANY($1)", ids) == 6
         assert await conn.fetchval("SELECT count(*) FROM event_permissions WHERE event_id = ANY($1) AND role = 'owner'",
                                    ids) == 6
-    finally:
-        await conn.close()
 
 
 async def test_atomic_batch_fails_whole_naming_the_item(client, database_url):
@@ -249,11 +243,8 @@ async def test_keys_expire_after_a_day(client, database_url):
     _, _, headers = await user_with_token(client)
     keyed = {**headers, "Idempotency-Key": "old"}
     assert (await client.post("/api/events", json=item(0), headers=keyed)).status == 201
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
-    finally:
-        await conn.close()
     resp = await client.post("/api/events", json=item(2), headers=keyed)  # another body: fine now
     assert resp.status == 201 and "Idempotent-Replayed" not in resp.headers
     again = await client.post("/api/events", json=item(2), headers=keyed)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import asyncpg
 
 from calsvc.db import events as event_db
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_event_changes import share
+from tests.conftest import assert_problem
+from tests.factories import connect, event_json, grant, user_with_token
 
 UTC = dt.timezone.utc
 # Berlin's clocks go forward at 01:00 UTC on 29 March 2026: the events span that night, and
@@ -25,33 +24,27 @@ WHERE user_id = $1 AND live AND during && tstzrange($2, $3)
 """
 
 
-def body(title: str, start: dt.datetime, length: dt.timedelta, **extra) -> dict:
-    return {"title": title, "start_time": start.isoformat(), "end_time": (start + length).isoformat(),
-            "timezone": "UTC", **extra}
-
-
 async def test_candidates_are_exactly_the_overlapping_envelopes(client, database_url):
     user, _, headers = await user_with_token(client)
     other, _, other_headers = await user_with_token(client)
     lengths = [15 * MINUTE, 23 * HOUR + 59 * MINUTE, 24 * HOUR, 24 * HOUR + MINUTE, 49 * HOUR,
                dt.timedelta(days=366)]
-    items = [body(f"{length}", T - length + k * 7 * MINUTE, length) for k, length in enumerate(lengths)]
+    items = [event_json(f"{length}", T - length + k * 7 * MINUTE, length) for k, length in enumerate(lengths)]
     items += [
         # a series whose envelope is short (its occurrences all within 24 hours), one long
-        body("three hours", T, 30 * MINUTE, recurrence={"rrule": "FREQ=HOURLY;COUNT=3"}),
-        body("weekly", T - 7 * 24 * HOUR, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}),
-        body("daily until", T - 2 * 24 * HOUR, HOUR, recurrence={"rrule": "FREQ=DAILY;UNTIL=20260331T120000Z"}),
+        event_json("three hours", T, 30 * MINUTE, recurrence={"rrule": "FREQ=HOURLY;COUNT=3"}),
+        event_json("weekly", T - 7 * 24 * HOUR, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}),
+        event_json("daily until", T - 2 * 24 * HOUR, HOUR, recurrence={"rrule": "FREQ=DAILY;UNTIL=20260331T120000Z"}),
     ]
     resp = await client.post("/api/events/batch?on_conflict=allow", json={"events": items}, headers=headers)
     assert resp.status == 201, await resp.text()
     # and one of another user's, shared with the first: in their calendar too
-    resp = await client.post("/api/events", json=body("theirs", T + 3 * HOUR, 25 * HOUR), headers=other_headers)
+    resp = await client.post("/api/events", json=event_json("theirs", T + 3 * HOUR, 25 * HOUR), headers=other_headers)
     assert resp.status == 201
-    await share(database_url, (await resp.json())["id"], user["id"], "viewer")
+    await grant(database_url, (await resp.json())["id"], user["id"], "viewer")
 
     edges = set()
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         for lower, upper in await conn.fetch("SELECT lower(during), upper(during) FROM event_permissions"):
             edges |= {lower, upper or T + dt.timedelta(days=400)}
         windows = [(edge + shift, edge + shift + length)
@@ -85,31 +78,29 @@ async def test_candidates_are_exactly_the_overlapping_envelopes(client, database
                 "SELECT event_id FROM event_permissions WHERE user_id = $1 AND "
                 "(upper(during) IS NULL OR upper(during) - lower(during) > interval '24 hours')", user["id"])}
             assert seen_long == expected_long and len(expected_long) == 6
-    finally:
-        await conn.close()
 
 
 async def test_a_check_sees_a_series_as_another_process_left_it(make_client):
     here, there = await make_client(), await make_client()  # two apps: two caches, one database
     _, _, headers = await user_with_token(here)
-    resp = await here.post("/api/events", headers=headers, json=body(
+    resp = await here.post("/api/events", headers=headers, json=event_json(
         "weekly", T, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}))
     assert resp.status == 201
     series = await resp.json()
     third = T + 14 * 24 * HOUR
-    resp = await here.post("/api/events", json=body("clash", third, 30 * MINUTE), headers=headers)
+    resp = await here.post("/api/events", json=event_json("clash", third, 30 * MINUTE), headers=headers)
     await assert_problem(resp, 409, "scheduling-conflict")  # `here` has the series cached now
 
     resp = await there.patch(f"/api/events/{series['id']}", headers=headers, json={
         "start_time": (T + 2 * HOUR).isoformat(), "end_time": (T + 3 * HOUR).isoformat()})
     assert resp.status == 200, await resp.text()
-    resp = await here.post("/api/events", json=body("moved away", third + 2 * HOUR, 30 * MINUTE), headers=headers)
+    resp = await here.post("/api/events", json=event_json("moved away", third + 2 * HOUR, 30 * MINUTE), headers=headers)
     body_ = await assert_problem(resp, 409, "scheduling-conflict")
     assert [c["event_id"] for c in body_["conflicts"]] == [series["id"]]
-    resp = await here.post("/api/events", json=body("free now", third, 30 * MINUTE), headers=headers)
+    resp = await here.post("/api/events", json=event_json("free now", third, 30 * MINUTE), headers=headers)
     assert resp.status == 201, await resp.text()
 
     resp = await there.delete(f"/api/events/{series['id']}", headers=headers)
     assert resp.status == 204
-    resp = await here.post("/api/events", json=body("gone", third + 2 * HOUR, 30 * MINUTE), headers=headers)
+    resp = await here.post("/api/events", json=event_json("gone", third + 2 * HOUR, 30 * MINUTE), headers=headers)
     assert resp.status == 201, await resp.text()

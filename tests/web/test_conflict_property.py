@@ -1,6 +1,7 @@
-"""SPEC 4 over HTTP, as a property: the conflicts `POST /api/events` reports (under `allow`)
-and the 409 it answers (under `reject`) agree with a brute-force check for random calendars
-of single and recurring events in three zones, around the DST changes of spring and autumn.
+"""Conflict checks over HTTP, as a property: the conflicts `POST /api/events` reports (under
+`allow`) and the 409 it answers (under `reject`) agree with a brute-force check for random
+calendars of single and recurring events in three zones, around the DST changes of spring and
+autumn.
 
 The oracle is deliberately naive and shares no code with calsvc: each event is expanded on
 its own by walking dateutil's rule from DTSTART as a naive wall-clock time, each occurrence
@@ -31,7 +32,8 @@ from dateutil import rrule as du
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import user_with_token
 
 UTC = dt.timezone.utc
 ZONES = ("UTC", "Europe/Berlin", "America/New_York")
@@ -41,7 +43,7 @@ SLOT = dt.timedelta(minutes=15)
 # and New York in 2026: 8 and 29 March, 25 October and 1 November.
 BASES = (dt.datetime(2026, 3, 2), dt.datetime(2026, 10, 12))
 SPAN_DAYS = 35
-HORIZON = dt.timedelta(days=731)  # an endless candidate is checked for 2 years (SPEC 4)
+HORIZON = dt.timedelta(days=731)  # an endless candidate is checked for its first 2 years
 # Right at the end of that horizon the contract does not say which occurrences still count
 # (2 years of elapsed time or of wall-clock time, an occurrence straddling the end): pairs
 # whose calendar occurrence starts this close to it are left out on both sides.

@@ -19,8 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import user_with_token
-from tests.web.test_events import create
+from tests.factories import create_event, user_with_token
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 if BROWSER is None and os.environ.get("CALSVC_REQUIRE_BROWSER") != "1":
@@ -79,7 +78,7 @@ async def open_browser(profile: Path) -> tuple[subprocess.Popen, str]:
 
 async def test_the_diff_page_reads_well_in_a_browser(client, tmp_path):
     user, tokens, headers = await user_with_token(client)
-    _, event = await create(client, headers, title="Planning", description="Agenda:\n- budget\n- hiring")
+    _, event = await create_event(client, headers, title="Planning", description="Agenda:\n- budget\n- hiring")
     resp = await client.patch(f"/api/events/{event['id']}", headers=headers, json={
         "title": EVIL_TITLE, "location": "<img src=x onerror=window.pwned=2>",
         "description": "Agenda:\n- budget (Q1)\n- hiring\n- <b>roadmap</b>"})

@@ -1,4 +1,4 @@
-"""The edge of the service (SPEC sections 1 and 9): problem+json for every error, body
+"""The edge of the service: problem+json for every error, body
 limits and formats, negotiation, request ids and logs, security headers, CORS, rate
 limits, health and readiness (with the database really refusing connections), metrics
 and the API documents."""
@@ -22,7 +22,9 @@ from aiohttp.test_utils import TestServer
 from calsvc.app import create_app
 from calsvc.web.middlewares import AccessLogger, redact
 from calsvc.web.routes import ROUTES
-from tests.conftest import PASSWORD, admin_execute, assert_problem, user_with_token
+from tests.conftest import admin_execute, assert_problem
+from tests.expected import SECURITY_HEADERS
+from tests.factories import PASSWORD, user_with_token
 
 MIB = 1024 * 1024
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -246,13 +248,6 @@ async def test_500_is_problem_with_request_id_and_no_leak(aiohttp_client, settin
 
 # -- headers ----------------------------------------------------------------------------
 
-SECURITY = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
-
-
 @pytest.mark.parametrize("method,path,status", [
     ("GET", "/healthz", 200),
     ("GET", "/nowhere", 404),
@@ -265,7 +260,7 @@ SECURITY = {
 async def test_security_headers_on_every_response(client, method, path, status):
     resp = await client.request(method, path)
     assert resp.status == status
-    for name, value in SECURITY.items():
+    for name, value in SECURITY_HEADERS.items():
         assert resp.headers.get(name) == value, (name, path)
     if path.startswith("/api/"):
         assert resp.headers["Cache-Control"] == "no-store"

@@ -1,17 +1,16 @@
-"""Concurrent edits, SPEC 7: If-Match under contention, and edit_strategy=merge against a
+"""Concurrent edits: If-Match under contention, and edit_strategy=merge against a
 base version (different fields both survive; the same field is a 409 unless prefer says)."""
 from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_event_changes import versions
-from tests.web.test_events import create
+from tests.conftest import assert_problem
+from tests.factories import create_event, user_with_token, versions
 
 
 async def test_fifty_concurrent_if_match_edits_lose_nothing(client, database_url):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, description="")
+    _, event = await create_event(client, headers, description="")
     url = f"/api/events/{event['id']}"
 
     async def append(line: str) -> int:
@@ -37,7 +36,7 @@ async def test_fifty_concurrent_if_match_edits_lose_nothing(client, database_url
 
 async def test_a_merge_keeps_changes_to_different_fields(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, description="base")
+    _, event = await create_event(client, headers, description="base")
     url = f"/api/events/{event['id']}"
     assert (await client.patch(url, headers=headers, json={"title": "Theirs"})).status == 200  # v2
     resp = await client.patch(url, headers=headers, params={"edit_strategy": "merge", "base_version": "1"},
@@ -57,7 +56,7 @@ async def test_a_merge_keeps_changes_to_different_fields(client):
 
 async def test_the_same_field_changed_on_both_sides_is_an_edit_conflict(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     url = f"/api/events/{event['id']}"
     assert (await client.patch(url, headers=headers, json={"title": "Theirs", "location": "Room T"})).status == 200
     merge = {"edit_strategy": "merge", "base_version": "1"}
@@ -76,7 +75,7 @@ async def test_the_same_field_changed_on_both_sides_is_an_edit_conflict(client):
 
 async def test_the_same_change_on_both_sides_is_no_conflict(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     url = f"/api/events/{event['id']}"
     theirs = await client.patch(url, headers=headers, json={"start_time": "2026-12-01T10:00:00+01:00",
                                                             "end_time": "2026-12-01T10:15:00+01:00"})
@@ -91,7 +90,7 @@ async def test_the_same_change_on_both_sides_is_no_conflict(client):
 
 async def test_bad_merges_are_422(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     url = f"/api/events/{event['id']}"
     for params, loc in (({"edit_strategy": "merge"}, "base_version"),
                         ({"edit_strategy": "merge", "base_version": "2"}, "base_version"),

@@ -1,46 +1,20 @@
-"""Changing events (SPEC 3): PUT/PATCH merged and validated as a whole, If-Match, roles,
+"""Changing events: PUT/PATCH merged and validated as a whole, If-Match, roles,
 soft delete, versions, and conflict checks of updates."""
 from __future__ import annotations
 
 import asyncio
 from urllib.parse import quote
 
-import asyncpg
 import pytest
 
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_events import STANDUP, create
-
-
-async def share(database_url: str, event_id: int, user_id: int, role: str) -> None:
-    """Grant a role directly (the sharing routes come with the next issue)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            """
-            INSERT INTO event_permissions (event_id, user_id, role, granted_by, starts_at, during, version)
-            SELECT id, $2, $3, owner_id, start_time, during, version FROM events WHERE id = $1
-            """,
-            event_id, user_id, role)
-    finally:
-        await conn.close()
-
-
-async def versions(database_url: str, event_id: int) -> list[tuple]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT version, kind, actor_id, changed_fields, snapshot::text AS snapshot FROM event_versions "
-            "WHERE event_id = $1 ORDER BY version", event_id)
-    finally:
-        await conn.close()
-    return [tuple(r) for r in rows]
+from tests.conftest import assert_problem
+from tests.factories import STANDUP, create_event, grant, user_with_token, versions
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
 async def test_partial_update_merges_and_writes_a_version(client, database_url, method):
     user, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, description="daily", location="Room 1")
+    _, event = await create_event(client, headers, description="daily", location="Room 1")
     resp = await client.request(method, f"/api/events/{event['id']}", json={"title": "Standup (moved)",
                                                                               "location": None}, headers=headers)
     assert resp.status == 200, await resp.text()
@@ -60,7 +34,7 @@ async def test_partial_update_merges_and_writes_a_version(client, database_url, 
 
 async def test_null_clears_description_and_recurrence(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, description="x", recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
+    _, event = await create_event(client, headers, description="x", recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
     resp = await client.patch(f"/api/events/{event['id']}", json={"description": None, "recurrence": None},
                               headers=headers)
     body = await resp.json()
@@ -81,7 +55,7 @@ async def test_null_clears_description_and_recurrence(client):
 ])
 async def test_the_merged_event_is_validated_and_nothing_changes(client, changes, loc):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     resp = await client.patch(f"/api/events/{event['id']}", json=changes, headers=headers)
     body = await assert_problem(resp, 422, "validation")
     assert body["errors"][0]["loc"] == loc
@@ -91,7 +65,7 @@ async def test_the_merged_event_is_validated_and_nothing_changes(client, changes
 
 async def test_an_update_that_changes_nothing_writes_no_version(client, database_url):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     resp = await client.put(f"/api/events/{event['id']}", json={"title": "Standup",
                                                                  "start_time": "2026-12-01T08:00:00Z"},
                             headers=headers)
@@ -101,7 +75,7 @@ async def test_an_update_that_changes_nothing_writes_no_version(client, database
 
 async def test_if_match(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     url = f"/api/events/{event['id']}"
     resp = await client.patch(url, json={"title": "A"}, headers={**headers, "If-Match": '"1"'})
     assert resp.status == 200 and resp.headers["ETag"] == '"2"'
@@ -126,10 +100,10 @@ async def test_roles(client, database_url):
     editor, _, editor_headers = await user_with_token(client)
     viewer, _, viewer_headers = await user_with_token(client)
     _, stranger_headers = (await user_with_token(client))[0], (await user_with_token(client))[2]
-    _, event = await create(client, owner_headers)
+    _, event = await create_event(client, owner_headers)
     url = f"/api/events/{event['id']}"
-    await share(database_url, event["id"], editor["id"], "editor")
-    await share(database_url, event["id"], viewer["id"], "viewer")
+    await grant(database_url, event["id"], editor["id"], "editor")
+    await grant(database_url, event["id"], viewer["id"], "viewer")
 
     seen = await (await client.get(url, headers=viewer_headers)).json()
     assert seen["my_role"] == "viewer"
@@ -149,8 +123,8 @@ async def test_roles(client, database_url):
 async def test_soft_delete(client, database_url):
     owner, _, headers = await user_with_token(client)
     viewer, _, viewer_headers = await user_with_token(client)
-    _, event = await create(client, headers)
-    await share(database_url, event["id"], viewer["id"], "viewer")
+    _, event = await create_event(client, headers)
+    await grant(database_url, event["id"], viewer["id"], "viewer")
     url = f"/api/events/{event['id']}"
     resp = await client.delete(url, headers=headers)
     assert resp.status == 204 and await resp.read() == b""
@@ -171,10 +145,10 @@ async def test_soft_delete(client, database_url):
 async def test_update_is_conflict_checked_against_the_owners_calendar(client, database_url):
     owner, _, headers = await user_with_token(client)
     editor, _, editor_headers = await user_with_token(client)
-    _, first = await create(client, headers)  # 09:00-09:15
-    _, second = await create(client, headers, title="Review", start_time="2026-12-01T10:00:00+01:00",
-                             end_time="2026-12-01T11:00:00+01:00")
-    await share(database_url, second["id"], editor["id"], "editor")
+    _, first = await create_event(client, headers)  # 09:00-09:15
+    _, second = await create_event(client, headers, title="Review", start_time="2026-12-01T10:00:00+01:00",
+                                   end_time="2026-12-01T11:00:00+01:00")
+    await grant(database_url, second["id"], editor["id"], "editor")
     url = f"/api/events/{second['id']}"
     move = {"start_time": "2026-12-01T09:10:00+01:00", "end_time": "2026-12-01T09:40:00+01:00"}
     # the editor's change is checked against the owner's calendar, not the editor's (an event
@@ -199,7 +173,7 @@ async def test_update_is_conflict_checked_against_the_owners_calendar(client, da
 
 async def test_update_moves_the_event_in_listings_and_windows(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     await client.patch(f"/api/events/{event['id']}", json={"start_time": "2027-01-05T09:00:00+01:00",
                                                            "end_time": "2027-01-05T10:00:00+01:00"},
                        headers=headers)
@@ -214,7 +188,7 @@ async def test_update_moves_the_event_in_listings_and_windows(client):
 
 async def test_concurrent_updates_do_not_lose_a_version(client, database_url):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     url = f"/api/events/{event['id']}"
     answers = await asyncio.gather(*(client.patch(url, json={"description": f"edit {i}"}, headers=headers)
                                      for i in range(40)))
@@ -236,7 +210,7 @@ async def test_unknown_and_malformed_ids(client):
 
 async def test_a_change_that_keeps_the_times_is_not_blocked_by_old_overlaps(client):
     _, _, headers = await user_with_token(client)
-    _, first = await create(client, headers)
+    _, first = await create_event(client, headers)
     resp = await client.post("/api/events?on_conflict=allow", json={**STANDUP, "title": "Overlap"}, headers=headers)
     second = await resp.json()
     url = f"/api/events/{second['id']}"
@@ -251,7 +225,7 @@ async def test_a_change_that_keeps_the_times_is_not_blocked_by_old_overlaps(clie
 
 async def test_times_outside_the_supported_years(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
+    _, event = await create_event(client, headers, recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
     for start in ("9999-12-31T23:59:59.999999+00:00", "9999-12-31T20:00:00-05:00", "0001-01-01T00:00:00+01:00"):
         url = f"/api/events/{event['id']}/occurrences/{quote(start, safe='')}"
         await assert_problem(await client.delete(url, headers=headers), 404, "not-found")

@@ -1,11 +1,13 @@
-"""Cases an outside review of SPEC 3-5 found (each failed before its fix): the hour clocks
-fall back, rules with too many occurrences, digits that are not ASCII, names that are not
-IANA zones, windows outside the years events live in, duplicate overlaps, batch stand-ins."""
+"""Cases an outside review of events, conflicts and batches found (each failed before its
+fix): the hour clocks fall back, rules with too many occurrences, digits that are not ASCII,
+names that are not IANA zones, windows outside the years events live in, duplicate overlaps,
+batch stand-ins."""
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import user_with_token
 
 
 def berlin(start: str, end: str, **extra) -> dict:

@@ -1,28 +1,18 @@
-"""Events, first slice of SPEC 3: create and read one event."""
+"""Events: create, read, list and expand them; conflicts of creates; free/busy."""
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import STANDUP, connect, create_event, user_with_token
 
-STANDUP = {
-    "title": "Standup", "start_time": "2026-12-01T09:00:00+01:00", "end_time": "2026-12-01T09:15:00+01:00",
-    "timezone": "Europe/Berlin",
-}
 EVENT_KEYS = {"id", "title", "description", "location", "start_time", "end_time", "timezone", "all_day",
               "recurrence", "owner_id", "my_role", "version", "created_at", "updated_at", "updated_by"}
 
 
-async def create(client, headers, **changes):
-    resp = await client.post("/api/events", json={**STANDUP, **changes}, headers=headers)
-    assert resp.status == 201, await resp.text()
-    return resp, await resp.json()
-
-
 async def test_create_and_read_one_event(client, database_url):
     user, _, headers = await user_with_token(client)
-    resp, event = await create(client, headers, description="daily", location="Room 1")
+    resp, event = await create_event(client, headers, description="daily", location="Room 1")
     assert set(event) == EVENT_KEYS
     assert resp.headers["Location"] == f"/api/events/{event['id']}"
     assert resp.headers["ETag"] == '"1"'
@@ -37,28 +27,25 @@ async def test_create_and_read_one_event(client, database_url):
     assert got.headers["ETag"] == '"1"' and "Accept" in got.headers["Vary"]
     assert await got.json() == event
 
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         row = await conn.fetchrow("SELECT version, kind, actor_id, snapshot FROM event_versions WHERE event_id = $1",
                                   event["id"])
         role = await conn.fetchval("SELECT role FROM event_permissions WHERE event_id = $1 AND user_id = $2",
                                    event["id"], user["id"])
-    finally:
-        await conn.close()
     assert (row["version"], row["kind"], row["actor_id"], role) == (1, "created", user["id"], "owner")
 
 
 async def test_times_are_answered_in_the_event_zone(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, start_time="2026-12-01T08:00:00Z", end_time="2026-12-01T08:30:00Z")
+    _, event = await create_event(client, headers, start_time="2026-12-01T08:00:00Z", end_time="2026-12-01T08:30:00Z")
     assert event["start_time"] == "2026-12-01T09:00:00+01:00"
-    _, event = await create(client, headers, timezone="UTC", on_conflict="allow")  # same slot again
+    _, event = await create_event(client, headers, timezone="UTC", on_conflict="allow")  # same slot again
     assert event["start_time"] in ("2026-12-01T08:00:00Z", "2026-12-01T08:00:00+00:00")
 
 
 async def test_if_none_match_gives_304(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": '"1"'})
     assert resp.status == 304 and resp.headers["ETag"] == '"1"'
     resp = await client.get(f"/api/events/{event['id']}", headers={**headers, "If-None-Match": 'W/"1", "9"'})
@@ -69,12 +56,12 @@ async def test_if_none_match_gives_304(client):
 
 async def test_recurrence_is_normalised_and_described(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, recurrence={"rrule": "RRULE:freq=weekly;byday=MO,WE;count=10"})
+    _, event = await create_event(client, headers, recurrence={"rrule": "RRULE:freq=weekly;byday=MO,WE;count=10"})
     rec = event["recurrence"]
     assert rec["rrule"] == "FREQ=WEEKLY;COUNT=10;BYDAY=MO,WE"
     assert rec["pattern"]["frequency"] == "weekly" and rec["pattern"]["by_weekday"] == ["MO", "WE"]
     assert rec["exdates"] == [] and rec["rdates"] == []
-    _, event = await create(client, headers, recurrence={
+    _, event = await create_event(client, headers, recurrence={
         "pattern": {"frequency": "daily", "interval": 2, "until": "2026-12-31T23:00:00+01:00"}},
         on_conflict="allow")  # it shares occurrences with the first
     assert event["recurrence"]["rrule"] == "FREQ=DAILY;INTERVAL=2;UNTIL=20261231T220000Z"
@@ -104,24 +91,21 @@ async def test_invalid_events_are_422_and_not_stored(client, changes, loc, datab
     resp = await client.post("/api/events", json={**STANDUP, **changes}, headers=headers)
     problem = await assert_problem(resp, 422, "validation")
     assert problem["errors"][0]["loc"] == loc, problem
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") == 0
-    finally:
-        await conn.close()
 
 
 async def test_an_all_day_event_at_midnight_is_fine(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, all_day=True, start_time="2026-12-24T00:00:00+01:00",
-                            end_time="2026-12-25T00:00:00+01:00")
+    _, event = await create_event(client, headers, all_day=True, start_time="2026-12-24T00:00:00+01:00",
+                                  end_time="2026-12-25T00:00:00+01:00")
     assert event["all_day"] is True
 
 
 async def test_others_cannot_see_an_event_nor_tell_it_exists(client):
     _, _, owner = await user_with_token(client)
     _, _, stranger = await user_with_token(client)
-    _, event = await create(client, owner)
+    _, event = await create_event(client, owner)
     hidden = await client.get(f"/api/events/{event['id']}", headers=stranger)
     missing = await client.get("/api/events/999999", headers=stranger)
     await assert_problem(hidden, 404, "not-found")
@@ -155,8 +139,8 @@ async def test_listing_in_start_order_with_keyset_pages(client):
     _, _, headers = await user_with_token(client)
     made = []
     for day in (5, 3, 9, 1, 7):
-        _, event = await create(client, headers, start_time=f"2026-12-0{day}T09:00:00+01:00",
-                                end_time=f"2026-12-0{day}T10:00:00+01:00")
+        _, event = await create_event(client, headers, start_time=f"2026-12-0{day}T09:00:00+01:00",
+                                      end_time=f"2026-12-0{day}T10:00:00+01:00")
         made.append((day, event["id"]))
     expected = [i for _, i in sorted(made)]
     assert (await ids(client, headers))[0] == expected
@@ -172,10 +156,10 @@ async def test_listing_in_start_order_with_keyset_pages(client):
 
 async def test_window_keeps_events_with_an_occurrence_in_it(client):
     _, _, headers = await user_with_token(client)
-    _, single = await create(client, headers)  # 1 Dec 09:00-09:15 Berlin
-    _, weekly = await create(client, headers, start_time="2026-11-30T12:00:00+01:00",
-                             end_time="2026-11-30T13:00:00+01:00",
-                             recurrence={"rrule": "FREQ=WEEKLY;BYDAY=MO;COUNT=4"})
+    _, single = await create_event(client, headers)  # 1 Dec 09:00-09:15 Berlin
+    _, weekly = await create_event(client, headers, start_time="2026-11-30T12:00:00+01:00",
+                                   end_time="2026-11-30T13:00:00+01:00",
+                                   recurrence={"rrule": "FREQ=WEEKLY;BYDAY=MO;COUNT=4"})
     # 2 Dec: inside the weekly envelope but no Monday: neither
     assert (await ids(client, headers, start="2026-12-02T00:00:00+01:00", end="2026-12-03T00:00:00+01:00"))[0] == []
     # 7 Dec (a Monday), an unencoded "+" included: the series only
@@ -191,9 +175,9 @@ async def test_window_keeps_events_with_an_occurrence_in_it(client):
 async def test_listing_filters_and_errors(client):
     _, _, headers = await user_with_token(client)
     _, _, other = await user_with_token(client)
-    _, a = await create(client, headers, title="Quarterly review", description="numbers")
-    _, b = await create(client, headers, title="Lunch", description="the 100% plan", on_conflict="allow")
-    await create(client, other, title="Not mine")
+    _, a = await create_event(client, headers, title="Quarterly review", description="numbers")
+    _, b = await create_event(client, headers, title="Lunch", description="the 100% plan", on_conflict="allow")
+    await create_event(client, other, title="Not mine")
     assert (await ids(client, headers, q="REVIEW"))[0] == [a["id"]]
     assert (await ids(client, headers, q="100%"))[0] == [b["id"]]
     assert (await ids(client, headers, q="_"))[0] == []
@@ -215,9 +199,9 @@ async def occurrences(client, headers, path, **params):
 
 async def test_occurrences_keep_wall_clock_across_dst(client):
     _, _, headers = await user_with_token(client)
-    _, weekly = await create(client, headers, start_time="2026-10-19T09:00:00+02:00",
-                             end_time="2026-10-19T10:00:00+02:00",
-                             recurrence={"rrule": "FREQ=WEEKLY;BYDAY=MO", "exdates": ["2026-11-02T08:00:00Z"]})
+    _, weekly = await create_event(client, headers, start_time="2026-10-19T09:00:00+02:00",
+                                   end_time="2026-10-19T10:00:00+02:00",
+                                   recurrence={"rrule": "FREQ=WEEKLY;BYDAY=MO", "exdates": ["2026-11-02T08:00:00Z"]})
     body = await occurrences(client, headers, f"/api/events/{weekly['id']}/occurrences",
                              start="2026-10-19T00:00:00Z", end="2026-11-10T00:00:00Z")
     starts = [o["start_time"] for o in body["items"]]
@@ -232,7 +216,7 @@ async def test_occurrences_keep_wall_clock_across_dst(client):
 
 async def test_occurrence_windows_are_bounded(client):
     _, _, headers = await user_with_token(client)
-    _, daily = await create(client, headers, recurrence={"rrule": "FREQ=HOURLY"})
+    _, daily = await create_event(client, headers, recurrence={"rrule": "FREQ=HOURLY"})
     path = f"/api/events/{daily['id']}/occurrences"
     for params in ({"start": "2026-12-01T00:00:00Z", "end": "2029-12-01T00:00:00Z"},   # over 2 years
                    {"start": "2026-12-01T00:00:00Z", "end": "2027-12-01T00:00:00Z"},   # over 5,000
@@ -247,9 +231,9 @@ async def test_occurrence_windows_are_bounded(client):
 
 async def test_expand_lists_occurrences_of_all_events_in_order(client):
     _, _, headers = await user_with_token(client)
-    _, single = await create(client, headers, start_time="2026-12-02T10:00:00+01:00", end_time="2026-12-02T11:00:00+01:00")
-    _, daily = await create(client, headers, start_time="2026-12-01T09:00:00+01:00", end_time="2026-12-01T09:30:00+01:00",
-                            recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
+    _, single = await create_event(client, headers, start_time="2026-12-02T10:00:00+01:00", end_time="2026-12-02T11:00:00+01:00")
+    _, daily = await create_event(client, headers, start_time="2026-12-01T09:00:00+01:00", end_time="2026-12-01T09:30:00+01:00",
+                                  recurrence={"rrule": "FREQ=DAILY;COUNT=3"})
     window = {"start": "2026-12-01T00:00:00+01:00", "end": "2026-12-04T00:00:00+01:00", "expand": "true"}
     body = await occurrences(client, headers, "/api/events", **window)
     got = [(o["event_id"], o["start_time"]) for o in body["items"]]
@@ -268,11 +252,11 @@ async def test_expand_lists_occurrences_of_all_events_in_order(client):
     assert problem["errors"][0]["loc"] == ["query", "end"]
 
 
-# -- conflicts (SPEC 4) -------------------------------------------------------------------
+# -- conflicts ----------------------------------------------------------------------------
 
 async def test_reject_is_the_default_and_writes_nothing(client, database_url):
     _, _, headers = await user_with_token(client)
-    _, first = await create(client, headers)
+    _, first = await create_event(client, headers)
     resp = await client.post("/api/events", json={**STANDUP, "title": "Clash",
                                                   "start_time": "2026-12-01T09:10:00+01:00",
                                                   "end_time": "2026-12-01T09:40:00+01:00"}, headers=headers)
@@ -280,26 +264,23 @@ async def test_reject_is_the_default_and_writes_nothing(client, database_url):
     assert problem["conflicts"] == [{"event_id": first["id"], "title": "Standup",
                                      "start_time": "2026-12-01T09:00:00+01:00",
                                      "end_time": "2026-12-01T09:15:00+01:00"}]
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") == 1
-    finally:
-        await conn.close()
 
 
 async def test_back_to_back_is_no_conflict(client):
     _, _, headers = await user_with_token(client)
-    await create(client, headers)
-    await create(client, headers, start_time="2026-12-01T09:15:00+01:00", end_time="2026-12-01T09:30:00+01:00")
-    await create(client, headers, start_time="2026-12-01T08:30:00+01:00", end_time="2026-12-01T09:00:00+01:00")
+    await create_event(client, headers)
+    await create_event(client, headers, start_time="2026-12-01T09:15:00+01:00", end_time="2026-12-01T09:30:00+01:00")
+    await create_event(client, headers, start_time="2026-12-01T08:30:00+01:00", end_time="2026-12-01T09:00:00+01:00")
 
 
 async def test_a_single_event_on_the_third_occurrence_of_a_weekly_series(client):
     _, _, headers = await user_with_token(client)
-    _, weekly = await create(client, headers, title="Weekly", start_time="2026-11-02T10:00:00+01:00",
-                             end_time="2026-11-02T11:00:00+01:00", recurrence={"rrule": "FREQ=WEEKLY"})
+    _, weekly = await create_event(client, headers, title="Weekly", start_time="2026-11-02T10:00:00+01:00",
+                                   end_time="2026-11-02T11:00:00+01:00", recurrence={"rrule": "FREQ=WEEKLY"})
     # between occurrences: fine
-    await create(client, headers, start_time="2026-11-17T10:00:00+01:00", end_time="2026-11-17T11:00:00+01:00")
+    await create_event(client, headers, start_time="2026-11-17T10:00:00+01:00", end_time="2026-11-17T11:00:00+01:00")
     resp = await client.post("/api/events", json={**STANDUP, "start_time": "2026-11-16T10:30:00+01:00",
                                                   "end_time": "2026-11-16T10:45:00+01:00"}, headers=headers)
     problem = await assert_problem(resp, 409, "scheduling-conflict")
@@ -308,7 +289,7 @@ async def test_a_single_event_on_the_third_occurrence_of_a_weekly_series(client)
 
 async def test_allow_writes_and_lists_the_conflicts(client):
     _, _, headers = await user_with_token(client)
-    _, first = await create(client, headers)
+    _, first = await create_event(client, headers)
     resp = await client.post("/api/events", params={"on_conflict": "allow"}, json=STANDUP, headers=headers)
     assert resp.status == 201
     body = await resp.json()
@@ -317,10 +298,10 @@ async def test_allow_writes_and_lists_the_conflicts(client):
 
 async def test_shift_moves_to_the_earliest_free_slot(client):
     _, _, headers = await user_with_token(client)
-    await create(client, headers)  # 09:00-09:15
-    await create(client, headers, start_time="2026-12-01T09:15:00+01:00", end_time="2026-12-01T09:45:00+01:00")
-    _, moved = await create(client, headers, on_conflict="shift", title="Moved",
-                            start_time="2026-12-01T09:05:00+01:00", end_time="2026-12-01T09:25:00+01:00")
+    await create_event(client, headers)  # 09:00-09:15
+    await create_event(client, headers, start_time="2026-12-01T09:15:00+01:00", end_time="2026-12-01T09:45:00+01:00")
+    _, moved = await create_event(client, headers, on_conflict="shift", title="Moved",
+                                  start_time="2026-12-01T09:05:00+01:00", end_time="2026-12-01T09:25:00+01:00")
     assert (moved["start_time"], moved["end_time"]) == ("2026-12-01T09:45:00+01:00", "2026-12-01T10:05:00+01:00")
     resp = await client.post("/api/events", params={"on_conflict": "shift"},
                              json={**STANDUP, "recurrence": {"rrule": "FREQ=DAILY"}}, headers=headers)
@@ -329,8 +310,8 @@ async def test_shift_moves_to_the_earliest_free_slot(client):
 
 async def test_shift_without_a_free_slot_in_30_days_is_409(client):
     _, _, headers = await user_with_token(client)
-    await create(client, headers, title="Block", start_time="2026-12-01T00:00:00+01:00",
-                 end_time="2027-01-15T00:00:00+01:00")
+    await create_event(client, headers, title="Block", start_time="2026-12-01T00:00:00+01:00",
+                       end_time="2027-01-15T00:00:00+01:00")
     resp = await client.post("/api/events", params={"on_conflict": "shift"}, json=STANDUP, headers=headers)
     await assert_problem(resp, 409, "scheduling-conflict")
 
@@ -348,12 +329,12 @@ async def test_concurrent_creates_in_one_slot_exactly_one_wins(client):
 
 async def test_conflicts_endpoint_lists_overlapping_pairs(client):
     _, _, headers = await user_with_token(client)
-    _, a = await create(client, headers, title="A", start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T10:00:00Z",
-                        timezone="UTC")
-    _, b = await create(client, headers, title="B", start_time="2026-12-01T09:30:00Z", end_time="2026-12-01T11:00:00Z",
-                        timezone="UTC", on_conflict="allow")
-    await create(client, headers, title="C", start_time="2026-12-01T11:00:00Z", end_time="2026-12-01T12:00:00Z",
-                 timezone="UTC")
+    _, a = await create_event(client, headers, title="A", start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T10:00:00Z",
+                              timezone="UTC")
+    _, b = await create_event(client, headers, title="B", start_time="2026-12-01T09:30:00Z", end_time="2026-12-01T11:00:00Z",
+                              timezone="UTC", on_conflict="allow")
+    await create_event(client, headers, title="C", start_time="2026-12-01T11:00:00Z", end_time="2026-12-01T12:00:00Z",
+                       timezone="UTC")
     resp = await client.get("/api/events/conflicts", params={"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z"},
                             headers=headers)
     assert resp.status == 200
@@ -365,8 +346,8 @@ async def test_conflicts_endpoint_lists_overlapping_pairs(client):
 async def test_freebusy_for_self_and_people_sharing_nothing(client):
     user, _, headers = await user_with_token(client)
     stranger, _, _ = await user_with_token(client)
-    await create(client, headers, start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T10:00:00Z", timezone="UTC")
-    await create(client, headers, start_time="2026-12-01T10:00:00Z", end_time="2026-12-01T11:00:00Z", timezone="UTC")
+    await create_event(client, headers, start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T10:00:00Z", timezone="UTC")
+    await create_event(client, headers, start_time="2026-12-01T10:00:00Z", end_time="2026-12-01T11:00:00Z", timezone="UTC")
     window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z"}
     resp = await client.get("/api/freebusy", params=window, headers=headers)
     assert resp.status == 200
@@ -384,25 +365,25 @@ async def test_freebusy_needs_the_consent_of_the_user_shown(client, database_url
     (asker, ah), (victim, vh), (third, th) = [(u, h) for u, _, h in [await user_with_token(client) for _ in range(3)]]
     window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z", "users": str(victim["id"])}
     # the victim's calendar holds an event of a third party the asker cannot read
-    _, private = await create(client, th, title="Private", start_time="2026-12-01T09:00:00Z",
-                              end_time="2026-12-01T10:00:00Z", timezone="UTC")
+    _, private = await create_event(client, th, title="Private", start_time="2026-12-01T09:00:00Z",
+                                    end_time="2026-12-01T10:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{private['id']}/share", headers=th, json={"user_id": victim["id"], "role": "viewer"})
     assert resp.status == 200
     # the asker shares a throwaway event with the victim, and hands another over to them
-    _, throwaway = await create(client, ah, title="Throwaway", start_time="2026-12-05T09:00:00Z",
-                                end_time="2026-12-05T10:00:00Z", timezone="UTC")
+    _, throwaway = await create_event(client, ah, title="Throwaway", start_time="2026-12-05T09:00:00Z",
+                                      end_time="2026-12-05T10:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{throwaway['id']}/share", headers=ah, json={"user_id": victim["id"], "role": "editor"})
     assert resp.status == 200
-    _, handed = await create(client, ah, title="Handed over", start_time="2026-12-06T09:00:00Z",
-                             end_time="2026-12-06T10:00:00Z", timezone="UTC")
+    _, handed = await create_event(client, ah, title="Handed over", start_time="2026-12-06T09:00:00Z",
+                                   end_time="2026-12-06T10:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{handed['id']}/share", headers=ah, json={"user_id": victim["id"], "role": "viewer"})
     assert resp.status == 200
     resp = await client.put(f"/api/events/{handed['id']}/permissions/{victim['id']}", headers=ah, json={"role": "owner"})
     assert resp.status == 200, await resp.text()
     await assert_problem(await client.get("/api/freebusy", params=window, headers=ah), 404, "not-found")
     # once the victim shares an event of their own with the asker, the asker sees their busy times
-    _, own = await create(client, vh, title="Own", start_time="2026-12-07T09:00:00Z",
-                          end_time="2026-12-07T10:00:00Z", timezone="UTC")
+    _, own = await create_event(client, vh, title="Own", start_time="2026-12-07T09:00:00Z",
+                                end_time="2026-12-07T10:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{own['id']}/share", headers=vh, json={"user_id": asker["id"], "role": "viewer"})
     assert resp.status == 200
     resp = await client.get("/api/freebusy", params=window, headers=ah)
@@ -410,13 +391,12 @@ async def test_freebusy_needs_the_consent_of_the_user_shown(client, database_url
     assert (await resp.json())["items"] == [{"user_id": victim["id"], "busy": [
         {"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}]}]
     # an account an operator removed is gone for free/busy too
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", victim["id"])
-        await assert_problem(await client.get("/api/freebusy", params=window, headers=ah), 404, "not-found")
-    finally:
-        await conn.execute("UPDATE users SET deleted_at = NULL WHERE id = $1", victim["id"])
-        await conn.close()
+    async with connect(database_url) as conn:
+        try:
+            await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", victim["id"])
+            await assert_problem(await client.get("/api/freebusy", params=window, headers=ah), 404, "not-found")
+        finally:
+            await conn.execute("UPDATE users SET deleted_at = NULL WHERE id = $1", victim["id"])
     # the other way round, the throwaway was the asker's consent to the victim
     resp = await client.get("/api/freebusy", params={**window, "users": str(asker["id"])}, headers=vh)
     assert resp.status == 200, await resp.text()
@@ -460,12 +440,12 @@ async def test_a_transfer_is_no_consent_to_see_busy_times(client):
     victim's), its old owner cannot read the victim's busy times off conflict answers; once
     the victim shares an event of their own with them, the hidden ones show as "busy"."""
     (asker, ah), (victim, vh), (third, th) = [(u, h) for u, _, h in [await user_with_token(client) for _ in range(3)]]
-    _, private = await create(client, th, title="Private", start_time="2027-01-04T10:00:00Z",
-                              end_time="2027-01-04T11:00:00Z", timezone="UTC")
+    _, private = await create_event(client, th, title="Private", start_time="2027-01-04T10:00:00Z",
+                                    end_time="2027-01-04T11:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{private['id']}/share", headers=th, json={"user_id": victim["id"], "role": "viewer"})
     assert resp.status == 200
-    _, handed = await create(client, ah, title="Handed", start_time="2027-02-01T09:00:00Z",
-                             end_time="2027-02-01T10:00:00Z", timezone="UTC")
+    _, handed = await create_event(client, ah, title="Handed", start_time="2027-02-01T09:00:00Z",
+                                   end_time="2027-02-01T10:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{handed['id']}/share", headers=ah, json={"user_id": victim["id"], "role": "editor"})
     assert resp.status == 200
     resp = await client.put(f"/api/events/{handed['id']}/permissions/{victim['id']}", headers=ah, json={"role": "owner"})
@@ -479,8 +459,8 @@ async def test_a_transfer_is_no_consent_to_see_busy_times(client):
     resp = await client.patch(f"/api/events/{handed['id']}", headers=ah, json={
         "start_time": "2027-02-01T09:00:00Z", "end_time": "2027-02-01T10:00:00Z"})
     assert resp.status == 200
-    _, own = await create(client, vh, title="Own", start_time="2027-03-01T09:00:00Z",
-                          end_time="2027-03-01T10:00:00Z", timezone="UTC")
+    _, own = await create_event(client, vh, title="Own", start_time="2027-03-01T09:00:00Z",
+                                end_time="2027-03-01T10:00:00Z", timezone="UTC")
     resp = await client.post(f"/api/events/{own['id']}/share", headers=vh, json={"user_id": asker["id"], "role": "viewer"})
     assert resp.status == 200
     body = await assert_problem(await client.patch(f"/api/events/{handed['id']}", headers=ah, json=january),

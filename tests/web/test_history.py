@@ -1,10 +1,9 @@
-"""History, SPEC 7: versions and snapshots, rollback (restoring deleted events too), the
+"""History: versions and snapshots, rollback (restoring deleted events too), the
 changelog of content and access, and the diff as JSON and as a page."""
 from __future__ import annotations
 
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_events import STANDUP, create
-from tests.web.test_sharing import people
+from tests.conftest import assert_problem
+from tests.factories import STANDUP, create_event, people, user_with_token
 
 
 async def edit(client, headers, event_id, **changes):
@@ -15,7 +14,7 @@ async def edit(client, headers, event_id, **changes):
 
 async def test_history_lists_every_version_with_its_actor(client):
     (owner, oh), (editor, eh) = await people(client, 2)
-    _, event = await create(client, oh, description="one\ntwo")
+    _, event = await create_event(client, oh, description="one\ntwo")
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"user_id": editor["id"], "role": "editor"})
     await edit(client, eh, eid, title="Standup (moved)", start_time="2026-12-01T10:00:00+01:00",
@@ -54,7 +53,7 @@ async def test_history_lists_every_version_with_its_actor(client):
 
 async def test_history_is_for_people_with_access_and_after_delete_the_owner_alone(client, database_url):
     (owner, oh), (editor, eh), (stranger, sh) = await people(client, 3)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"user_id": editor["id"], "role": "editor"})
     paths = [f"/api/events/{eid}/history", f"/api/events/{eid}/history/1", f"/api/events/{eid}/changelog",
@@ -73,7 +72,7 @@ async def test_history_is_for_people_with_access_and_after_delete_the_owner_alon
 
 async def test_rollback_writes_a_new_version_with_the_old_content(client):
     (owner, oh), (editor, eh), (viewer, vh) = await people(client, 3)
-    _, event = await create(client, oh, description="first")
+    _, event = await create_event(client, oh, description="first")
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"users": [
         {"user_id": editor["id"], "role": "editor"}, {"user_id": viewer["id"], "role": "viewer"}]})
@@ -106,10 +105,10 @@ async def test_rollback_writes_a_new_version_with_the_old_content(client):
 
 async def test_rollback_is_conflict_checked(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     await edit(client, headers, event["id"], start_time="2026-12-01T14:00:00+01:00",
                end_time="2026-12-01T14:15:00+01:00")
-    _, blocker = await create(client, headers, title="Blocker")  # takes 09:00 again
+    _, blocker = await create_event(client, headers, title="Blocker")  # takes 09:00 again
     problem = await assert_problem(await client.post(f"/api/events/{event['id']}/rollback/1", headers=headers),
                                    409, "scheduling-conflict")
     assert [c["event_id"] for c in problem["conflicts"]] == [blocker["id"]]
@@ -121,7 +120,7 @@ async def test_rollback_is_conflict_checked(client):
 
 async def test_rolling_back_a_deleted_event_restores_it_for_everyone(client):
     (owner, oh), (viewer, vh) = await people(client, 2)
-    _, event = await create(client, oh, recurrence={"rrule": "FREQ=WEEKLY;COUNT=4"})
+    _, event = await create_event(client, oh, recurrence={"rrule": "FREQ=WEEKLY;COUNT=4"})
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"user_id": viewer["id"], "role": "viewer"})
     await client.delete(f"/api/events/{eid}/occurrences/2026-12-08T09:00:00%2B01:00", headers=oh)  # v2
@@ -145,9 +144,9 @@ async def test_rolling_back_a_deleted_event_restores_it_for_everyone(client):
 
 async def test_restoring_into_a_taken_slot_is_a_conflict(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     assert (await client.delete(f"/api/events/{event['id']}", headers=headers)).status == 204
-    await create(client, headers, title="Took the slot")
+    await create_event(client, headers, title="Took the slot")
     await assert_problem(await client.post(f"/api/events/{event['id']}/rollback/1", headers=headers),
                          409, "scheduling-conflict")
     await assert_problem(await client.get(f"/api/events/{event['id']}", headers=headers), 404, "not-found")
@@ -155,7 +154,7 @@ async def test_restoring_into_a_taken_slot_is_a_conflict(client):
 
 async def test_changelog_has_content_and_access_changes_in_order(client):
     (owner, oh), (a, ah) = await people(client, 2)
-    _, event = await create(client, oh, description="x")
+    _, event = await create_event(client, oh, description="x")
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"user_id": a["id"], "role": "viewer"})
     await client.put(f"/api/events/{eid}/permissions/{a['id']}", headers=oh, json={"role": "editor"})
@@ -192,7 +191,7 @@ async def test_changelog_has_content_and_access_changes_in_order(client):
 
 async def test_diff_lists_field_changes_and_the_description_line_diff(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers, description="alpha\nbeta\ngamma")
+    _, event = await create_event(client, headers, description="alpha\nbeta\ngamma")
     eid = event["id"]
     await edit(client, headers, eid, title="New title", description="alpha\nBETA\ngamma\ndelta")
     diff = await (await client.get(f"/api/events/{eid}/diff/1/2", headers=headers)).json()
@@ -212,7 +211,7 @@ async def test_diff_lists_field_changes_and_the_description_line_diff(client):
 async def test_the_diff_page_escapes_user_content(client):
     _, _, headers = await user_with_token(client)
     evil = '<script>alert("x")</script>&amp;'
-    _, event = await create(client, headers, title=evil, description="<b>bold</b>\nline")
+    _, event = await create_event(client, headers, title=evil, description="<b>bold</b>\nline")
     eid = event["id"]
     await edit(client, headers, eid, description="<img src=x onerror=alert(1)>\nline", location="<i>room</i>")
     for params, accept in (({"format": "html"}, "application/json"), ({}, "text/html")):
@@ -233,8 +232,8 @@ async def test_the_diff_page_escapes_user_content(client):
 
 async def test_a_new_time_zone_alone_is_no_change_of_times(client):
     (owner, oh), (editor, eh) = await people(client, 2)
-    _, event = await create(client, oh, start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T09:15:00Z",
-                            timezone="UTC")
+    _, event = await create_event(client, oh, start_time="2026-12-01T09:00:00Z", end_time="2026-12-01T09:15:00Z",
+                                  timezone="UTC")
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"user_id": editor["id"], "role": "editor"})
     await edit(client, oh, eid, timezone="Europe/Berlin")
@@ -251,9 +250,9 @@ async def test_a_new_time_zone_alone_is_no_change_of_times(client):
 
 async def test_rollback_takes_on_conflict_from_its_body_and_checks_the_body(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     await edit(client, headers, event["id"], start_time="2026-12-01T14:00:00+01:00", end_time="2026-12-01T14:15:00+01:00")
-    await create(client, headers, title="Blocker")
+    await create_event(client, headers, title="Blocker")
     url = f"/api/events/{event['id']}/rollback/1"
     resp = await client.post(url, headers={**headers, "Content-Type": "application/json"}, data=b"{")
     await assert_problem(resp, 400, "malformed")
@@ -265,7 +264,7 @@ async def test_rollback_takes_on_conflict_from_its_body_and_checks_the_body(clie
 
 async def test_format_json_forces_json(client):
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     resp = await client.get(f"/api/events/{event['id']}/diff/1/1", params={"format": "json"},
                             headers={**headers, "Accept": "application/msgpack"})
     assert resp.headers["Content-Type"].startswith("application/json")
@@ -275,7 +274,7 @@ async def test_format_json_forces_json(client):
 async def test_a_history_cursor_past_any_version_is_an_empty_page(client):
     import base64
     _, _, headers = await user_with_token(client)
-    _, event = await create(client, headers)
+    _, event = await create_event(client, headers)
     cursor = base64.urlsafe_b64encode(b"[3000000000]").decode().rstrip("=")
     resp = await client.get(f"/api/events/{event['id']}/history", headers=headers, params={"cursor": cursor})
     assert resp.status == 200 and (await resp.json())["items"] == []

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import asyncpg
 
 from calsvc.db import events as event_db
-from tests.conftest import user_with_token
-from tests.web.test_calendar_candidates import HOUR, MINUTE, T, body
-from tests.web.test_event_changes import share
-from tests.web.test_occurrence_exceptions import occurrence_url
+from tests.factories import connect, event_json, grant, occurrence_url, user_with_token
 
+T = dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.timezone.utc)  # the day Europe's clocks go forward
+MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
 DAY = 24 * HOUR
 TRUTH = """
 SELECT event_id FROM event_permissions
@@ -29,15 +28,15 @@ async def test_windowed_pages_are_exactly_the_overlapping_rows_in_order(client, 
     other, _, other_headers = await user_with_token(client)
     lengths = [15 * MINUTE, 23 * HOUR + 59 * MINUTE, DAY, DAY + MINUTE, 49 * HOUR,
                dt.timedelta(days=366)]
-    items = [body(f"{length} {k}", T - length + k * 7 * MINUTE + shift, length)
+    items = [event_json(f"{length} {k}", T - length + k * 7 * MINUTE + shift, length)
              for k, length in enumerate(lengths) for shift in (-3 * DAY, -DAY, dt.timedelta(0), DAY)]
     items += [
-        body("three hours", T, 30 * MINUTE, recurrence={"rrule": "FREQ=HOURLY;COUNT=3"}),
-        body("weekly", T - 7 * DAY, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}),
-        body("daily until", T - 2 * DAY, HOUR, recurrence={"rrule": "FREQ=DAILY;UNTIL=20260331T120000Z"}),
+        event_json("three hours", T, 30 * MINUTE, recurrence={"rrule": "FREQ=HOURLY;COUNT=3"}),
+        event_json("weekly", T - 7 * DAY, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}),
+        event_json("daily until", T - 2 * DAY, HOUR, recurrence={"rrule": "FREQ=DAILY;UNTIL=20260331T120000Z"}),
         # two occurrences in a day, the second to be moved before the first (below)
-        body("moved far", T + 2 * DAY, HOUR, recurrence={"rrule": "FREQ=HOURLY;INTERVAL=2;COUNT=2"}),
-        body("moved near", T, HOUR, recurrence={"rrule": "FREQ=HOURLY;INTERVAL=2;COUNT=2"}),
+        event_json("moved far", T + 2 * DAY, HOUR, recurrence={"rrule": "FREQ=HOURLY;INTERVAL=2;COUNT=2"}),
+        event_json("moved near", T, HOUR, recurrence={"rrule": "FREQ=HOURLY;INTERVAL=2;COUNT=2"}),
     ]
     resp = await client.post("/api/events/batch?on_conflict=allow", json={"events": items}, headers=headers)
     assert resp.status == 201, await resp.text()
@@ -50,12 +49,11 @@ async def test_windowed_pages_are_exactly_the_overlapping_rows_in_order(client, 
         resp = await client.put(occurrence_url(event, second) + "?on_conflict=allow", headers=headers, json={
             "start_time": moved_to.isoformat(), "end_time": (moved_to + HOUR).isoformat()})
         assert resp.status == 200, await resp.text()
-    resp = await client.post("/api/events", json=body("theirs", T + 3 * HOUR, 25 * HOUR), headers=other_headers)
+    resp = await client.post("/api/events", json=event_json("theirs", T + 3 * HOUR, 25 * HOUR), headers=other_headers)
     assert resp.status == 201
-    await share(database_url, (await resp.json())["id"], user["id"], "viewer")
+    await grant(database_url, (await resp.json())["id"], user["id"], "viewer")
 
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         irregular = await conn.fetchval(
             "SELECT count(*) FROM event_permissions WHERE user_id = $1 AND irregular AND NOT long", user["id"])
         assert irregular == 2  # the two moved series
@@ -81,16 +79,14 @@ async def test_windowed_pages_are_exactly_the_overlapping_rows_in_order(client, 
                         break
                     after = (rows[-1].start_time, rows[-1].id)
         assert checked > 1000
-    finally:
-        await conn.close()
 
 
 async def test_the_api_pages_through_a_window_across_both_indexes(client):
     _, _, headers = await user_with_token(client)
-    items = [body(f"single {k}", T + k * HOUR, 30 * MINUTE) for k in range(-30, 30)]
-    items += [body("started long before", T - 10 * DAY, 11 * DAY),
-              body("weekly", T - 70 * DAY, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}),
-              body("late short", T - 3 * DAY, HOUR, recurrence={"rrule": "FREQ=DAILY;INTERVAL=3;COUNT=2"})]
+    items = [event_json(f"single {k}", T + k * HOUR, 30 * MINUTE) for k in range(-30, 30)]
+    items += [event_json("started long before", T - 10 * DAY, 11 * DAY),
+              event_json("weekly", T - 70 * DAY, HOUR, recurrence={"rrule": "FREQ=WEEKLY"}),
+              event_json("late short", T - 3 * DAY, HOUR, recurrence={"rrule": "FREQ=DAILY;INTERVAL=3;COUNT=2"})]
     resp = await client.post("/api/events/batch?on_conflict=allow", json={"events": items}, headers=headers)
     assert resp.status == 201, await resp.text()
     titles, cursor = [], None

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import user_with_token
 
 DAILY = {"title": "Daily", "start_time": "2027-01-04T09:00:00Z", "end_time": "2027-01-04T09:30:00Z",
          "timezone": "UTC", "recurrence": {"rrule": "FREQ=DAILY"}}

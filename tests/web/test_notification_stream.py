@@ -1,4 +1,4 @@
-"""The event stream, SPEC 8, in one process: live delivery, replay from Last-Event-ID without
+"""The event stream in one process: live delivery, replay from Last-Event-ID without
 gap or duplicate, the heartbeat, ?access_token=, and streams that end (token revoked or
 expired, too many streams)."""
 from __future__ import annotations
@@ -8,22 +8,9 @@ import contextlib
 import datetime as dt
 
 from calsvc.tokens import ACCESS, TokenCodec
-from tests.conftest import assert_problem, user_with_token
-from tests.sse import Reader
-from tests.web.test_notifications import inbox, shared_event
-
-STREAM = "/api/notifications/stream"
-
-
-@contextlib.asynccontextmanager
-async def subscribe(client, headers=None, **params):
-    resp = await client.get(STREAM, headers=headers or {}, params=params)
-    assert resp.status == 200, await resp.text()
-    try:
-        yield Reader(resp)
-    finally:
-        resp.close()
-
+from tests.conftest import assert_problem
+from tests.factories import inbox, shared_event, user_with_token
+from tests.sse import STREAM, Reader, subscribe
 
 async def rename(client, headers, event, title):
     resp = await client.patch(f"/api/events/{event['id']}", headers=headers, json={"title": title})

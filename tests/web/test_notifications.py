@@ -1,4 +1,4 @@
-"""Notifications, SPEC 8: who hears of which change, in the change's own transaction; the
+"""Notifications: who hears of which change, in the change's own transaction; the
 list with its unread filter, count and pages; marking read."""
 from __future__ import annotations
 
@@ -6,37 +6,11 @@ import asyncio
 import io
 from urllib.parse import quote
 
-import asyncpg
 
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_events import create
-from tests.web.test_sharing import people
+from tests.conftest import assert_problem
+from tests.factories import connect, create_event, inbox, kinds, people, shared_event, user_with_token
 
 ITEM_KEYS = {"id", "kind", "event_id", "actor", "summary", "created_at", "read_at"}
-
-
-async def inbox(client, headers, **params) -> dict:
-    resp = await client.get("/api/notifications", headers=headers, params=params)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
-async def kinds(client, headers) -> list[tuple[str, int, str]]:
-    """(kind, event id, summary) of every notification, oldest first."""
-    items = (await inbox(client, headers, limit=500))["items"]
-    return [(n["kind"], n["event_id"], n["summary"]) for n in reversed(items)]
-
-
-async def shared_event(client, n_others: int, roles=("editor",), **fields):
-    """An event of a new owner shared with `n_others` new users (roles in turn)."""
-    everyone = await people(client, 1 + n_others)
-    (owner, oh), others = everyone[0], everyone[1:]
-    _, event = await create(client, oh, **fields)
-    users = [{"user_id": u["id"], "role": roles[i % len(roles)]} for i, (u, _) in enumerate(others)]
-    if users:
-        resp = await client.post(f"/api/events/{event['id']}/share", headers=oh, json={"users": users})
-        assert resp.status == 200, await resp.text()
-    return (owner, oh), others, event
 
 
 async def test_an_update_is_heard_by_everyone_with_access_but_the_actor(client):
@@ -130,8 +104,8 @@ async def test_what_is_refused_or_changes_nothing_announces_nothing(client, data
     # stale If-Match, a conflict, a validation error
     resp = await client.patch(url, headers={**oh, "If-Match": '"9"'}, json={"title": "X"})
     await assert_problem(resp, 412, "precondition-failed")
-    _, other = await create(client, oh, title="Other", start_time="2026-12-01T10:00:00+01:00",
-                            end_time="2026-12-01T11:00:00+01:00")
+    _, other = await create_event(client, oh, title="Other", start_time="2026-12-01T10:00:00+01:00",
+                                  end_time="2026-12-01T11:00:00+01:00")
     resp = await client.patch(url, headers=oh, json={"end_time": "2026-12-01T10:30:00+01:00"})
     await assert_problem(resp, 409, "scheduling-conflict")
     await assert_problem(await client.patch(url, headers=oh, json={"title": ""}), 422, "validation")
@@ -146,11 +120,8 @@ async def test_what_is_refused_or_changes_nothing_announces_nothing(client, data
     resp = await client.post(f"{url}/share", headers=oh, json={"user_id": a["id"], "role": "editor"})
     assert resp.status == 200
     assert await kinds(client, ah) == before
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         assert await conn.fetchval("SELECT count(*) FROM notifications WHERE event_id = $1", event["id"]) == 1
-    finally:
-        await conn.close()
 
 
 async def test_a_transaction_announces_each_operation_in_order(client):
@@ -232,43 +203,40 @@ async def test_concurrent_writers_give_each_user_ids_in_commit_order(client, dat
     (listener, _), writers = everyone[0], everyone[1:]
     events = []
     for user, headers in writers:
-        _, event = await create(client, headers, title=f"E{user['id']}")
+        _, event = await create_event(client, headers, title=f"E{user['id']}")
         share = {"users": [{"user_id": listener["id"], "role": "viewer"}]}
         assert (await client.post(f"/api/events/{event['id']}/share", headers=headers, json=share)).status == 200
         events.append((event, headers))
-    conn = await asyncpg.connect(database_url)
-    seen: list[int] = []
-    done = False
+    async with connect(database_url) as conn:
+        seen: list[int] = []
+        done = False
 
-    async def watch():
-        # every read: ids strictly above what was read before, with no lower id appearing later
-        last = 0
-        while not done:
-            rows = await conn.fetch("SELECT id FROM notifications WHERE user_id = $1 AND id > $2 ORDER BY id",
-                                    listener["id"], last)
-            for r in rows:
-                seen.append(r["id"])
-                last = r["id"]
-            await asyncio.sleep(0)
+        async def watch():
+            # every read: ids strictly above what was read before, with no lower id appearing later
+            last = 0
+            while not done:
+                rows = await conn.fetch("SELECT id FROM notifications WHERE user_id = $1 AND id > $2 ORDER BY id",
+                                        listener["id"], last)
+                for r in rows:
+                    seen.append(r["id"])
+                    last = r["id"]
+                await asyncio.sleep(0)
 
-    async def write(event, headers, i):
-        resp = await client.patch(f"/api/events/{event['id']}", headers=headers, json={"title": f"v{i}"})
-        assert resp.status == 200, await resp.text()
+        async def write(event, headers, i):
+            resp = await client.patch(f"/api/events/{event['id']}", headers=headers, json={"title": f"v{i}"})
+            assert resp.status == 200, await resp.text()
 
-    watcher = asyncio.create_task(watch())
-    try:
-        await asyncio.gather(*(write(e, h, i) for i in range(6) for e, h in events))
-    finally:
-        done = True
-        await watcher
-    try:
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.gather(*(write(e, h, i) for i in range(6) for e, h in events))
+        finally:
+            done = True
+            await watcher
         final = [r["id"] for r in await conn.fetch(
             "SELECT id FROM notifications WHERE user_id = $1 ORDER BY id", listener["id"])]
         rest = [r["id"] for r in await conn.fetch(
             "SELECT id FROM notifications WHERE user_id = $1 AND id > $2 ORDER BY id", listener["id"],
             seen[-1] if seen else 0)]
-    finally:
-        await conn.close()
     assert len(final) == 5 + 30
     assert seen + rest == final  # a reader following "after id N" missed nothing
     items = (await inbox(client, everyone[0][1], limit=500))["items"]

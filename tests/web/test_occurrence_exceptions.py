@@ -1,17 +1,14 @@
-"""Occurrence exceptions (SPEC 3): change or cancel one occurrence of a series, see it in
+"""Occurrence exceptions: change or cancel one occurrence of a series, see it in
 /occurrences and expand=true listings, conflict-checked like an update, dropped when the
 series no longer has that occurrence."""
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import quote
 
-import asyncpg
 import orjson
 
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_event_changes import share, versions
-from tests.web.test_events import create
+from tests.conftest import assert_problem
+from tests.factories import connect, create_event, grant, occurrence_url, user_with_token, versions
 
 WEEKLY = {
     "title": "Weekly", "start_time": "2026-10-19T09:00:00+02:00", "end_time": "2026-10-19T10:00:00+02:00",
@@ -22,12 +19,8 @@ WINDOW = "start=2026-10-01T00:00:00Z&end=2026-12-01T00:00:00Z"
 
 
 async def series(client, headers, **changes):
-    _, event = await create(client, headers, **{**WEEKLY, **changes})
+    _, event = await create_event(client, headers, **{**WEEKLY, **changes})
     return event
-
-
-def occurrence_url(event, start: str) -> str:
-    return f"/api/events/{event['id']}/occurrences/{quote(start, safe='')}"
 
 
 async def occurrences(client, headers, event, window=WINDOW):
@@ -126,8 +119,8 @@ async def test_a_moved_occurrence_is_found_where_it_went(client):
 async def test_an_occurrence_change_is_conflict_checked(client):
     _, _, headers = await user_with_token(client)
     event = await series(client, headers)
-    _, other = await create(client, headers, title="Lunch", start_time="2026-10-26T12:00:00+01:00",
-                            end_time="2026-10-26T13:00:00+01:00")
+    _, other = await create_event(client, headers, title="Lunch", start_time="2026-10-26T12:00:00+01:00",
+                                  end_time="2026-10-26T13:00:00+01:00")
     url = occurrence_url(event, "2026-10-26T09:00:00+01:00")
     move = {"start_time": "2026-10-26T12:30:00+01:00", "end_time": "2026-10-26T13:30:00+01:00"}
     body = await assert_problem(await client.put(url, json=move, headers=headers), 409, "scheduling-conflict")
@@ -155,8 +148,8 @@ async def test_unknown_occurrences_and_bad_paths(client):
     for bad in ("yesterday", "2026-10-19T09:00:00"):
         body = await assert_problem(await client.delete(occurrence_url(event, bad), headers=headers), 422, "validation")
         assert body["errors"][0]["loc"] == ["path", "occurrence_start"]
-    _, single = await create(client, headers, title="Once", start_time="2027-01-01T10:00:00Z",
-                             end_time="2027-01-01T11:00:00Z")
+    _, single = await create_event(client, headers, title="Once", start_time="2027-01-01T10:00:00Z",
+                                   end_time="2027-01-01T11:00:00Z")
     await assert_problem(await client.delete(occurrence_url(single, "2027-01-01T10:00:00Z"), headers=headers),
                          422, "validation")
     url = occurrence_url(event, "2026-10-19T09:00:00+02:00")
@@ -172,8 +165,8 @@ async def test_occurrence_roles_and_if_match(client, database_url):
     editor, _, editor_headers = await user_with_token(client)
     viewer, _, viewer_headers = await user_with_token(client)
     event = await series(client, headers)
-    await share(database_url, event["id"], editor["id"], "editor")
-    await share(database_url, event["id"], viewer["id"], "viewer")
+    await grant(database_url, event["id"], editor["id"], "editor")
+    await grant(database_url, event["id"], viewer["id"], "viewer")
     url = occurrence_url(event, "2026-10-19T09:00:00+02:00")
     await assert_problem(await client.put(url, json={"title": "v"}, headers=viewer_headers), 403, "forbidden")
     await assert_problem(await client.delete(url, headers=viewer_headers), 403, "forbidden")
@@ -253,12 +246,9 @@ async def test_a_series_keeps_at_most_1000_exceptions(client, database_url):
     day = dt.timedelta(days=1)
     first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
     cancelled = {(first + i * day).isoformat(): {"cancelled": True} for i in range(999)}
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         await conn.execute("UPDATE events SET exceptions = $2::jsonb WHERE id = $1", event["id"],
                            orjson.dumps(cancelled).decode())
-    finally:
-        await conn.close()
     at = lambda i: occurrence_url(event, (first + i * day).isoformat())  # noqa: E731
     resp = await client.put(at(999), json={"title": "The 1,000th"}, headers=headers)
     assert resp.status == 200, await resp.text()

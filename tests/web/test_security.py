@@ -8,15 +8,11 @@ import datetime as dt
 import re
 from typing import Any
 
-import asyncpg
 
 from calsvc.tokens import ACCESS, REFRESH, TokenCodec
 from calsvc.web.routes import ROUTES
-from tests.conftest import PASSWORD, login, user_with_token
-from tests.web.test_edge import SECURITY
-from tests.web.test_events import STANDUP
-from tests.web.test_role_matrix import MATRIX
-from tests.web.test_sharing import people
+from tests.expected import ROLE_MATRIX, SECURITY_HEADERS
+from tests.factories import PASSWORD, STANDUP, connect, login, people, user_with_token
 
 PARAM = re.compile(r"\{(\w+)(?::[^}]+)?\}")
 OCCURRENCE = "2026-12-08T09:00:00%2B01:00"
@@ -65,11 +61,8 @@ async def test_every_authenticated_route_refuses_every_bad_token(client, setting
     tokens["revoked"] = session["access_token"]
     # a deleted user's (removed by an operator: there is no API for it)
     gone, _, gh = await user_with_token(client)
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         await conn.execute("DELETE FROM users WHERE id = $1", gone["id"])
-    finally:
-        await conn.close()
     tokens["deleted-user"] = gh["Authorization"].split()[1]
     # a closed account's (DELETE /api/auth/me)
     _, _, ch = await user_with_token(client)
@@ -108,7 +101,7 @@ async def test_a_hidden_event_answers_exactly_as_a_missing_one(client):
     deleted = (await resp.json())["id"]
     assert (await client.delete(f"/api/events/{deleted}", headers=w["oh"])).status == 204
     failures = []
-    for method, path, body, _ in MATRIX:
+    for method, path, body, _ in ROLE_MATRIX:
         path = re.sub(r"OTHER|VIEWER|EDITOR|OWNER", str(w["friend"]["id"]), path)
         if isinstance(body, dict):
             body = {k: w["friend"]["id"] if v in ("OTHER", "VIEWER", "EDITOR", "OWNER") else v for k, v in body.items()}
@@ -127,7 +120,7 @@ async def test_a_hidden_event_answers_exactly_as_a_missing_one(client):
 
 
 def test_the_role_matrix_covers_every_route_of_an_event():
-    covered = {(m, re.sub(r"/\d.*|/OTHER|/VIEWER|/EDITOR|/OWNER|\?.*", "", p)) for m, p, _, _ in MATRIX}
+    covered = {(m, re.sub(r"/\d.*|/OTHER|/VIEWER|/EDITOR|/OWNER|\?.*", "", p)) for m, p, _, _ in ROLE_MATRIX}
     for route in ROUTES:
         if route.path.startswith("/api/events/{id"):
             rest = PARAM.sub("", route.path.removeprefix("/api/events/{id:\\d+}"))
@@ -189,11 +182,11 @@ async def test_security_headers_on_every_route(client):
             continue  # a stream never ends; its headers: test_notification_stream.py
         for headers in (w["oh"], {}):
             resp = await client.request(route.method, url_of(route, w), headers=headers)
-            for name, value in SECURITY.items():
+            for name, value in SECURITY_HEADERS.items():
                 if resp.headers.get(name) != value:
                     missing.append((route.method, route.path, resp.status, name))
             if route.path.startswith("/api/") and resp.headers.get("Cache-Control") != "no-store":
                 missing.append((route.method, route.path, resp.status, "Cache-Control"))
     resp = await client.head("/api/notifications/stream", headers=w["oh"])
-    assert all(resp.headers.get(k) == v for k, v in SECURITY.items())
+    assert all(resp.headers.get(k) == v for k, v in SECURITY_HEADERS.items())
     assert not missing, "\n".join(map(str, missing))

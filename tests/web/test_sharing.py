@@ -1,34 +1,22 @@
-"""Sharing, SPEC 6: share by id, username or email; the permission list; roles changed and
+"""Sharing: share by id, username or email; the permission list; roles changed and
 ownership transferred; revoke and leave; every change of access logged with its actor."""
 from __future__ import annotations
 
-import asyncpg
 
-from tests.conftest import assert_problem, user_with_token
-from tests.web.test_events import create
+from tests.conftest import assert_problem
+from tests.factories import connect, create_event, grant, people
 
 
 async def access_log(database_url: str, event_id: int) -> list[tuple]:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         rows = await conn.fetch("SELECT action, user_id, old_role, new_role, actor_id FROM event_access_changes "
                                 "WHERE event_id = $1 ORDER BY seq", event_id)
-    finally:
-        await conn.close()
     return [tuple(r) for r in rows]
-
-
-async def people(client, n: int) -> list[tuple[dict, dict]]:
-    out = []
-    for _ in range(n):
-        user, _, headers = await user_with_token(client)
-        out.append((user, headers))
-    return out
 
 
 async def test_share_by_id_username_and_email(client, database_url):
     (owner, oh), (a, ah), (b, bh), (c, ch) = await people(client, 4)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     resp = await client.post(f"/api/events/{event['id']}/share", headers=oh, json={"users": [
         {"user_id": a["id"], "role": "editor"},
         {"username": b["username"].upper(), "role": "viewer"},
@@ -55,7 +43,7 @@ async def test_share_by_id_username_and_email(client, database_url):
 
 async def test_share_one_user_as_the_body_and_again_with_another_role(client, database_url):
     (owner, oh), (a, ah) = await people(client, 2)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     url = f"/api/events/{event['id']}/share"
     assert (await client.post(url, headers=oh, json={"user_id": a["id"], "role": "viewer"})).status == 200
     assert (await client.post(url, headers=oh, json={"user_id": a["id"], "role": "viewer"})).status == 200  # same
@@ -68,7 +56,7 @@ async def test_share_one_user_as_the_body_and_again_with_another_role(client, da
 
 async def test_bad_shares_are_422_and_change_nothing(client, database_url):
     (owner, oh), (a, _) = await people(client, 2)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     url = f"/api/events/{event['id']}/share"
     cases = [
         ({"users": [{"user_id": a["id"], "role": "viewer"}, {"username": "nobody_here", "role": "viewer"}]},
@@ -99,11 +87,10 @@ async def test_bad_shares_are_422_and_change_nothing(client, database_url):
 
 
 async def test_who_may_share(client, database_url):
-    from tests.web.test_event_changes import share
     (owner, oh), (editor, eh), (viewer, vh), (stranger, sh) = await people(client, 4)
-    _, event = await create(client, oh)
-    await share(database_url, event["id"], editor["id"], "editor")
-    await share(database_url, event["id"], viewer["id"], "viewer")
+    _, event = await create_event(client, oh)
+    await grant(database_url, event["id"], editor["id"], "editor")
+    await grant(database_url, event["id"], viewer["id"], "viewer")
     body = {"user_id": stranger["id"], "role": "viewer"}
     url = f"/api/events/{event['id']}/share"
     await assert_problem(await client.post(url, headers=eh, json=body), 403, "forbidden")
@@ -120,7 +107,7 @@ async def test_who_may_share(client, database_url):
 
 async def test_permissions_are_paged_by_user_id(client):
     (owner, oh), *others = await people(client, 6)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     resp = await client.post(f"/api/events/{event['id']}/share", headers=oh,
                              json={"users": [{"user_id": u["id"], "role": "viewer"} for u, _ in others]})
     assert resp.status == 200
@@ -138,7 +125,7 @@ async def test_permissions_are_paged_by_user_id(client):
 
 async def test_change_a_role_and_transfer_ownership(client, database_url):
     (owner, oh), (a, ah), (b, bh) = await people(client, 3)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"users": [
         {"user_id": a["id"], "role": "viewer"}, {"user_id": b["id"], "role": "viewer"}]})
@@ -180,8 +167,8 @@ async def test_change_a_role_and_transfer_ownership(client, database_url):
 
 async def test_an_update_after_a_transfer_checks_the_new_owners_calendar(client):
     (owner, oh), (b, bh) = await people(client, 2)
-    _, event = await create(client, oh)  # 09:00-09:15 Berlin, 1 December
-    _, busy = await create(client, bh, start_time="2026-12-01T10:00:00+01:00", end_time="2026-12-01T11:00:00+01:00")
+    _, event = await create_event(client, oh)  # 09:00-09:15 Berlin, 1 December
+    _, busy = await create_event(client, bh, start_time="2026-12-01T10:00:00+01:00", end_time="2026-12-01T11:00:00+01:00")
     await client.post(f"/api/events/{event['id']}/share", headers=oh, json={"user_id": b["id"], "role": "viewer"})
     assert (await client.put(f"/api/events/{event['id']}/permissions/{b['id']}", headers=oh,
                              json={"role": "owner"})).status == 200
@@ -196,7 +183,7 @@ async def test_an_update_after_a_transfer_checks_the_new_owners_calendar(client)
 
 async def test_revoke_and_leave(client, database_url):
     (owner, oh), (a, ah), (b, bh), (c, ch) = await people(client, 4)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     eid = event["id"]
     await client.post(f"/api/events/{eid}/share", headers=oh, json={"users": [
         {"user_id": a["id"], "role": "editor"}, {"user_id": b["id"], "role": "viewer"},
@@ -224,7 +211,7 @@ async def test_revoke_and_leave(client, database_url):
 
 async def test_a_shared_event_follows_its_changes_and_delete(client):
     (owner, oh), (a, ah) = await people(client, 2)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     await client.post(f"/api/events/{event['id']}/share", headers=oh, json={"user_id": a["id"], "role": "viewer"})
     await client.patch(f"/api/events/{event['id']}", headers=oh, json={
         "start_time": "2026-12-02T09:00:00+01:00", "end_time": "2026-12-02T09:30:00+01:00"})
@@ -240,8 +227,7 @@ async def _queued(client, database_url, event_id, first, second):
     """Run request `first`, then `second`, both waiting on the event's row lock (held here
     for a moment), so the second is decided after the first committed."""
     import asyncio
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         tx = conn.transaction()
         await tx.start()
         await conn.execute("SELECT 1 FROM events WHERE id = $1 FOR UPDATE", event_id)
@@ -250,14 +236,12 @@ async def _queued(client, database_url, event_id, first, second):
         two = asyncio.ensure_future(second())
         await asyncio.sleep(0.3)
         await tx.rollback()
-    finally:
-        await conn.close()
     return await one, await two
 
 
 async def test_a_write_waiting_behind_a_change_of_access_sees_the_new_role(client, database_url):
     (owner, oh), (editor, eh), (heir, hh) = await people(client, 3)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     url = f"/api/events/{event['id']}"
     await client.post(f"{url}/share", headers=oh, json={"users": [
         {"user_id": editor["id"], "role": "editor"}, {"user_id": heir["id"], "role": "viewer"}]})
@@ -277,14 +261,11 @@ async def test_a_write_waiting_behind_a_change_of_access_sees_the_new_role(clien
 
 async def test_a_deleted_user_cannot_be_given_an_event(client, database_url):
     (owner, oh), (gone, _) = await people(client, 2)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     url = f"/api/events/{event['id']}"
     await client.post(f"{url}/share", headers=oh, json={"user_id": gone["id"], "role": "editor"})
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1", gone["id"])
-    finally:
-        await conn.close()
     await assert_problem(await client.put(f"{url}/permissions/{gone['id']}", headers=oh, json={"role": "owner"}),
                          404, "not-found")
     assert (await (await client.get(url, headers=oh)).json())["owner_id"] == owner["id"]
@@ -292,11 +273,11 @@ async def test_a_deleted_user_cannot_be_given_an_event(client, database_url):
 
 async def test_an_editor_learns_the_owner_is_busy_not_with_what(client):
     (owner, oh), (editor, eh) = await people(client, 2)
-    _, shared = await create(client, oh)
-    _, private = await create(client, oh, title="Doctor", start_time="2026-12-01T11:00:00+01:00",
-                              end_time="2026-12-01T12:00:00+01:00")
-    _, visible = await create(client, oh, title="Team lunch", start_time="2026-12-01T12:00:00+01:00",
-                              end_time="2026-12-01T13:00:00+01:00")
+    _, shared = await create_event(client, oh)
+    _, private = await create_event(client, oh, title="Doctor", start_time="2026-12-01T11:00:00+01:00",
+                                    end_time="2026-12-01T12:00:00+01:00")
+    _, visible = await create_event(client, oh, title="Team lunch", start_time="2026-12-01T12:00:00+01:00",
+                                    end_time="2026-12-01T13:00:00+01:00")
     await client.post(f"/api/events/{shared['id']}/share", headers=oh, json={"user_id": editor["id"], "role": "editor"})
     await client.post(f"/api/events/{visible['id']}/share", headers=oh, json={"user_id": editor["id"], "role": "viewer"})
     move = {"start_time": "2026-12-01T11:30:00+01:00", "end_time": "2026-12-01T12:30:00+01:00"}

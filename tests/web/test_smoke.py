@@ -1,4 +1,4 @@
-from tests.conftest import user_with_token
+from tests.factories import user_with_token
 
 
 async def test_register_login_me(client):

@@ -1,4 +1,4 @@
-"""POST /api/transactions, SPEC 5: operations in one database transaction, references to
+"""POST /api/transactions: operations in one database transaction, references to
 events created earlier in the request, if_version, and nothing written when any fails."""
 from __future__ import annotations
 
@@ -8,26 +8,22 @@ import asyncpg
 import pytest
 
 from tests.conftest import assert_problem
-from tests.web.test_events import STANDUP, create
-from tests.web.test_sharing import people
+from tests.factories import STANDUP, connect, create_event, people
 
 LATER = {**STANDUP, "title": "Later", "start_time": "2026-12-01T11:00:00+01:00", "end_time": "2026-12-01T12:00:00+01:00"}
 
 
 async def counts(database_url: str) -> tuple[int, ...]:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         return tuple([await conn.fetchval(f"SELECT count(*) FROM {table}") for table in (
             "events", "event_versions", "event_permissions", "event_access_changes")]
             + [await conn.fetchval("SELECT count(*) FROM events WHERE deleted_at IS NOT NULL")])
-    finally:
-        await conn.close()
 
 
 async def test_operations_refer_to_events_created_before_them(client):
     (owner, oh), (friend, fh) = await people(client, 2)
-    _, existing = await create(client, oh, title="Existing", start_time="2026-12-02T09:00:00+01:00",
-                               end_time="2026-12-02T10:00:00+01:00")
+    _, existing = await create_event(client, oh, title="Existing", start_time="2026-12-02T09:00:00+01:00",
+                                     end_time="2026-12-02T10:00:00+01:00")
     resp = await client.post("/api/transactions", headers=oh, json={"operations": [
         {"op": "create", "ref": "a", "event": STANDUP},
         {"op": "update", "id": "$a", "changes": {"title": "Standup (team)", "location": "Room 1"}},
@@ -68,8 +64,8 @@ FAILURES = [
 @pytest.mark.parametrize("failure", FAILURES, ids=[f[2] + str(i) for i, f in enumerate(FAILURES)])
 async def test_a_failing_operation_anywhere_writes_nothing(client, database_url, position, failure):
     (owner, oh), (friend, _) = await people(client, 2)
-    _, existing = await create(client, oh, title="Existing", start_time="2026-12-03T09:00:00+01:00",
-                               end_time="2026-12-03T10:00:00+01:00")
+    _, existing = await create_event(client, oh, title="Existing", start_time="2026-12-03T09:00:00+01:00",
+                                     end_time="2026-12-03T10:00:00+01:00")
     bad, status, slug, loc = failure
     bad = {k: existing["id"] if v == "EXISTING" else v for k, v in bad.items()}
     good = [
@@ -124,7 +120,7 @@ async def test_bounds_and_references(client):
 
 async def test_roles_hold_inside_a_transaction(client, database_url):
     (owner, oh), (viewer, vh) = await people(client, 2)
-    _, event = await create(client, oh)
+    _, event = await create_event(client, oh)
     await client.post(f"/api/events/{event['id']}/share", headers=oh, json={"user_id": viewer["id"], "role": "viewer"})
     before = await counts(database_url)
     resp = await client.post("/api/transactions", headers=vh, json={"operations": [
@@ -164,8 +160,8 @@ async def test_a_rolled_back_transaction_leaves_nothing_in_the_conflict_cache(cl
     series = await (await client.post("/api/events", headers=oh, json={
         "title": "Daily", "start_time": "2030-01-01T09:00:00Z", "end_time": "2030-01-01T10:00:00Z",
         "timezone": "UTC", "recurrence": {"rrule": "FREQ=DAILY"}})).json()
-    _, other = await create(client, oh, title="Other", start_time="2030-02-01T15:00:00Z",
-                            end_time="2030-02-01T16:00:00Z", timezone="UTC")
+    _, other = await create_event(client, oh, title="Other", start_time="2030-02-01T15:00:00Z",
+                                  end_time="2030-02-01T16:00:00Z", timezone="UTC")
     resp = await client.post("/api/transactions", headers=oh, json={"operations": [
         {"op": "update", "id": series["id"], "changes": {"start_time": "2030-01-01T12:00:00Z",
                                                          "end_time": "2030-01-01T13:00:00Z"}},  # version 2, then gone
@@ -183,7 +179,7 @@ async def test_a_rolled_back_transaction_leaves_nothing_in_the_conflict_cache(cl
 
 async def test_allow_lists_the_conflicts_of_each_operation(client):
     (owner, oh), = await people(client, 1)
-    _, busy = await create(client, oh)
+    _, busy = await create_event(client, oh)
     resp = await client.post("/api/transactions?on_conflict=allow", headers=oh, json={"operations": [
         {"op": "create", "event": STANDUP}]})
     assert resp.status == 200
@@ -207,7 +203,7 @@ async def test_a_viewer_takes_no_lock_of_the_owners(client, database_url, held):
     never takes them, so it cannot hold them while its other operations run. The test holds
     the lock itself; a request that took it would wait (and fail the timeout)."""
     (owner, oh), (viewer, vh) = await people(client, 2)
-    _, theirs = await create(client, oh)
+    _, theirs = await create_event(client, oh)
     share = await client.post(f"/api/events/{theirs['id']}/share", headers=oh,
                               json={"user_id": viewer["id"], "role": "viewer"})
     assert share.status == 200
@@ -240,7 +236,7 @@ async def test_a_change_waiting_for_an_event_holds_no_calendar(client, database_
     test holds it instead): the owner's PATCH of that event waits, but holds nothing while it
     waits, so the owner's creates go on (rows are locked before calendars)."""
     (owner, oh), (viewer, vh) = await people(client, 2)
-    _, theirs = await create(client, oh)
+    _, theirs = await create_event(client, oh)
     conn, tx = await _holding(database_url, "SELECT 1 FROM events WHERE id = $1 FOR UPDATE", theirs["id"])
     try:
         patching = asyncio.ensure_future(client.patch(f"/api/events/{theirs['id']}", headers=oh,

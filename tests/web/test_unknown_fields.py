@@ -3,11 +3,11 @@ depth (recurrence, pattern, batch items, transaction operations, share users), i
 it in `errors[].loc`, in JSON and in msgpack alike, and nothing is written."""
 from __future__ import annotations
 
-import asyncpg
 import msgpack
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem, register, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import PASSWORD, connect, register, user_with_token
 
 EVENT = {"title": "Standup", "start_time": "2026-12-01T09:00:00+01:00", "end_time": "2026-12-01T09:15:00+01:00"}
 WEEKLY = {**EVENT, "recurrence": {"pattern": {"frequency": "weekly", "by_weekday": ["TU"]}}}
@@ -16,11 +16,8 @@ TABLES = ("users", "events", "event_versions", "event_permissions", "event_acces
 
 
 async def counts(database_url: str) -> dict[str, int]:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connect(database_url) as conn:
         return {table: await conn.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["json", "msgpack"])

@@ -8,7 +8,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from tests.conftest import assert_problem, register, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import register, user_with_token
 
 ITEM_KEYS = {"id", "username", "full_name"}
 

@@ -2,7 +2,8 @@
 and occupying nothing: no conflict, not busy, not in overlapping pairs."""
 from __future__ import annotations
 
-from tests.conftest import assert_problem, user_with_token
+from tests.conftest import assert_problem
+from tests.factories import user_with_token
 
 DEADLINE = {"title": "Report due", "start_time": "2026-12-01T17:00:00Z", "end_time": "2026-12-01T17:00:00Z",
             "timezone": "UTC"}
