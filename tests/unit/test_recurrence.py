@@ -878,10 +878,13 @@ def reference(start: dt.datetime, duration: dt.timedelta, tz: ZoneInfo, parts: d
     stop = window_end.astimezone(tz).replace(tzinfo=None) + DAY  # the walk is in wall-clock order
     first, low, high = start.astimezone(UTC), window_start.astimezone(UTC), window_end.astimezone(UTC)
     found = set()
+    wall_start = start.astimezone(tz).replace(tzinfo=None)
     for value in du.rrulestr(format_rule(parts), dtstart=start.astimezone(tz)):
         if value.replace(tzinfo=None) > stop:
             break
-        instant = value.astimezone(UTC)
+        # DTSTART is the first occurrence as given: dateutil drops its fold (the second 01:30
+        # of a night the clocks fall back), every other ambiguous time takes its first instance
+        instant = first if value.replace(tzinfo=None) == wall_start else value.astimezone(UTC)
         if first <= instant < high and instant + duration > low:
             found.add(instant)
     return [v.astimezone(tz) for v in sorted(found)]
