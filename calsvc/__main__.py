@@ -71,6 +71,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def docs_url(sock: socket.socket) -> str:
+    """The URL of /docs on the listening socket (its real port, when port 0 was asked for;
+    the loopback address when it listens on every address)."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://[{host}]:{port}/docs" if ":" in host else f"http://{host}:{port}/docs"
+
+
 REQUEST_LINE_LIMIT = 32768  # bytes of a request line or one header line
 
 
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"calsvc: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    log.info("calsvc serving on %s with %d worker(s)", where, settings.server.workers)
+    log.info("calsvc serving on %s with %d worker(s); API docs: %s", where, settings.server.workers, docs_url(sock))
     status = 0
     if settings.server.workers == 1:
         run_worker(settings, sock)

@@ -38,7 +38,7 @@ class ServerSettings:
     log_level: str = "INFO"
     max_body_bytes: int = 1024 * 1024
     max_bulk_body_bytes: int = 8 * 1024 * 1024
-    redoc_script_url: str = "https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"
+    redoc_script_url: str = ""  # empty: the copy calsvc serves itself (/redoc/static/redoc.standalone.js)
     shutdown_timeout: float = 5.0
     sse_heartbeat: float = 15.0  # seconds between the event stream's heartbeat comments
     header_timeout: float = 10.0  # seconds a request's headers may take to arrive (then 408)

@@ -136,7 +136,7 @@ def test_the_image_commands_build_and_run_the_service(server_env):
             time.sleep(0.2)
         check = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=10)
         assert check.returncode == 0, check.stderr
-        for page in ("/docs", "/redoc", "/openapi.json", "/metrics"):  # what the package must carry
+        for page in ("/docs", "/redoc", "/redoc/static/redoc.standalone.js", "/openapi.json", "/metrics"):  # what the package must carry
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5) as resp:
                 assert resp.status == 200, page
         if as_image_user:

@@ -557,6 +557,24 @@ async def test_redoc_uses_the_configured_script(make_client):
     assert 'spec-url="/openapi.json"' in page
 
 
+async def test_redoc_serves_its_own_script(client):
+    page = await (await client.get("/redoc")).text()
+    assert '<script src="/redoc/static/redoc.standalone.js">' in page
+    assert not re.search(r'(?:src|href)="https?://', page), "ReDoc must work offline"
+    resp = await client.get("/redoc/static/redoc.standalone.js")
+    assert resp.status == 200 and resp.content_type in ("application/javascript", "text/javascript")
+    script = await resp.read()
+    assert len(script) > 500_000 and b"Redoc" in script
+
+
+async def test_root_sends_a_browser_to_the_docs(client):
+    for method in ("GET", "HEAD"):
+        resp = await client.request(method, "/", allow_redirects=False)
+        assert resp.status == 302 and resp.headers["Location"] == "/docs", method
+    resp = await client.get("/")
+    assert resp.status == 200 and resp.content_type == "text/html" and resp.url.path == "/docs"
+
+
 # -- found by probing from outside --------------------------------------------------------
 
 async def test_head_is_answered_wherever_get_is(client):
