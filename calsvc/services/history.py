@@ -23,12 +23,15 @@ def field_changes(
     old: dict[str, Any] | None, new: dict[str, Any], old_deleted: bool = False, new_deleted: bool = False
 ) -> list[dict[str, Any]]:
     """[{field, old, new}] from one shown snapshot to another (`old` None: nothing before,
-    every field is new); `deleted` when one side is a deleted event and the other is not."""
+    every field with a value is new; one left null was null before and after, so it is not a
+    change); `deleted` when one side is a deleted event and the other is not."""
     changes = []
     if old_deleted != new_deleted:
         changes.append({"field": "deleted", "old": old_deleted, "new": new_deleted})
     for field in FIELDS:
         before = None if old is None else old[field]
+        if old is None and new[field] is None:
+            continue
         if old is None or not same(field, before, new[field]):
             after = new[field]
             if field == "exceptions" and old is not None and before is not None:

@@ -371,7 +371,7 @@ ROUTES: list[Route] = [
         query=S.DiffQuery,
         errors=(404,),
         offers=(codec.JSON, codec.MSGPACK, codec.HTML),
-        description="Field changes from `v1` to `v2` and a unified diff of the description. With "
+        description="Field changes from `v1` to `v2` and the lines of a unified diff of the description. With "
         "`Accept: text/html` or `?format=html`: a page with both versions side by side.",
     ),
     # -- transactions ------------------------------------------------------------------------

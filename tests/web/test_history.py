@@ -169,6 +169,10 @@ async def test_changelog_has_content_and_access_changes_in_order(client):
         ("updated", 2, a["id"]), ("left", None, a["id"]), ("deleted", 3, owner["id"]),
         ("rolled_back", 4, owner["id"])]
     assert items[0]["changes"][0] == {"field": "title", "old": None, "new": "Standup"}
+    # the created entry lists what the event was created with; a field left null is no change
+    assert [c for c in items[0]["changes"] if c["old"] is None and c["new"] is None] == []
+    assert {"location", "recurrence"}.isdisjoint(c["field"] for c in items[0]["changes"])
+    assert {"description", "start_time", "all_day"} <= {c["field"] for c in items[0]["changes"]}
     assert items[1]["user"] == {"id": a["id"], "username": a["username"]}
     assert items[1]["changes"] == [{"field": "role", "old": None, "new": "viewer"}]
     assert items[2]["changes"] == [{"field": "role", "old": "viewer", "new": "editor"}]

@@ -105,7 +105,13 @@ class DiffOut(Struct, kw_only=True):
     from_version: int
     to_version: int
     changes: list[FieldChange]
-    description_diff: Annotated[list[str], Meta(description="unified diff lines of the description")]
+    description_diff: Annotated[
+        list[str],
+        Meta(
+            description="the lines of a unified diff of the description, one string each without its line "
+            "end; [] when it did not change"
+        ),
+    ]
 
 
 class DiffQuery(Input, kw_only=True):
