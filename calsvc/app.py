@@ -15,6 +15,7 @@ from calsvc.config import Settings
 from calsvc.db import migrate
 from calsvc.db import tokens as token_db
 from calsvc.db.pool import Database
+from calsvc.links import LinkSigner
 from calsvc.notify.broker import Broker, PgBroker, RedisBroker
 from calsvc.notify.hub import Hub, Stream
 from calsvc.passwords import Hasher
@@ -174,6 +175,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[edge_middleware, api_middleware], client_max_size=settings.server.max_body_bytes)
     app[keys.SETTINGS] = settings
     app[keys.TOKENS] = TokenCodec(settings.auth)
+    app[keys.LINKS] = LinkSigner(str(settings.auth.secret))
     if settings.redis.url:
         import redis.asyncio
 

@@ -912,6 +912,18 @@ HISTORY = [
                     {field: "title", old: "Planning", new: "Planning (Q1 budget)"});
                 pm.expect(diff.description_diff).to.be.an("array").that.is.not.empty;
             });
+            pm.test("a signed link to the page", () => {
+                pm.expect(diff.html_url).to.match(/^\/api\/events\/\d+\/diff\/1\/\d+\?format=html&/);
+            });
+            const link = {};
+            diff.html_url.split("?")[1].split("&").forEach(pair => {
+                const [key, value] = pair.split("=");
+                link[key] = decodeURIComponent(value);
+            });
+            pm.collectionVariables.set("diffLinkUser", link.user);
+            pm.collectionVariables.set("diffLinkLogin", link.login);
+            pm.collectionVariables.set("diffLinkExpires", link.expires);
+            pm.collectionVariables.set("diffLinkSignature", link.signature);
             """),
     Request(
         "Diff two versions as a page", "GET", "/api/events/:id/diff/:v1/:v2",
@@ -923,6 +935,20 @@ HISTORY = [
                 const page = pm.response.text();
                 pm.expect(page).to.include("<table");
                 pm.expect(page).to.include("Planning (Q1 budget)");
+            });
+            """),
+    Request(
+        "Open the diff page by its signed link (no header)", "GET", "/api/events/:id/diff/:v1/:v2", auth="none",
+        variables={"id": "{{eventId}}", "v1": "1", "v2": "{{eventVersion}}"},
+        query=[("format", "html"), ("user", "{{diffLinkUser}}"), ("login", "{{diffLinkLogin}}"),
+               ("expires", "{{diffLinkExpires}}"), ("signature", "{{diffLinkSignature}}")],
+        description="The diff's `html_url`, as a browser opens it: no `Authorization` header. It lasts 15 "
+                    "minutes and while the login it was made in lasts; altered or expired, it is a 401.",
+        tests=status(200) + """
+            pm.test("the page, with no token sent", () => {
+                pm.expect(pm.request.headers.has("Authorization")).to.be.false;
+                pm.expect(pm.response.headers.get("Content-Type")).to.include("text/html");
+                pm.expect(pm.response.text()).to.include("Planning (Q1 budget)");
             });
             """),
     Request(
@@ -1192,6 +1218,8 @@ VARIABLES = [
     ("lunchEventId", "", "the event deleted and restored"),
     ("callEventId", "", ""), ("offsiteEventId", "", ""),
     ("notificationId", "", ""), ("notificationsCursor", "", ""), ("unreadCount", "", ""),
+    ("diffLinkUser", "", "the parts of a diff's html_url (a signed link)"), ("diffLinkLogin", "", ""),
+    ("diffLinkExpires", "", ""), ("diffLinkSignature", "", ""),
     ("closingUserId", "", "the throwaway user whose account is closed"),
     ("closingAccessToken", "", "its access token"), ("closingRefreshToken", "", "its refresh token"),
 ]

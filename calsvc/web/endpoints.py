@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from calsvc import errors
+from calsvc.links import LINK
 from calsvc.tokens import ACCESS, Claims
 from calsvc.web import codec, keys, messages
 
@@ -33,6 +34,7 @@ class Route:
     query: type | None = None  # validated query string, passed as `query=`
     auth: bool = True  # needs a bearer token; passes `user=`
     query_token: bool = False  # the token may come as ?access_token= (EventSource)
+    signed: bool = False  # a signed link (calsvc.links) may stand in for the token (a browser's page)
     one_connection: bool = True  # with auth: token check and queries on one connection
     # (Database.lease); False where the handler outlives its
     # queries (the stream)
@@ -48,33 +50,41 @@ class Route:
         return self.operation or self.handler.__name__
 
 
-def bearer_token(request: web.Request) -> str | None:
-    """The token of the Authorization header; on routes that allow it (the event stream:
-    browsers' EventSource cannot send headers), else that of ?access_token=."""
+def credential(request: web.Request) -> tuple[str, str] | None:
+    """What the request authenticates with, as (kind, text): the bearer token of the
+    Authorization header (an access token); with no header, on routes that take a token in
+    the query (the event stream: browsers' EventSource cannot send headers) ?access_token=,
+    and on routes that take a signed link (a page a browser opens) the link's signature.
+    None when there is nothing of the kind."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
+        return (ACCESS, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     route = getattr(request.match_info.handler, "route", None)
-    if route is not None and route.query_token:
-        return request.query.get("access_token") or None
+    if route is None:
+        return None
+    if route.query_token and request.query.get("access_token"):
+        return ACCESS, request.query["access_token"]
+    if route.signed and request.query.get("signature"):
+        return LINK, request.query["signature"]
     return None
 
 
 def access_claims(request: web.Request) -> Claims:
-    """The verified claims of the request's access token (decoded once per request);
+    """The verified claims of the request's credential (decoded once per request);
     errors.Unauthorized when there is none or it is not valid."""
     if keys.CLAIMS not in request:
-        token = bearer_token(request)
-        if token is None:
-            request[keys.CLAIMS] = errors.Unauthorized("missing bearer token")
-        else:
-            try:
-                request[keys.CLAIMS] = request.app[keys.TOKENS].decode(token, ACCESS)
-            except errors.Unauthorized as exc:
-                request[keys.CLAIMS] = exc
+        found = credential(request)
+        try:
+            if found is None:
+                raise errors.Unauthorized("missing bearer token")
+            kind, text = found
+            if kind == LINK:
+                request[keys.CLAIMS] = request.app[keys.LINKS].verify(request.path, request.query)
+            else:
+                request[keys.CLAIMS] = request.app[keys.TOKENS].decode(text, kind)
+        except errors.Unauthorized as exc:
+            request[keys.CLAIMS] = exc
     claims = request[keys.CLAIMS]
     if isinstance(claims, errors.Problem):
         raise claims

@@ -3,13 +3,16 @@ the diff of two versions (JSON or the page), and rollback to a version."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import msgspec
 from aiohttp import web
 
 from calsvc import models
+from calsvc.links import LINK
 from calsvc.services.history import Entry, Version
 from calsvc.web import codec, diff_page, keys, schemas
-from calsvc.web.endpoints import path_int
+from calsvc.web.endpoints import access_claims, path_int
 from calsvc.web.event_input import expected_versions, read_on_conflict
 from calsvc.web.events import current_shown, event_response, listed_conflicts
 from calsvc.web.pages import paginate
@@ -84,12 +87,20 @@ async def changelog(request: web.Request, user: models.User, query: schemas.Page
     return codec.respond(request, page)
 
 
+def _html_url(request: web.Request) -> str:
+    """A signed link to this diff's page for the caller's login (calsvc.links)."""
+    claims = access_claims(request)
+    params, _ = request.app[keys.LINKS].sign(request.path, claims.user_id, claims.family_id)
+    return f"{request.path}?{urlencode({'format': 'html', **params})}"
+
+
 async def diff(request: web.Request, user: models.User, query: schemas.DiffQuery) -> web.Response:
     found = await request.app[keys.HISTORY].diff(
         user.id, _event_id(request), path_int(request, "v1"), path_int(request, "v2")
     )
     wants_html = query.format == "html" or (query.format is None and request.get(keys.MEDIA) == codec.HTML)
-    if wants_html:
+    # a signed link opens the page alone: it is never traded for JSON carrying a fresh link
+    if wants_html or access_claims(request).typ == LINK:
         return web.Response(
             text=diff_page.render(_event_id(request), found),
             content_type=codec.HTML,
@@ -102,6 +113,7 @@ async def diff(request: web.Request, user: models.User, query: schemas.DiffQuery
         to_version=found.to_version,
         changes=[schemas.FieldChange(**c) for c in found.changes],
         description_diff=found.description_diff,
+        html_url=_html_url(request),
     )
     return codec.respond(request, body)
 

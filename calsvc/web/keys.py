@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from calsvc.config import Settings
     from calsvc.db.pool import Database
+    from calsvc.links import LinkSigner
     from calsvc.notify.hub import Hub
     from calsvc.ratelimit import MemoryLimiter, RedisLimiter
     from calsvc.services.accounts import AccountService
@@ -34,6 +35,7 @@ HISTORY: web.AppKey[HistoryService] = web.AppKey("history")
 TRANSACTIONS: web.AppKey[TransactionService] = web.AppKey("transactions")
 IDEMPOTENCY: web.AppKey[Idempotency] = web.AppKey("idempotency")
 TOKENS: web.AppKey[TokenCodec] = web.AppKey("tokens")
+LINKS: web.AppKey[LinkSigner] = web.AppKey("links")
 AUTH_LIMITER: web.AppKey[MemoryLimiter | RedisLimiter] = web.AppKey("auth_limiter")
 USER_LIMITER: web.AppKey[MemoryLimiter | RedisLimiter] = web.AppKey("user_limiter")
 NOTIFICATIONS: web.AppKey[Notifications] = web.AppKey("notifications")

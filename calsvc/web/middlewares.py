@@ -19,7 +19,7 @@ from calsvc.web.endpoints import access_claims
 log = logging.getLogger("calsvc.web")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SECRET_QUERY = re.compile(r"((?:access_token|refresh_token|token|password)=)[^&]*", re.I)
+_SECRET_QUERY = re.compile(r"((?:access_token|refresh_token|token|password|signature)=)[^&]*", re.I)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -371,8 +371,9 @@ ROUTES: list[Route] = [
         query=S.DiffQuery,
         errors=(404,),
         offers=(codec.JSON, codec.MSGPACK, codec.HTML),
+        signed=True,
         description="Field changes from `v1` to `v2` and the lines of a unified diff of the description. With "
-        "`Accept: text/html` or `?format=html`: a page with both versions side by side.",
+        "`Accept: text/html` or `?format=html`: both versions side by side, a page `html_url` opens with no header.",
     ),
     # -- transactions ------------------------------------------------------------------------
     Route(

@@ -1,8 +1,9 @@
 """Passwords, tokens and the signing secret never reach the log (issue 6), even at DEBUG:
 a real server goes through every path that handles them (register, both login forms, a
 wrong password, a refusal that names the field, refresh, reuse of a rotated refresh token,
-the stream's ?access_token=, logout, a password change, closing the account), then the
-whole log is searched for each secret and for each token's signature alone."""
+the stream's ?access_token=, the diff page's signed link, logout, a password change,
+closing the account), then the whole log is searched for each secret and for each token's
+signature alone."""
 from __future__ import annotations
 
 import asyncio
@@ -50,6 +51,19 @@ async def test_no_secret_reaches_the_log(start_server, server_env):
             assert resp.status == 200
         async with http.get("/api/notifications/stream", params={"access_token": token + "x"}) as resp:
             assert resp.status == 401
+        # the diff page's signed link, opened as a browser does (no header)
+        mine = {"Authorization": f"Bearer {token}"}
+        body = {"title": "Log", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T10:00:00Z"}
+        async with http.post("/api/events", headers=mine, json=body) as resp:
+            assert resp.status == 201
+            event_id = (await resp.json())["id"]
+        async with http.patch(f"/api/events/{event_id}", headers=mine, json={"title": "Log 2"}) as resp:
+            assert resp.status == 200
+        async with http.get(f"/api/events/{event_id}/diff/1/2", headers=mine) as resp:
+            link = (await resp.json())["html_url"]
+        async with http.get(link) as resp:
+            assert resp.status == 200
+        signatures = [link.rsplit("signature=", 1)[1]]
         await post("/api/auth/logout", 204, headers={"Authorization": f"Bearer {token}"},
                    json={"refresh_token": form["refresh_token"]})
         async with http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}) as resp:
@@ -71,8 +85,9 @@ async def test_no_secret_reaches_the_log(start_server, server_env):
     log = server.log()
     # the log saw all of it (the stream's line names its parameter, redacted)
     for line in ("POST /api/auth/login 401", "POST /api/auth/refresh 401", "access_token=[redacted]",
+                 "signature=[redacted] 200",
                  "POST /api/auth/logout 204", "POST /api/auth/password 200", "DELETE /api/auth/me 204"):
         assert line in log, line
     # whole secrets, and the signature of every token (the part that makes it usable)
-    leaked = [s for s in secrets if s in log] + [t.rsplit(".", 1)[1] for t in secrets[5:] if t.rsplit(".", 1)[1] in log]
+    leaked = [s for s in secrets + signatures if s in log] + [t.rsplit(".", 1)[1] for t in secrets[5:] if t.rsplit(".", 1)[1] in log]
     assert not leaked, f"{len(leaked)} secret(s) in the log"

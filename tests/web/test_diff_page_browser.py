@@ -55,3 +55,28 @@ async def test_the_diff_page_reads_well_in_a_browser(client, tmp_path):
     assert not [e for e in tools.events if e.get("method") == "Page.javascriptDialogOpening"]
     assert len(shot["data"]) > 10_000
     json.dumps(changed)  # plain values
+
+
+async def test_the_html_url_opens_in_a_browser_that_sends_no_header(client, tmp_path):
+    user, _, headers = await user_with_token(client)
+    _, event = await create_event(client, headers, title="Planning", description="Agenda:\n- budget")
+    resp = await client.patch(f"/api/events/{event['id']}", headers=headers,
+                              json={"title": "Planning (Q1)", "description": "Agenda:\n- budget (Q1)"})
+    assert resp.status == 200
+    diff = await (await client.get(f"/api/events/{event['id']}/diff/1/2", headers=headers)).json()
+    link = str(client.make_url(diff["html_url"]))
+
+    async with browser_page(tmp_path / "profile") as tools:
+        await tools.open(link)  # as a person clicking the link a client shows: no header at all
+        heading = await tools.evaluate("document.querySelector('h1').innerText")
+        text = await tools.evaluate("document.body.innerText")
+        await tools.open(link.replace("/diff/1/2?", "/diff/2/1?"))  # someone edits the link
+        refused = await tools.evaluate("document.body.innerText")
+        sent = [e["params"]["request"]["headers"] for e in tools.events
+                if e.get("method") == "Network.requestWillBeSent"]
+    assert heading == "Planning (Q1)"
+    assert f"version 2: updated by {user['username']}" in text and "1 field changed" not in text
+    assert "2 fields changed" in text and "- budget (Q1)" in text
+    assert sent and not any("Authorization" in h for h in sent)
+    assert '"status": 401' in refused or '"status":401' in refused, refused
+    assert "this link is not valid: it was changed" in refused

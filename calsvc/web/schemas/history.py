@@ -112,6 +112,17 @@ class DiffOut(Struct, kw_only=True):
             "end; [] when it did not change"
         ),
     ]
+    html_url: Annotated[
+        str,
+        Meta(
+            description="a signed link to this diff's page (relative, like Location), which a browser opens "
+            "without an Authorization header for 15 minutes, while the login it was made in lasts and the "
+            "user still has access"
+        ),
+    ]
+
+
+LinkParam = Annotated[str, Meta(max_length=64, description="part of a signed link (html_url): copied, never made")]
 
 
 class DiffQuery(Input, kw_only=True):
@@ -125,6 +136,10 @@ class DiffQuery(Input, kw_only=True):
         ]
         | None
     ) = None
+    user: LinkParam | None = None
+    login: LinkParam | None = None
+    expires: LinkParam | None = None
+    signature: LinkParam | None = None
 
 
 class RollbackIn(Input, kw_only=True):
