@@ -1,5 +1,9 @@
-"""JWTs: access and refresh tokens, each with `sub`, `exp`, `iat`, `jti`, `typ` and the
-refresh family `fid`. Pure: no I/O. Decoding raises errors.Unauthorized."""
+"""JWTs: access, refresh and stream tokens, each with `sub`, `exp`, `iat`, `jti`, `typ` and
+the refresh family `fid`. Pure: no I/O. Decoding raises errors.Unauthorized.
+
+A stream token is good only for the event stream (`?stream_token=`), and for as long as the
+login (the family) it was made in: its `exp` is the family's, and revoking the family ends it
+like every other token of that login."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from calsvc.config import AuthSettings
 
 ACCESS = "access"
 REFRESH = "refresh"
+STREAM = "stream"
 VERIFIED_CACHE = 10_000  # verified access tokens kept per process (then the cache starts over)
 MAX_CACHED_TOKEN = 1024  # longer texts are verified every time (a bound on the cache's memory)
 
@@ -42,10 +47,20 @@ class TokenCodec:
         self.refresh_ttl = dt.timedelta(days=settings.refresh_token_days)
         self._verified: dict[str, tuple[Claims, float]] = {}  # access token -> claims, expiry
 
-    def issue(self, typ: str, user_id: int, family_id: uuid.UUID, now: dt.datetime | None = None) -> Issued:
+    def issue(
+        self,
+        typ: str,
+        user_id: int,
+        family_id: uuid.UUID,
+        now: dt.datetime | None = None,
+        expires: dt.datetime | None = None,
+    ) -> Issued:
+        """A token of kind `typ`, expiring after its kind's lifetime, or at `expires`."""
         now = now or dt.datetime.now(dt.UTC)
         now = now.replace(microsecond=0)
-        expires = now + (self.access_ttl if typ == ACCESS else self.refresh_ttl)
+        if expires is None:
+            expires = now + (self.access_ttl if typ == ACCESS else self.refresh_ttl)
+        expires = expires.replace(microsecond=0)
         jti = uuid.uuid4()
         payload = {"sub": str(user_id), "iat": now, "exp": expires, "jti": str(jti), "typ": typ, "fid": str(family_id)}
         token = jwt.encode(payload, self._secret, algorithm=self._algorithm)

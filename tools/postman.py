@@ -1064,6 +1064,28 @@ NOTIFICATIONS = [
                 pm.expect(pm.response.headers.get("Content-Type")).to.include("text/event-stream");
             });
             """),
+    Request(
+        "Get a stream token", "POST", "/api/notifications/stream-token",
+        description="For a browser's EventSource: good only as `?stream_token=` of the stream, for as long "
+                    "as the login lasts (not the 15 minutes of an access token); logout ends it.",
+        tests=json_answer(200, "answer") + """
+            pm.test("a token that lasts as long as the login", () => {
+                pm.expect(answer.stream_token).to.be.a("string").and.not.eql(pm.collectionVariables.get("accessToken"));
+                const days = (Date.parse(answer.expires_at) - Date.now()) / 86400000;
+                pm.expect(days).to.be.within(29, 30.01);
+            });
+            pm.collectionVariables.set("streamToken", answer.stream_token);
+            """),
+    Request(
+        "Open the live stream with ?stream_token= (HEAD)", "HEAD", "/api/notifications/stream", auth="none",
+        query=[("stream_token", "{{streamToken}}"), ("last_event_id", "{{notificationId}}")],
+        description="What a browser's EventSource should use: it reconnects by itself with `Last-Event-ID` "
+                    "after the access token has expired.",
+        tests=status(200) + """
+            pm.test("text/event-stream", () => {
+                pm.expect(pm.response.headers.get("Content-Type")).to.include("text/event-stream");
+            });
+            """),
 ]
 
 OPERATIONS = [
@@ -1220,6 +1242,7 @@ VARIABLES = [
     ("notificationId", "", ""), ("notificationsCursor", "", ""), ("unreadCount", "", ""),
     ("diffLinkUser", "", "the parts of a diff's html_url (a signed link)"), ("diffLinkLogin", "", ""),
     ("diffLinkExpires", "", ""), ("diffLinkSignature", "", ""),
+    ("streamToken", "", "the first user's token for the event stream"),
     ("closingUserId", "", "the throwaway user whose account is closed"),
     ("closingAccessToken", "", "its access token"), ("closingRefreshToken", "", "its refresh token"),
 ]

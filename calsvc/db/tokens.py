@@ -103,6 +103,19 @@ async def find_access_user(conn: asyncpg.Connection, user_id: int, jti: uuid.UUI
     return None if row is None else User.from_row(row)
 
 
+async def find_login_expiry(conn: asyncpg.Connection, user_id: int, family_id: uuid.UUID) -> dt.datetime | None:
+    """When the login (refresh family) of the live user ends unless refreshed again: its
+    newest refresh token's expiry; None when it is revoked, someone else's, or its user is gone."""
+    return await conn.fetchval(
+        """
+        SELECT f.expires_at FROM token_families f JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL
+        WHERE f.id = $2 AND f.user_id = $1 AND f.revoked_at IS NULL
+        """,
+        user_id,
+        family_id,
+    )
+
+
 async def delete_expired(conn: asyncpg.Connection) -> int:
     """Forget what has expired anyway; returns how many rows went."""
     # An expired refresh token is refused by its `exp` before the database is asked, so its

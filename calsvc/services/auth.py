@@ -15,7 +15,7 @@ from calsvc.db.pool import Database
 from calsvc.db.tx import Tx, run_in_tx
 from calsvc.models import User
 from calsvc.passwords import Hasher
-from calsvc.tokens import ACCESS, REFRESH, Claims, TokenCodec
+from calsvc.tokens import ACCESS, REFRESH, STREAM, Claims, Issued, TokenCodec
 
 if TYPE_CHECKING:
     from calsvc.notify.broker import Broker
@@ -166,6 +166,17 @@ class AuthService:
         if user is None:
             raise errors.Unauthorized("token revoked")
         return user
+
+    async def stream_token(self, access: Claims) -> Issued:
+        """A token for the event stream alone, lasting as long as the login of `access` (until
+        its newest refresh token expires; logout, a password change, a closed account or a
+        reused refresh token end it sooner, with the family). errors.Unauthorized when that
+        login has ended meanwhile."""
+        async with self.db.acquire() as conn:
+            ends = await token_db.find_login_expiry(conn, access.user_id, access.family_id)
+        if ends is None:
+            raise errors.Unauthorized("token revoked")
+        return self.codec.issue(STREAM, access.user_id, access.family_id, expires=ends)
 
     async def search_users(self, prefix: str, after: tuple[str, int] | None, limit: int) -> list[User]:
         async with self.db.acquire() as conn:

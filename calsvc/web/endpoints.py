@@ -15,7 +15,7 @@ from aiohttp import web
 
 from calsvc import errors
 from calsvc.links import LINK
-from calsvc.tokens import ACCESS, Claims
+from calsvc.tokens import ACCESS, STREAM, Claims
 from calsvc.web import codec, keys, messages
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
@@ -33,7 +33,7 @@ class Route:
     form: type | None = None  # alternative form-encoded body (OAuth2 login)
     query: type | None = None  # validated query string, passed as `query=`
     auth: bool = True  # needs a bearer token; passes `user=`
-    query_token: bool = False  # the token may come as ?access_token= (EventSource)
+    query_token: bool = False  # the token may come as ?stream_token= or ?access_token= (EventSource)
     signed: bool = False  # a signed link (calsvc.links) may stand in for the token (a browser's page)
     one_connection: bool = True  # with auth: token check and queries on one connection
     # (Database.lease); False where the handler outlives its
@@ -53,9 +53,9 @@ class Route:
 def credential(request: web.Request) -> tuple[str, str] | None:
     """What the request authenticates with, as (kind, text): the bearer token of the
     Authorization header (an access token); with no header, on routes that take a token in
-    the query (the event stream: browsers' EventSource cannot send headers) ?access_token=,
-    and on routes that take a signed link (a page a browser opens) the link's signature.
-    None when there is nothing of the kind."""
+    the query (the event stream: browsers' EventSource cannot send headers) ?stream_token=
+    or else ?access_token=, and on routes that take a signed link (a page a browser opens)
+    the link's signature. None when there is nothing of the kind."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -63,8 +63,10 @@ def credential(request: web.Request) -> tuple[str, str] | None:
     route = getattr(request.match_info.handler, "route", None)
     if route is None:
         return None
-    if route.query_token and request.query.get("access_token"):
-        return ACCESS, request.query["access_token"]
+    if route.query_token:
+        for name, kind in (("stream_token", STREAM), ("access_token", ACCESS)):
+            if request.query.get(name):
+                return kind, request.query[name]
     if route.signed and request.query.get("signature"):
         return LINK, request.query["signature"]
     return None

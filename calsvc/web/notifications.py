@@ -1,4 +1,4 @@
-"""Handlers of notifications: the list, marking read, and the event stream."""
+"""Handlers of notifications: the list, marking read, the event stream and its tokens."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ async def mark_all_read(request: web.Request, user: models.User) -> web.Response
 async def mark_read(request: web.Request, user: models.User) -> web.Response:
     found = await request.app[keys.NOTIFICATIONS].mark_read(user.id, path_int(request, "id"))
     return codec.respond(request, render(found))
+
+
+async def stream_token(request: web.Request, user: models.User) -> web.Response:
+    issued = await request.app[keys.AUTH].stream_token(access_claims(request))
+    answer = schemas.StreamToken(stream_token=issued.token, expires_at=issued.claims.expires_at)
+    return codec.respond(request, answer)
 
 
 MAX_ID = 2**63 - 1  # ids are bigint

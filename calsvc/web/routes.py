@@ -439,13 +439,21 @@ ROUTES: list[Route] = [
         offers=(),
         headers=("Last-Event-ID",),
         errors=(429,),
-        description="`id:` is the notification id, `event:` its kind, `data:` the item as "
-        "`GET /api/notifications` lists it. Without `Last-Event-ID` (header, or the "
-        "`last_event_id` parameter) it is live only; with it, what came after that id is "
-        "replayed first, then it goes live, with no gap and no duplicate. A comment line "
-        "every 15 s keeps it open. EventSource may pass the token as `access_token`. It ends "
-        "when the token expires or is revoked, when the client falls 1,000 messages behind, "
-        "and when the server shuts down: reconnect with `Last-Event-ID`.",
+        description="`id:` is the notification id, `event:` its kind, `data:` the item as `GET /api/notifications` "
+        "lists it. Without `Last-Event-ID` (header, or the `last_event_id` parameter) it is live only; with it, "
+        "what came after that id is replayed first, then it goes live, with no gap and no duplicate. A comment "
+        "line every 15 s keeps it open. EventSource passes a `stream_token` (lasts as long as the login) or an "
+        "`access_token`. It ends when the token expires or is revoked, when the client falls 1,000 messages "
+        "behind, and when the server shuts down: reconnect with `Last-Event-ID`.",
+    ),
+    Route(
+        "POST",
+        "/api/notifications/stream-token",
+        notifications.stream_token,
+        "A token for the event stream that lasts as long as the login",
+        "notifications",
+        {200: S.StreamToken},
+        description="Only for `?stream_token=` of the stream, while the login lasts (logout ends it, for one).",
     ),
     # -- operations ------------------------------------------------------------------------
     Route(

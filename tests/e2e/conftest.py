@@ -22,8 +22,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, cwd: Path, env: dict[str, str], args: list[str]) -> None:
-        self.port = free_port()
+    def __init__(self, cwd: Path, env: dict[str, str], args: list[str], port: int | None = None) -> None:
+        self.port = port or free_port()  # a port of its own, or one given (a restart on the same address)
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")

@@ -1,9 +1,9 @@
 """Passwords, tokens and the signing secret never reach the log (issue 6), even at DEBUG:
 a real server goes through every path that handles them (register, both login forms, a
 wrong password, a refusal that names the field, refresh, reuse of a rotated refresh token,
-the stream's ?access_token=, the diff page's signed link, logout, a password change,
-closing the account), then the whole log is searched for each secret and for each token's
-signature alone."""
+the stream's ?access_token= and ?stream_token=, the diff page's signed link, logout, a
+password change, closing the account), then the whole log is searched for each secret and
+for each token's signature alone."""
 from __future__ import annotations
 
 import asyncio
@@ -51,6 +51,13 @@ async def test_no_secret_reaches_the_log(start_server, server_env):
             assert resp.status == 200
         async with http.get("/api/notifications/stream", params={"access_token": token + "x"}) as resp:
             assert resp.status == 401
+        async with http.post("/api/notifications/stream-token", headers={"Authorization": f"Bearer {token}"}) as resp:
+            stream_token = (await resp.json())["stream_token"]
+        async with http.get("/api/notifications/stream", params={"stream_token": stream_token}) as resp:
+            assert resp.status == 200
+        async with http.get("/api/notifications/stream", params={"stream_token": stream_token + "x"}) as resp:
+            assert resp.status == 401
+        secrets.append(stream_token)
         # the diff page's signed link, opened as a browser does (no header)
         mine = {"Authorization": f"Bearer {token}"}
         body = {"title": "Log", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T10:00:00Z"}
@@ -85,7 +92,7 @@ async def test_no_secret_reaches_the_log(start_server, server_env):
     log = server.log()
     # the log saw all of it (the stream's line names its parameter, redacted)
     for line in ("POST /api/auth/login 401", "POST /api/auth/refresh 401", "access_token=[redacted]",
-                 "signature=[redacted] 200",
+                 "signature=[redacted] 200", "stream_token=[redacted]",
                  "POST /api/auth/logout 204", "POST /api/auth/password 200", "DELETE /api/auth/me 204"):
         assert line in log, line
     # whole secrets, and the signature of every token (the part that makes it usable)

@@ -100,6 +100,7 @@ from calsvc.web.schemas.notifications import (
     NotificationsQuery,
     ReadAll,
     StreamQuery,
+    StreamToken,
 )
 from calsvc.web.schemas.sharing import PermissionOut, PermissionPage, Role, RoleIn, ShareIn, ShareUser, UserId
 from calsvc.web.schemas.transactions import (
@@ -207,6 +208,7 @@ __all__ = [
     "SnapshotRecurrence",
     "Strategy",
     "StreamQuery",
+    "StreamToken",
     "Title",
     "TokenPair",
     "TokenText",

@@ -1,4 +1,4 @@
-"""Types of /api/notifications: the list, marking read, and the event stream's query."""
+"""Types of /api/notifications: the list, marking read, the event stream's query and its token."""
 
 from __future__ import annotations
 
@@ -61,3 +61,25 @@ class StreamQuery(Input, kw_only=True):
         ]
         | None
     ) = None
+    stream_token: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=4096,
+                description="a stream token (POST /api/notifications/stream-token): what EventSource should "
+                "use, as it outlives access tokens; the Authorization header wins, then this, then access_token",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class StreamToken(Struct, kw_only=True):
+    stream_token: Annotated[
+        str, Meta(description="good only as ?stream_token= of GET /api/notifications/stream, for this login")
+    ]
+    expires_at: Annotated[
+        UtcTime,
+        Meta(description="when the login ends unless refreshed (its refresh token's expiry); logout ends it sooner"),
+    ]
