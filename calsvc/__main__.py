@@ -86,7 +86,7 @@ REQUEST_LINE_LIMIT = 32768  # bytes of a request line or one header line
 def run_worker(settings: Settings, sock: socket.socket) -> None:
     """Serve on `sock` in this process until SIGINT or SIGTERM."""
     from calsvc.app import create_app
-    from calsvc.web import server
+    from calsvc.web import keys, server
     from calsvc.web.middlewares import AccessLogger
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until server.run installs its own
@@ -104,6 +104,8 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
         header_timeout=settings.server.header_timeout,
         access_log_class=AccessLogger,
         shutdown_timeout=settings.server.shutdown_timeout,
+        drain=app[keys.DRAIN],
+        drain_seconds=settings.server.drain_seconds,
         # aiohttp answers a request line or header over these itself, in plain text, before the
         # app sees it: room enough for every query within its documented bounds (a 512-character
         # cursor and a 254-character q, percent-encoded), which the app checks with a 422
@@ -128,13 +130,24 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
         process.start()
         return process, time.monotonic()
 
+    workers: list[tuple[multiprocessing.process.BaseProcess, float]] = []
+    signalled: set[int] = set()
+
+    def forward(signum: int) -> None:
+        """Each worker gets one signal (a second would end its drain at once)."""
+        for process, _ in workers:
+            if process.is_alive() and process.pid is not None and process.pid not in signalled:
+                signalled.add(process.pid)
+                os.kill(process.pid, signum)
+
     def stop(signum, frame) -> None:
         nonlocal stopping
         stopping = True
+        forward(signum)  # at once, not at the next poll: the drain starts now (SIGINT: no drain)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    workers = [spawn() for _ in range(settings.server.workers)]
+    workers.extend(spawn() for _ in range(settings.server.workers))
     status = 0
     while not stopping:
         time.sleep(0.2)
@@ -149,10 +162,8 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
                 break
             time.sleep(0.5 * 2**fast_exits)
             workers[i] = spawn()
-    for process, _ in workers:
-        if process.is_alive() and process.pid is not None:
-            os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + settings.server.shutdown_timeout + 5
+    forward(signal.SIGTERM)  # when the workers failed, and any started after the signal
+    deadline = time.monotonic() + settings.server.drain_seconds + settings.server.shutdown_timeout + 5
     for process, _ in workers:
         process.join(max(0.1, deadline - time.monotonic()))
         if process.is_alive():

@@ -33,6 +33,7 @@ from calsvc.services.transactions import TransactionService
 from calsvc.tokens import TokenCodec
 from calsvc.web import keys, openapi
 from calsvc.web.docs import add_docs
+from calsvc.web.drain import Drain, close_when_draining
 from calsvc.web.metrics import Metrics
 from calsvc.web.middlewares import api_middleware, edge_middleware, on_response_prepare
 from calsvc.web.notifications import item_json
@@ -205,6 +206,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_purge_expired_tokens)
     app.cleanup_ctx.append(_garbage_collection)
     app.on_response_prepare.append(on_response_prepare)
+    app[keys.DRAIN] = Drain()  # begun by the worker's SIGTERM handler (web/server.py)
+    app.on_response_prepare.append(close_when_draining)
     add_routes(app)
     add_docs(app)
     if settings.cors.allow_origins:

@@ -40,6 +40,7 @@ class ServerSettings:
     max_bulk_body_bytes: int = 8 * 1024 * 1024
     redoc_script_url: str = ""  # empty: the copy calsvc serves itself (/redoc/static/redoc.standalone.js)
     shutdown_timeout: float = 5.0
+    drain_seconds: float = 2.0  # after SIGTERM: /readyz 503, still serving (longer than a balancer takes to notice)
     sse_heartbeat: float = 15.0  # seconds between the event stream's heartbeat comments
     header_timeout: float = 10.0  # seconds a request's headers may take to arrive (then 408)
     body_timeout: float = 30.0  # seconds a body may go without a byte while it is read (then 408)
@@ -236,6 +237,8 @@ def validate(settings: Settings) -> None:
     for key in ("header_timeout", "body_timeout"):
         if not 0.1 <= getattr(s.server, key) <= 3600:
             raise ConfigError(f"server.{key} must be between 0.1 and 3600 seconds")
+    if not 0 <= s.server.drain_seconds <= 300:
+        raise ConfigError("server.drain_seconds must be between 0 and 300 seconds")
     if not 0 <= s.server.port <= 65535:
         raise ConfigError("server.port must be between 0 and 65535")
     if s.rate_limit.auth_per_minute < 0 or s.rate_limit.user_per_minute < 0:

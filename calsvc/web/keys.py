@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from calsvc.services.sharing import SharingService
     from calsvc.services.transactions import TransactionService
     from calsvc.tokens import TokenCodec
+    from calsvc.web.drain import Drain
     from calsvc.web.metrics import Metrics
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -44,6 +45,7 @@ REDIS: web.AppKey[Any] = web.AppKey("redis")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 MIGRATIONS: web.AppKey[list[str]] = web.AppKey("migrations")
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")
 
 # Per-request storage.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

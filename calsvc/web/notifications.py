@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import random
 
 import msgspec
 from aiohttp import web
@@ -19,6 +20,7 @@ from calsvc.web.pages import paginate
 MAX_STREAMS_PER_USER = 20  # open streams of one user in one process
 SEND_TIMEOUT = 30.0  # seconds a write may wait for a client that does not read
 RETRY_MS = 2000  # what EventSource waits before reconnecting
+SHUTDOWN_RETRY_MS = 500  # the least it waits after a shutdown ended its stream (at most RETRY_MS)
 
 _encoder = msgspec.json.Encoder()
 
@@ -135,6 +137,10 @@ async def stream(request: web.Request, user: models.User, query: schemas.StreamQ
                     break
                 for notification_id, kind, data in batch:
                     await response.send(data, id=str(notification_id), event=kind)
+            if hub.closing:
+                # the clients of a process that stops reconnect at spread-out moments (by then
+                # a balancer sends them to another process), not all in the same instant
+                await response.write(f"retry: {random.randint(SHUTDOWN_RETRY_MS, RETRY_MS)}\r\n\r\n".encode())
     except (TimeoutError, ConnectionError):
         # the client left (a reset, or the kernel gave up on a client that stopped reading:
         # aiohttp-sse sets TCP_USER_TIMEOUT to the send timeout), or the send timed out

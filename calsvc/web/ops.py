@@ -15,7 +15,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database answers and no migration is pending; otherwise a 503 problem
-    (errors are always problem+json) that carries the same members saying which."""
+    (errors are always problem+json) that carries the same members saying which. From SIGTERM
+    on, a 503 at once, without asking the database: the process is draining (web/drain.py)."""
+    if request.app[keys.DRAIN].started:
+        raise errors.Unavailable("the server is shutting down")
     reachable, pending = await readiness(request.app[keys.DB], request.app[keys.MIGRATIONS], 1.5)
     if not reachable or pending:
         detail = "the database is unreachable" if not reachable else "migrations are pending"

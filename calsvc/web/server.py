@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+import signal
 import socket
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 
 from calsvc import errors
+from calsvc.web.drain import Drain
 
 log = logging.getLogger("calsvc.web")
 
@@ -188,27 +190,56 @@ class AppRunner(web.AppRunner):
         return SlowHeadersServer.like(plain, self._header_timeout)
 
 
-async def _serve(runner: AppRunner, sock: socket.socket) -> None:
+async def _serve(runner: AppRunner, sock: socket.socket, drain: Drain, drain_seconds: float) -> None:
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()
-        await asyncio.Event().wait()  # until SIGINT or SIGTERM (GracefulExit) or cancelled
+        await _until_stopped(drain, drain_seconds)
     finally:
+        # stops accepting, ends the streams (on_shutdown), waits up to shutdown_timeout for
+        # the requests in flight, closes idle connections, then the application's cleanup
         await runner.cleanup()
 
 
-def run(app: web.Application, sock: socket.socket, *, header_timeout: float, **kwargs: Any) -> None:
-    """Serve `app` on `sock` until SIGINT or SIGTERM, as web.run_app does (same shutdown:
-    the application's cleanup, then every task left cancelled), with SlowHeadersServer."""
+async def _until_stopped(drain: Drain, drain_seconds: float) -> None:
+    """Until SIGINT, or SIGTERM and `drain_seconds` of draining after it (web/drain.py). A
+    second signal ends the drain at once. The handlers stay for the rest of the shutdown,
+    so a signal then changes nothing."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_sigterm() -> None:
+        if drain.started:
+            stop.set()
+            return
+        log.info("SIGTERM: draining for %g s (/readyz answers 503), then stopping", drain_seconds)
+        drain.begin()
+        loop.call_later(drain_seconds, stop.set)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: no balancer to wait for
+    await stop.wait()
+
+
+def run(
+    app: web.Application,
+    sock: socket.socket,
+    *,
+    header_timeout: float,
+    drain: Drain,
+    drain_seconds: float,
+    **kwargs: Any,
+) -> None:
+    """Serve `app` on `sock` until SIGINT, or SIGTERM and a drain, then shut down as
+    web.run_app does (the application's cleanup, then every task left cancelled), with
+    SlowHeadersServer."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    runner = AppRunner(
-        app, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT, header_timeout=header_timeout, **kwargs
-    )
-    main = loop.create_task(_serve(runner, sock))
+    runner = AppRunner(app, keepalive_timeout=KEEPALIVE_TIMEOUT, header_timeout=header_timeout, **kwargs)
+    main = loop.create_task(_serve(runner, sock, drain, drain_seconds))
     try:
         loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
+    except KeyboardInterrupt:
         pass
     finally:
         try:

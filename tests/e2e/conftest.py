@@ -26,7 +26,7 @@ class Server:
         self.port = port or free_port()  # a port of its own, or one given (a restart on the same address)
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"server-{self.port}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")  # a restart on the same port adds to it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "calsvc", "serve", "--port", str(self.port), *args],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -66,7 +66,8 @@ class Server:
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSVC_")}
-    env.update(CALSVC_AUTH_BCRYPT_ROUNDS="4", CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0",
+    # no drain at shutdown (no balancer here; tests/e2e/test_drain.py sets the default back)
+    env.update(CALSVC_AUTH_BCRYPT_ROUNDS="4", CALSVC_RATE_LIMIT_AUTH_PER_MINUTE="0", CALSVC_SERVER_DRAIN_SECONDS="0",
                CALSVC_RATE_LIMIT_USER_PER_MINUTE="0", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     env.update(extra)
@@ -77,8 +78,8 @@ def base_env(**extra: str) -> dict[str, str]:
 def start_server(tmp_path):
     servers: list[Server] = []
 
-    def start(*args: str, cwd: Path | None = None, **env: str) -> Server:
-        server = Server(cwd or tmp_path, base_env(**env), list(args))
+    def start(*args: str, cwd: Path | None = None, port: int | None = None, **env: str) -> Server:
+        server = Server(cwd or tmp_path, base_env(**env), list(args), port)
         servers.append(server)
         return server
 

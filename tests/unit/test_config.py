@@ -351,3 +351,10 @@ def test_ensure_secret_keeps_a_configured_secret(tmp_path):
     s = Settings().replace(server={"data_dir": str(tmp_path / "d")}, auth={"secret": SECRET})
     assert ensure_secret(s) is s
     assert not (tmp_path / "d").exists()
+
+
+def test_drain_seconds_default_and_bounds(tmp_path):
+    assert load_settings(write(tmp_path, ""), environ={}).server.drain_seconds == 2.0
+    assert load_settings(write(tmp_path, ""), environ={"CALSVC_SERVER_DRAIN_SECONDS": "0"}).server.drain_seconds == 0
+    with pytest.raises(ConfigError, match="server.drain_seconds"):
+        load_settings(write(tmp_path, ""), environ={"CALSVC_SERVER_DRAIN_SECONDS": "-1"})
