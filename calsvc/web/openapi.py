@@ -70,8 +70,10 @@ def _query_parameters(kind: type) -> list[dict[str, Any]]:
     params = []
     for name, prop in body.get("properties", {}).items():
         param = {"name": name, "in": "query", "required": name in required, "schema": prop}
-        if "description" in prop:
-            param["description"] = prop["description"]
+        # an optional one's is that of its type (anyOf [type, null]), shown beside the parameter too
+        described = [p for p in (prop, *prop.get("anyOf", ())) if "description" in p]
+        if described:
+            param["description"] = described[0]["description"]
         params.append(param)
     return params
 
@@ -141,7 +143,11 @@ def _operation(route: Route) -> dict[str, Any]:
         content = _content(route.body, (codec.JSON, codec.MSGPACK))
         if route.form is not None:
             content.update(_content(route.form, (codec.FORM,)))
-        required = route.form is not None or any(f.required for f in msgspec.structs.fields(route.body))
+        required = (
+            route.form is not None
+            or getattr(route.body, "body_required", False)
+            or any(f.required for f in msgspec.structs.fields(route.body))
+        )
         op["requestBody"] = {"required": required, "content": content}
     responses: dict[str, Any] = {}
     for status, kind in route.responses.items():
@@ -189,12 +195,39 @@ def document() -> dict[str, Any]:
     return build(ROUTES)
 
 
+def _name_enums(node: Any, named: dict[str, Any]) -> Any:
+    """`node` with its enums named: an enum whose type has a title (`Meta(title=...)`) becomes
+    the component `named[title]` and a `$ref` to it, so that a client generator makes one class
+    of it, not one per field (and one more per optional field); an enum of one value becomes a
+    `const`. An enum of several values without a title stays inline (tests/unit/test_openapi.py
+    refuses it); two different enums with one title are a ValueError."""
+    if isinstance(node, list):
+        return [_name_enums(item, named) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _name_enums(value, named) for key, value in node.items()}
+    if "enum" not in node or ("title" not in node and len(node["enum"]) > 1):
+        return node
+    if "title" not in node:
+        return {"const": node.pop("enum")[0], **node}
+    site = {"default": node.pop("default")} if "default" in node else {}
+    name = node["title"]
+    if named.setdefault(name, node) != node:
+        raise ValueError(f"two enums are titled {name}")
+    return {"$ref": REF.format(name=name), **site}
+
+
 def build(routes: list[Route]) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(_struct_types(routes), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         path = _PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route)
+    enums: dict[str, Any] = {}
+    # within each component (one that is an enum itself is named already)
+    components = {name: {k: _name_enums(v, enums) for k, v in schema.items()} for name, schema in components.items()}
+    paths = _name_enums(paths, enums)
+    components.update(sorted(enums.items()))
     return {
         "openapi": "3.1.0",
         "info": {

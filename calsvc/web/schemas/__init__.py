@@ -57,6 +57,7 @@ from calsvc.web.schemas.events import (
     EventsQuery,
     FreeBusyPage,
     FreeBusyQuery,
+    Frequency,
     Location,
     MonthDay,
     Occurrence,
@@ -64,6 +65,7 @@ from calsvc.web.schemas.events import (
     OccurrencePatch,
     OccurrenceQuery,
     OccurrencesQuery,
+    OccurrenceStrategy,
     PatternIn,
     PatternOut,
     Prefer,
@@ -75,11 +77,14 @@ from calsvc.web.schemas.events import (
     UserBusy,
     Weekday,
     WindowQuery,
+    ZonedTime,
     ZoneName,
 )
 from calsvc.web.schemas.history import (
+    ChangelogAction,
     ChangelogItem,
     ChangelogPage,
+    DiffFormat,
     DiffOut,
     DiffQuery,
     FieldChange,
@@ -90,6 +95,7 @@ from calsvc.web.schemas.history import (
     SnapshotRecurrence,
     VersionDetail,
     VersionItem,
+    VersionKind,
     VersionPage,
 )
 from calsvc.web.schemas.notifications import (
@@ -101,7 +107,16 @@ from calsvc.web.schemas.notifications import (
     ReadAll,
     StreamQuery,
 )
-from calsvc.web.schemas.sharing import PermissionOut, PermissionPage, Role, RoleIn, ShareIn, ShareUser, UserId
+from calsvc.web.schemas.sharing import (
+    PermissionOut,
+    PermissionPage,
+    Role,
+    RoleIn,
+    ShareIn,
+    ShareRole,
+    ShareUser,
+    UserId,
+)
 from calsvc.web.schemas.transactions import (
     CreateOp,
     DeleteOp,
@@ -129,6 +144,7 @@ __all__ = [
     "BatchResult",
     "BatchResults",
     "BusyInterval",
+    "ChangelogAction",
     "ChangelogItem",
     "ChangelogPage",
     "CloseAccount",
@@ -140,6 +156,7 @@ __all__ = [
     "Cursor",
     "DeleteOp",
     "Description",
+    "DiffFormat",
     "DiffOut",
     "DiffQuery",
     "EditStrategy",
@@ -155,6 +172,7 @@ __all__ = [
     "FieldChange",
     "FreeBusyPage",
     "FreeBusyQuery",
+    "Frequency",
     "FullName",
     "Health",
     "IfVersion",
@@ -175,6 +193,7 @@ __all__ = [
     "OccurrencePage",
     "OccurrencePatch",
     "OccurrenceQuery",
+    "OccurrenceStrategy",
     "OccurrencesQuery",
     "Operation",
     "OperationResult",
@@ -201,6 +220,7 @@ __all__ = [
     "RollbackIn",
     "ShareIn",
     "ShareOp",
+    "ShareRole",
     "ShareUser",
     "Snapshot",
     "SnapshotException",
@@ -225,8 +245,10 @@ __all__ = [
     "UtcTime",
     "VersionDetail",
     "VersionItem",
+    "VersionKind",
     "VersionPage",
     "Weekday",
     "WindowQuery",
     "ZoneName",
+    "ZonedTime",
 ]

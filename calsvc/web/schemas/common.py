@@ -16,7 +16,10 @@ from msgspec import Meta, Struct
 class Input(Struct, forbid_unknown_fields=True):
     """A request body, form or query string (and every object inside one): a member it does
     not define is refused (422 naming it), never dropped. A `pattern`'s description starts
-    with the shape it wants, in words (the validation message quotes it up to a `;`)."""
+    with the shape it wants, in words (the validation message quotes it up to a `;`).
+
+    A body is required in the OpenAPI document when a member is, or when its type says
+    `body_required = True` (a ClassVar)."""
 
 
 UtcTime = Annotated[dt.datetime, Meta(tz=True)]
