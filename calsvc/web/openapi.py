@@ -46,19 +46,22 @@ def _struct_types(routes: Iterable[Route]) -> list[type]:
     found: list[type] = [schemas.Problem]
     for route in routes:
         answers = [k for kind in route.responses.values() for k in (kind if isinstance(kind, tuple) else (kind,))]
-        for kind in (route.body, route.form, *answers):
+        for kind in (route.body, route.form, *answers, *_problem_kinds(route)):
             if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in found:
                 found.append(kind)
     return found + [k for k in schemas.REFERENCED if k not in found]
 
 
+def _one_of(kinds: Iterable[type]) -> dict[str, Any]:
+    """A reference to the one Struct, or anyOf them (an empty page fits several; a plain
+    Problem fits every kind)."""
+    refs = [{"$ref": REF.format(name=k.__name__)} for k in kinds]
+    return refs[0] if len(refs) == 1 else {"anyOf": refs}
+
+
 def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:
-    """`kind` is a Struct, or a tuple of Structs (the answer is one of them; anyOf, since an
-    empty page fits either)."""
-    if isinstance(kind, tuple):
-        schema: dict[str, Any] = {"anyOf": [{"$ref": REF.format(name=k.__name__)} for k in kind]}
-    else:
-        schema = {"$ref": REF.format(name=kind.__name__)}
+    """`kind` is a Struct, or a tuple of Structs (the answer is one of them)."""
+    schema = _one_of(kind if isinstance(kind, tuple) else (kind,))
     # a page (the diff's text/html) is a string whatever the JSON resource is
     return {media: {"schema": {"type": "string"} if media.startswith("text/") else schema} for media in media_types}
 
@@ -92,8 +95,15 @@ _STRING = {"type": "string", "maxLength": 1024}
 _HEADER_SCHEMA = {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}}
 
 
+def _problem_kinds(route: Route) -> list[Any]:
+    """The kinds of problem with members of their own that the route answers (routes.py lists
+    them beside its plain statuses)."""
+    return [kind for kind in route.errors if isinstance(kind, type)]
+
+
 def _error_statuses(route: Route) -> list[int]:
-    statuses = set(route.errors) | {422, 500}  # 422: a query parameter the route does not define
+    """Every status the route answers with a plain problem."""
+    statuses = {s for s in route.errors if isinstance(s, int)} | {422, 500}  # 422: an undefined query parameter
     if route.path.startswith("/api/"):
         statuses |= {429, 503}
         if route.offers:
@@ -159,12 +169,16 @@ def _operation(route: Route) -> dict[str, Any]:
         if route.path.startswith("/api/"):
             answer["headers"] = dict(_RATE_HEADERS)
         responses[str(status)] = answer
-    for status in _error_statuses(route):
+    plain = _error_statuses(route)
+    kinds = _problem_kinds(route)
+    for status in sorted({*plain, *(s for kind in kinds for s in kind.statuses)}):
         if str(status) in responses:
             continue
+        # the kinds that answer this status, and any other problem where the status is also plain
+        answered = [k for k in kinds if status in k.statuses] + ([schemas.Problem] if status in plain else [])
         answer = {
             "description": _ERROR_TEXT.get(status, "Error"),
-            "content": {codec.PROBLEM: {"schema": {"$ref": REF.format(name="Problem")}}},
+            "content": {codec.PROBLEM: {"schema": _one_of(answered)}},
         }
         if status == 429:
             answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}}, **_RATE_HEADERS}

@@ -1,6 +1,7 @@
 """The OpenAPI document is valid OpenAPI 3.1, and a client generated from it is one a person
 could have written: each enum one named class (not one per field, nor a `...Type0` class per
-optional field), times as datetimes, and a body that a route needs required.
+optional field), the members of each kind of problem typed, times as datetimes, and a body
+that a route needs required.
 
 The client is generated once per module by openapi-python-client (a few seconds) and read
 with `ast`; it is also imported, so it is valid Python."""
@@ -34,8 +35,8 @@ for module in pkgutil.walk_packages({PACKAGE}.__path__, "{PACKAGE}."):
     except Exception as exc:
         print(f"{{module.name}}: {{type(exc).__name__}}: {{exc}}")
 """
-# The generator's own bug: a required body with two media types (JSON, or the OAuth2 form)
-# is annotated `... | Unset` without importing Unset.
+# The generator's own bug (0.29): a required body of two media types (login: JSON, or the
+# OAuth2 form) is annotated `... | Unset` without importing Unset. Nothing else may fail.
 GENERATOR_BUGS = {f"{PACKAGE}.api.auth.login": "NameError: name 'Unset' is not defined"}
 # Routes that take an empty body (every member optional, and nothing given is fine).
 OPTIONAL_BODIES = {"logout", "update_event", "patch_event", "change_occurrence", "rollback"}
@@ -110,7 +111,7 @@ def client(document, tmp_path_factory) -> Client:
     imported = subprocess.run([sys.executable, "-c", IMPORT_ALL], cwd=root, capture_output=True, text=True,
                               timeout=60, check=False)
     failed = dict(line.split(": ", 1) for line in imported.stdout.splitlines())
-    assert imported.returncode == 0 and failed == GENERATOR_BUGS, imported.stdout + imported.stderr
+    assert imported.returncode == 0 and failed.items() <= GENERATOR_BUGS.items(), imported.stdout + imported.stderr
     return Client(root / PACKAGE)
 
 
@@ -167,6 +168,23 @@ def test_fields_and_parameters_use_the_named_enums(client):
     assert client.members["PermissionOut"]["role"] == "Role"
     assert client.members["RoleIn"]["role"] == "Role"
     assert "Role" in client.parameters("list_events")["role"]
+
+
+def test_problem_members_are_typed(client):
+    members = client.members
+    assert members["SchedulingConflictProblem"]["conflicts"] == "list[ConflictItem]"
+    assert members["EditConflictProblem"]["fields"] == "list[str]"
+    assert members["PreconditionFailedProblem"]["current"] == "Event"
+    assert members["BatchItemProblem"]["index"] == "int"
+    assert members["TransactionOperationProblem"]["index"] == "int"
+    assert members["NotReadyProblem"]["database"] == "bool"
+    # and each operation reads its problems as the kinds it answers
+    assert client.answers("create_event", 409) == {"SchedulingConflictProblem"}
+    assert client.answers("patch_event", 409) == {"SchedulingConflictProblem", "EditConflictProblem"}
+    assert client.answers("update_event", 412) == {"PreconditionFailedProblem"}
+    assert client.answers("create_batch", 409) == {"BatchItemProblem"}
+    assert client.answers("run_transaction", 412) == {"TransactionOperationProblem"}
+    assert client.answers("get_event", 404) == {"Problem"}
 
 
 def test_times_are_datetimes(client):

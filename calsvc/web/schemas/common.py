@@ -1,5 +1,5 @@
 """What the types of every resource build on: the base of request types, times, pages, the
-actor of a change, and the problem every error is answered with.
+actor of a change (the problem every error is answered with is in problems.py).
 
 Patterns end in `$(?!\n)`: msgspec matches with re.search, whose `$` also matches before a
 final newline; `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document)."""
@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 
@@ -42,26 +41,6 @@ class PageQuery(Input, kw_only=True):
 class Actor(Struct, kw_only=True):
     id: int
     username: str
-
-
-# -- errors -----------------------------------------------------------------------------
-
-
-class ErrorItem(Struct, kw_only=True):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class Problem(Struct, kw_only=True):
-    """An RFC 9457 problem; some types add members (conflicts, fields, current, index)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[ErrorItem] = []
-    request_id: str | msgspec.UnsetType = msgspec.UNSET
 
 
 # -- operations -------------------------------------------------------------------------

@@ -1,15 +1,14 @@
-"""Types of /api/events: events and their recurrence, occurrences, conflicts, free/busy,
-batches."""
+"""Types of /api/events: events and their recurrence, occurrences, conflicts, free/busy."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
-from calsvc.web.schemas.common import Cursor, Input, Limit, Problem, UtcTime
+from calsvc.web.schemas.common import Cursor, Input, Limit, UtcTime
 from calsvc.web.schemas.sharing import Role
 
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -244,33 +243,3 @@ class OccurrencePatch(Input, kw_only=True):
 
 class OccurrenceQuery(Input, kw_only=True):
     on_conflict: OccurrenceStrategy | None = None
-
-
-class BatchIn(Input, kw_only=True):
-    # Items are checked one by one (so `atomic: false` can answer each), hence `Any` here.
-    events: Annotated[
-        list[Any],
-        Meta(
-            min_length=1,
-            max_length=500,
-            description="1-500 events",
-            extra_json_schema={"items": {"$ref": "#/components/schemas/EventIn"}},
-        ),
-    ]
-    atomic: bool = True
-    on_conflict: Strategy | None = None
-
-
-class BatchCreated(Struct, kw_only=True):
-    items: list[Event]
-
-
-class BatchResult(Struct, kw_only=True):
-    index: int
-    status: int
-    event: Event | msgspec.UnsetType = msgspec.UNSET
-    error: Problem | msgspec.UnsetType = msgspec.UNSET
-
-
-class BatchResults(Struct, kw_only=True):
-    results: list[BatchResult]
