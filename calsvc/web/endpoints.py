@@ -40,7 +40,8 @@ class Route:
     # queries (the stream)
     bulk: bool = False  # body limit is max_bulk_body_bytes
     offers: tuple[str, ...] = codec.OFFERS  # response media types ((), for routes serving their own)
-    errors: tuple[int, ...] = ()  # further problem statuses the route can answer
+    errors: tuple[int | type, ...] = ()  # further problem statuses the route can answer, and the
+    # kinds of problem with members of their own (schemas.problems, which name their statuses)
     headers: tuple[str, ...] = ()  # request headers it reads (documented in OpenAPI)
     operation: str = ""  # name (and operationId) when the handler serves two routes
     description: str = ""

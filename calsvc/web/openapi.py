@@ -46,19 +46,22 @@ def _struct_types(routes: Iterable[Route]) -> list[type]:
     found: list[type] = [schemas.Problem]
     for route in routes:
         answers = [k for kind in route.responses.values() for k in (kind if isinstance(kind, tuple) else (kind,))]
-        for kind in (route.body, route.form, *answers):
+        for kind in (route.body, route.form, *answers, *_problem_kinds(route)):
             if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in found:
                 found.append(kind)
     return found + [k for k in schemas.REFERENCED if k not in found]
 
 
+def _one_of(kinds: Iterable[type]) -> dict[str, Any]:
+    """A reference to the one Struct, or anyOf them (an empty page fits several; a plain
+    Problem fits every kind)."""
+    refs = [{"$ref": REF.format(name=k.__name__)} for k in kinds]
+    return refs[0] if len(refs) == 1 else {"anyOf": refs}
+
+
 def _content(kind: Any, media_types: Iterable[str]) -> dict[str, Any]:
-    """`kind` is a Struct, or a tuple of Structs (the answer is one of them; anyOf, since an
-    empty page fits either)."""
-    if isinstance(kind, tuple):
-        schema: dict[str, Any] = {"anyOf": [{"$ref": REF.format(name=k.__name__)} for k in kind]}
-    else:
-        schema = {"$ref": REF.format(name=kind.__name__)}
+    """`kind` is a Struct, or a tuple of Structs (the answer is one of them)."""
+    schema = _one_of(kind if isinstance(kind, tuple) else (kind,))
     # a page (the diff's text/html) is a string whatever the JSON resource is
     return {media: {"schema": {"type": "string"} if media.startswith("text/") else schema} for media in media_types}
 
@@ -70,8 +73,10 @@ def _query_parameters(kind: type) -> list[dict[str, Any]]:
     params = []
     for name, prop in body.get("properties", {}).items():
         param = {"name": name, "in": "query", "required": name in required, "schema": prop}
-        if "description" in prop:
-            param["description"] = prop["description"]
+        # an optional one's is that of its type (anyOf [type, null]), shown beside the parameter too
+        described = [p for p in (prop, *prop.get("anyOf", ())) if "description" in p]
+        if described:
+            param["description"] = described[0]["description"]
         params.append(param)
     return params
 
@@ -90,8 +95,15 @@ _STRING = {"type": "string", "maxLength": 1024}
 _HEADER_SCHEMA = {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}}
 
 
+def _problem_kinds(route: Route) -> list[Any]:
+    """The kinds of problem with members of their own that the route answers (routes.py lists
+    them beside its plain statuses)."""
+    return [kind for kind in route.errors if isinstance(kind, type)]
+
+
 def _error_statuses(route: Route) -> list[int]:
-    statuses = set(route.errors) | {422, 500}  # 422: a query parameter the route does not define
+    """Every status the route answers with a plain problem."""
+    statuses = {s for s in route.errors if isinstance(s, int)} | {422, 500}  # 422: an undefined query parameter
     if route.path.startswith("/api/"):
         statuses |= {429, 503}
         if route.offers:
@@ -141,7 +153,11 @@ def _operation(route: Route) -> dict[str, Any]:
         content = _content(route.body, (codec.JSON, codec.MSGPACK))
         if route.form is not None:
             content.update(_content(route.form, (codec.FORM,)))
-        required = route.form is not None or any(f.required for f in msgspec.structs.fields(route.body))
+        required = (
+            route.form is not None
+            or getattr(route.body, "body_required", False)
+            or any(f.required for f in msgspec.structs.fields(route.body))
+        )
         op["requestBody"] = {"required": required, "content": content}
     responses: dict[str, Any] = {}
     for status, kind in route.responses.items():
@@ -153,12 +169,16 @@ def _operation(route: Route) -> dict[str, Any]:
         if route.path.startswith("/api/"):
             answer["headers"] = dict(_RATE_HEADERS)
         responses[str(status)] = answer
-    for status in _error_statuses(route):
+    plain = _error_statuses(route)
+    kinds = _problem_kinds(route)
+    for status in sorted({*plain, *(s for kind in kinds for s in kind.statuses)}):
         if str(status) in responses:
             continue
+        # the kinds that answer this status, and any other problem where the status is also plain
+        answered = [k for k in kinds if status in k.statuses] + ([schemas.Problem] if status in plain else [])
         answer = {
             "description": _ERROR_TEXT.get(status, "Error"),
-            "content": {codec.PROBLEM: {"schema": {"$ref": REF.format(name="Problem")}}},
+            "content": {codec.PROBLEM: {"schema": _one_of(answered)}},
         }
         if status == 429:
             answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}}, **_RATE_HEADERS}
@@ -189,12 +209,39 @@ def document() -> dict[str, Any]:
     return build(ROUTES)
 
 
+def _name_enums(node: Any, named: dict[str, Any]) -> Any:
+    """`node` with its enums named: an enum whose type has a title (`Meta(title=...)`) becomes
+    the component `named[title]` and a `$ref` to it, so that a client generator makes one class
+    of it, not one per field (and one more per optional field); an enum of one value becomes a
+    `const`. An enum of several values without a title stays inline (tests/unit/test_openapi.py
+    refuses it); two different enums with one title are a ValueError."""
+    if isinstance(node, list):
+        return [_name_enums(item, named) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _name_enums(value, named) for key, value in node.items()}
+    if "enum" not in node or ("title" not in node and len(node["enum"]) > 1):
+        return node
+    if "title" not in node:
+        return {"const": node.pop("enum")[0], **node}
+    site = {"default": node.pop("default")} if "default" in node else {}
+    name = node["title"]
+    if named.setdefault(name, node) != node:
+        raise ValueError(f"two enums are titled {name}")
+    return {"$ref": REF.format(name=name), **site}
+
+
 def build(routes: list[Route]) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(_struct_types(routes), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         path = _PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route)
+    enums: dict[str, Any] = {}
+    # within each component (one that is an enum itself is named already)
+    components = {name: {k: _name_enums(v, enums) for k, v in schema.items()} for name, schema in components.items()}
+    paths = _name_enums(paths, enums)
+    components.update(sorted(enums.items()))
     return {
         "openapi": "3.1.0",
         "info": {

@@ -108,7 +108,7 @@ ROUTES: list[Route] = [
         {201: S.Event},
         body=S.EventIn,
         query=S.CreateQuery,
-        errors=(409,),
+        errors=(S.SchedulingConflictProblem,),
         description="201 with `Location` and `ETag`. Checked against the owner's calendar, "
         "occurrence by occurrence: `on_conflict` (query or body) `reject` (default, 409 "
         "`/problems/scheduling-conflict` with `conflicts`), `allow` (written; the "
@@ -126,7 +126,7 @@ ROUTES: list[Route] = [
         body=S.BatchIn,
         query=S.CreateQuery,
         bulk=True,
-        errors=(409,),
+        errors=(S.BatchItemProblem,),
         headers=("Idempotency-Key",),
         description="`atomic: true` (default): all or nothing in one transaction, 201 with the events in "
         "request order; a failing item answers its own status as `/problems/batch-item` "
@@ -189,7 +189,7 @@ ROUTES: list[Route] = [
         {200: S.Occurrence},
         body=S.OccurrencePatch,
         query=S.OccurrenceQuery,
-        errors=(403, 404, 409, 412),
+        errors=(403, 404, S.SchedulingConflictProblem, S.PreconditionFailedProblem),
         headers=("If-Match",),
         description="`occurrence_start` is the occurrence's original start (RFC 3339, percent-encoded; "
         "any offset naming the same instant). Stored as an exception of the series and "
@@ -202,7 +202,7 @@ ROUTES: list[Route] = [
         "Cancel one occurrence (editor or better)",
         "events",
         {204: None},
-        errors=(403, 404, 412),
+        errors=(403, 404, S.PreconditionFailedProblem),
         headers=("If-Match",),
         description="Listed by `/occurrences` with `cancelled: true` from then on; left out of "
         "`expand=true` listings and conflict checks.",
@@ -216,7 +216,7 @@ ROUTES: list[Route] = [
         {200: S.Event},
         body=S.EventPatch,
         query=S.UpdateQuery,
-        errors=(403, 404, 409, 412),
+        errors=(403, 404, S.SchedulingConflictProblem, S.EditConflictProblem, S.PreconditionFailedProblem),
         headers=("If-Match",),
         description="Same as PATCH: the fields given change, omitted ones keep their value, `null` "
         "clears an optional one; the merged event is validated and conflict-checked as a whole.",
@@ -230,7 +230,7 @@ ROUTES: list[Route] = [
         {200: S.Event},
         body=S.EventPatch,
         query=S.UpdateQuery,
-        errors=(403, 404, 409, 412),
+        errors=(403, 404, S.SchedulingConflictProblem, S.EditConflictProblem, S.PreconditionFailedProblem),
         headers=("If-Match",),
         operation="patch_event",
         description="The fields given change, omitted ones keep their value, `null` clears an optional "
@@ -247,7 +247,7 @@ ROUTES: list[Route] = [
         "Delete an event (owner only)",
         "events",
         {204: None},
-        errors=(403, 404, 412),
+        errors=(403, 404, S.PreconditionFailedProblem),
         headers=("If-Match",),
         description="A soft delete: gone from every read (404), recorded as a version.",
     ),
@@ -342,7 +342,7 @@ ROUTES: list[Route] = [
         {200: S.Event},
         body=S.RollbackIn,
         query=S.CreateQuery,
-        errors=(403, 404, 409, 412),
+        errors=(403, 404, S.SchedulingConflictProblem, S.PreconditionFailedProblem),
         headers=("If-Match",),
         description="A new version (`rolled_back`) with that snapshot's content, checked against the "
         "owner's calendar like an update (`on_conflict`). Rolling back a deleted event "
@@ -386,7 +386,7 @@ ROUTES: list[Route] = [
         body=S.TransactionIn,
         query=S.CreateQuery,
         bulk=True,
-        errors=(403, 404, 409, 412),
+        errors=(S.TransactionOperationProblem,),
         headers=("Idempotency-Key",),
         description="`operations`: create (`ref` names the new event for later operations as "
         '`"$ref"`), update (`changes`), delete, share (`users`) and unshare (`user_id`), '
@@ -474,7 +474,7 @@ ROUTES: list[Route] = [
         "operations",
         {200: S.Readiness},
         auth=False,
-        errors=(503,),
+        errors=(503, S.NotReadyProblem),
         offers=(codec.JSON,),
         description="Not ready: a 503 problem with the members `database` (reachable?) and `pending_migrations`.",
     ),

@@ -1,8 +1,9 @@
-"""postman_collection.json (the API's users know Postman): newman runs it, twice, against a
-real server on an empty database, and it must pass every `pm.test`. The fast tests (no server)
-keep it from going stale: it covers every operation of /openapi.json, names no route that is
-gone, declares every variable it uses, gives every request a test, and is exactly what
-tools/postman.py writes.
+"""postman_collection.json (the API's users know Postman): newman runs it twice in a row
+against a real server with the default rate limits, on an empty database, and it must pass
+every `pm.test`. The fast tests (no server) keep it from going stale: it covers every operation
+of /openapi.json, names no route that is gone, declares every variable it uses, gives every
+request a test, makes few enough calls to `/api/auth/*` for two runs within the default limit,
+and is exactly what tools/postman.py writes.
 
 newman comes from the npm registry into .ci/node (git-ignored):
     npm install --no-audit --no-fund --prefix .ci/node newman@6.2.2
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from calsvc.config import RateLimitSettings
 from calsvc.web import openapi
 from calsvc.web.routes import ROUTES
 
@@ -95,6 +97,20 @@ def test_every_variable_is_declared(collection):
     assert stored - declared == set(), "variables stored but not declared"
 
 
+def auth_calls(collection: dict) -> int:
+    """Requests of one run that count against the per-client limit of `/api/auth/*`."""
+    return sum(1 for _, item in requests_of(collection) if route_of(item)[1].startswith("/api/auth/"))
+
+
+def test_two_runs_fit_in_the_default_auth_limit(collection):
+    """Every request to /api/auth/* counts (logging out and reading yourself too) in a window of
+    a minute per client, and two runs may fall in one window: a run makes at most half the
+    limit, and the collection's description says how many."""
+    calls = auth_calls(collection)
+    assert 2 * calls <= RateLimitSettings().auth_per_minute, calls
+    assert f"makes {calls} requests to `/api/auth/*`" in collection["info"]["description"]
+
+
 def test_collection_is_what_the_generator_writes():
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "postman.py"), "--check"],
                          capture_output=True, text=True, timeout=60, check=False)
@@ -116,10 +132,14 @@ def test_newman_runs_the_collection(start_server, server_env, tmp_path, collecti
         if os.environ.get("CALSVC_REQUIRE_NEWMAN") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    server = start_server(**server_env)
+    # the default rate limits (the suite's servers turn them off)
+    limits = RateLimitSettings()
+    server = start_server(**server_env, CALSVC_RATE_LIMIT_AUTH_PER_MINUTE=str(limits.auth_per_minute),
+                          CALSVC_RATE_LIMIT_USER_PER_MINUTE=str(limits.user_per_minute))
     server.wait_ready()
     expected = len(requests_of(collection))
-    for run_number in (1, 2):  # the second run proves it can be run again on the same database
+    # Twice in a row: it can be run again on the same database, within the limits.
+    for run_number in (1, 2):
         report = tmp_path / f"newman-{run_number}.json"
         run = subprocess.run(
             [*command, "run", str(COLLECTION), "--env-var", f"baseUrl={server.base}", "--bail",
@@ -130,8 +150,17 @@ def test_newman_runs_the_collection(start_server, server_env, tmp_path, collecti
         output = run.stdout + run.stderr
         assert run.returncode == 0, f"newman run {run_number} failed:\n{output[-20000:]}\n" \
                                     f"server log:\n{server.log()[-5000:]}"
-        stats = json.loads(report.read_text())["run"]["stats"]
+        result = json.loads(report.read_text())["run"]
+        stats = result["stats"]
         assert stats["requests"] == {"total": expected, "pending": 0, "failed": 0}, output[-5000:]
         assert stats["assertions"]["failed"] == 0 and stats["assertions"]["total"] > expected, stats
+        # the limits were on: every /api/auth answer says so, and none was a 429
+        auth = [e["response"] for e in result["executions"] if "/".join(e["item"]["request"]["url"]["path"])
+                .startswith("api/auth/")]
+        assert len(auth) == auth_calls(collection)
+        for response in auth:
+            headers = {h["key"].lower(): h["value"] for h in response["header"]}
+            assert headers.get("ratelimit-limit") == str(limits.auth_per_minute), (run_number, headers)
+            assert response["code"] != 429
     errors = re.findall(r"aiohttp\.access .* [A-Z]+ \S+ 5\d\d .*", server.log())
     assert errors == [], "\n".join(errors)

@@ -1,5 +1,5 @@
 """What the types of every resource build on: the base of request types, times, pages, the
-actor of a change, and the problem every error is answered with.
+actor of a change (the problem every error is answered with is in problems.py).
 
 Patterns end in `$(?!\n)`: msgspec matches with re.search, whose `$` also matches before a
 final newline; `(?!\n)` refuses that (and is valid ECMA-262 too, for the OpenAPI document)."""
@@ -9,14 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 
 class Input(Struct, forbid_unknown_fields=True):
     """A request body, form or query string (and every object inside one): a member it does
     not define is refused (422 naming it), never dropped. A `pattern`'s description starts
-    with the shape it wants, in words (the validation message quotes it up to a `;`)."""
+    with the shape it wants, in words (the validation message quotes it up to a `;`).
+
+    A body is required in the OpenAPI document when a member is, or when its type says
+    `body_required = True` (a ClassVar)."""
 
 
 UtcTime = Annotated[dt.datetime, Meta(tz=True)]
@@ -39,26 +41,6 @@ class PageQuery(Input, kw_only=True):
 class Actor(Struct, kw_only=True):
     id: int
     username: str
-
-
-# -- errors -----------------------------------------------------------------------------
-
-
-class ErrorItem(Struct, kw_only=True):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class Problem(Struct, kw_only=True):
-    """An RFC 9457 problem; some types add members (conflicts, fields, current, index)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[ErrorItem] = []
-    request_id: str | msgspec.UnsetType = msgspec.UNSET
 
 
 # -- operations -------------------------------------------------------------------------

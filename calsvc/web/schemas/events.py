@@ -1,27 +1,42 @@
-"""Types of /api/events: events and their recurrence, occurrences, conflicts, free/busy,
-batches."""
+"""Types of /api/events: events and their recurrence, occurrences, conflicts, free/busy."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
-from calsvc.web.schemas.common import Cursor, Input, Limit, Problem, UtcTime
+from calsvc.web.schemas.common import Cursor, Input, Limit, UtcTime
+from calsvc.web.schemas.sharing import Role
 
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=10_000)]
 Location = Annotated[str, Meta(max_length=500)]
 ZoneName = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin")]
-Weekday = Literal["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+# A title names an enum: the OpenAPI document makes it a component (openapi.py).
+Weekday = Annotated[Literal["MO", "TU", "WE", "TH", "FR", "SA", "SU"], Meta(title="Weekday")]
+Frequency = Annotated[Literal["daily", "weekly", "monthly", "yearly"], Meta(title="Frequency")]
 MonthDay = Annotated[int, Meta(ge=-31, le=31)]
-Strategy = Literal["reject", "allow", "shift"]
+Strategy = Annotated[
+    Literal["reject", "allow", "shift"],
+    Meta(
+        title="OnConflict",
+        description="what a change that overlaps the owner's calendar does: reject (409), allow "
+        "(written; the answer lists `conflicts`), shift (to the earliest free slot; single events)",
+    ),
+]
+OccurrenceStrategy = Annotated[
+    Literal["reject", "allow"],
+    Meta(title="OccurrenceOnConflict", description="what a changed occurrence that overlaps does: reject or allow"),
+]
+# An event's times as answered: with the offset of its zone (aware, so RFC 3339 date-times).
+ZonedTime = Annotated[dt.datetime, Meta(tz=True)]
 
 
 class PatternIn(Input, kw_only=True):
-    frequency: Literal["daily", "weekly", "monthly", "yearly"]
+    frequency: Frequency
     interval: Annotated[int, Meta(ge=1, le=1000)] = 1
     by_weekday: Annotated[list[Weekday], Meta(max_length=7)] = []
     by_month_day: Annotated[list[MonthDay], Meta(max_length=31)] = []
@@ -51,9 +66,9 @@ class EventIn(Input, kw_only=True):
 
 
 class PatternOut(Struct, kw_only=True):
-    frequency: str
+    frequency: Frequency
     interval: int
-    by_weekday: list[str]
+    by_weekday: list[Weekday]
     by_month_day: list[int]
     count: int | None
     until: UtcTime | None
@@ -69,8 +84,8 @@ class RecurrenceOut(Struct, kw_only=True):
 class ConflictItem(Struct, kw_only=True):
     event_id: int
     title: str
-    start_time: dt.datetime
-    end_time: dt.datetime
+    start_time: ZonedTime
+    end_time: ZonedTime
 
 
 class CreateQuery(Input, kw_only=True):
@@ -78,11 +93,13 @@ class CreateQuery(Input, kw_only=True):
 
 
 EditStrategy = Annotated[
-    Literal["merge"], Meta(description="merge: a three-way merge, field by field, against `base_version`")
+    Literal["merge"],
+    Meta(title="EditStrategy", description="merge: a three-way merge, field by field, against `base_version`"),
 ]
 BaseVersion = Annotated[int, Meta(ge=1, le=2**31 - 1, description="the version the edit started from (merge)")]
 Prefer = Annotated[
-    Literal["mine", "theirs"], Meta(description="settles fields changed on both sides (merge): yours or the event's")
+    Literal["mine", "theirs"],
+    Meta(title="Prefer", description="settles fields changed on both sides (merge): yours or the event's"),
 ]
 
 
@@ -104,7 +121,7 @@ class Event(Struct, kw_only=True):
     all_day: bool
     recurrence: RecurrenceOut | None
     owner_id: int
-    my_role: Literal["owner", "editor", "viewer"]
+    my_role: Role
     version: int
     created_at: UtcTime
     updated_at: UtcTime
@@ -116,7 +133,7 @@ class EventsQuery(Input, kw_only=True):
     start: UtcTime | None = None
     end: UtcTime | None = None
     expand: bool = False
-    role: Literal["owner", "editor", "viewer"] | None = None
+    role: Role | None = None
     q: Annotated[str, Meta(min_length=1, max_length=200, description="words in title or description")] | None = None
     limit: Limit = 50
     cursor: Cursor | None = None
@@ -130,8 +147,8 @@ class EventPage(Struct, kw_only=True):
 class Occurrence(Struct, kw_only=True):
     event_id: int
     occurrence_start: Annotated[dt.datetime, Meta(tz=True, description="the original start; names the occurrence")]
-    start_time: dt.datetime
-    end_time: dt.datetime
+    start_time: ZonedTime
+    end_time: ZonedTime
     title: str
     is_exception: bool
     cancelled: bool
@@ -221,38 +238,8 @@ class OccurrencePatch(Input, kw_only=True):
     title: Title | msgspec.UnsetType = msgspec.UNSET
     description: Description | None | msgspec.UnsetType = msgspec.UNSET
     location: Location | None | msgspec.UnsetType = msgspec.UNSET
-    on_conflict: Literal["reject", "allow"] | None = None
+    on_conflict: OccurrenceStrategy | None = None
 
 
 class OccurrenceQuery(Input, kw_only=True):
-    on_conflict: Literal["reject", "allow"] | None = None
-
-
-class BatchIn(Input, kw_only=True):
-    # Items are checked one by one (so `atomic: false` can answer each), hence `Any` here.
-    events: Annotated[
-        list[Any],
-        Meta(
-            min_length=1,
-            max_length=500,
-            description="1-500 events",
-            extra_json_schema={"items": {"$ref": "#/components/schemas/EventIn"}},
-        ),
-    ]
-    atomic: bool = True
-    on_conflict: Strategy | None = None
-
-
-class BatchCreated(Struct, kw_only=True):
-    items: list[Event]
-
-
-class BatchResult(Struct, kw_only=True):
-    index: int
-    status: int
-    event: Event | msgspec.UnsetType = msgspec.UNSET
-    error: Problem | msgspec.UnsetType = msgspec.UNSET
-
-
-class BatchResults(Struct, kw_only=True):
-    results: list[BatchResult]
+    on_conflict: OccurrenceStrategy | None = None

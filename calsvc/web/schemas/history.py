@@ -10,12 +10,42 @@ from msgspec import Meta, Struct
 from calsvc.web.schemas.common import Actor, Input, UtcTime
 from calsvc.web.schemas.events import Strategy
 
-Rfc3339 = Annotated[str, Meta(description="RFC 3339, as stored")]
+# A time as a snapshot stores it (a string: the snapshot is kept as it was written).
+Rfc3339 = Annotated[str, Meta(description="RFC 3339, as stored", extra_json_schema={"format": "date-time"})]
+# A title names an enum: the OpenAPI document makes it a component (openapi.py).
+VersionKind = Annotated[
+    Literal["created", "updated", "occurrence_changed", "occurrence_cancelled", "deleted", "rolled_back"],
+    Meta(title="VersionKind"),
+]
+ChangelogAction = Annotated[
+    Literal[
+        "created",
+        "updated",
+        "occurrence_changed",
+        "occurrence_cancelled",
+        "deleted",
+        "rolled_back",
+        "shared",
+        "role_changed",
+        "ownership_transferred",
+        "unshared",
+        "left",
+    ],
+    Meta(title="ChangelogAction", description="the version's kind, or the change of access"),
+]
+DiffFormat = Annotated[
+    Literal["json", "html"],
+    Meta(
+        title="DiffFormat",
+        description="html: the side-by-side page, json: JSON, whichever Accept prefers (an Accept that "
+        "allows none of the route's types is still a 406)",
+    ),
+]
 
 
 class VersionItem(Struct, kw_only=True):
     version: int
-    kind: Literal["created", "updated", "occurrence_changed", "occurrence_cancelled", "deleted", "rolled_back"]
+    kind: VersionKind
     at: UtcTime
     actor: Actor
     changed_fields: list[str]
@@ -60,7 +90,7 @@ class Snapshot(Struct, kw_only=True):
 
 class VersionDetail(Struct, kw_only=True):
     version: int
-    kind: str
+    kind: VersionKind
     at: UtcTime
     actor: Actor
     changed_fields: list[str]
@@ -79,19 +109,7 @@ class ChangelogItem(Struct, kw_only=True):
     version: int | msgspec.UnsetType = msgspec.UNSET
     at: UtcTime
     actor: Actor
-    action: Literal[
-        "created",
-        "updated",
-        "occurrence_changed",
-        "occurrence_cancelled",
-        "deleted",
-        "rolled_back",
-        "shared",
-        "role_changed",
-        "ownership_transferred",
-        "unshared",
-        "left",
-    ]
+    action: ChangelogAction
     changes: list[FieldChange]
     user: Actor | msgspec.UnsetType = msgspec.UNSET
 
@@ -126,16 +144,7 @@ LinkParam = Annotated[str, Meta(max_length=64, description="part of a signed lin
 
 
 class DiffQuery(Input, kw_only=True):
-    format: (
-        Annotated[
-            Literal["json", "html"],
-            Meta(
-                description="html: the side-by-side page, json: JSON, whichever Accept prefers (an Accept that "
-                "allows none of the route's types is still a 406)"
-            ),
-        ]
-        | None
-    ) = None
+    format: DiffFormat | None = None
     user: LinkParam | None = None
     login: LinkParam | None = None
     expires: LinkParam | None = None

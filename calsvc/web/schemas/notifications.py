@@ -8,8 +8,11 @@ from msgspec import Meta, Struct
 
 from calsvc.web.schemas.common import Actor, Cursor, Input, Limit, UtcTime
 
-NotificationKind = Literal[
-    "event.updated", "event.deleted", "event.restored", "event.shared", "permission.changed", "permission.revoked"
+NotificationKind = Annotated[
+    Literal[
+        "event.updated", "event.deleted", "event.restored", "event.shared", "permission.changed", "permission.revoked"
+    ],
+    Meta(title="NotificationKind"),  # a title names an enum: a component of the OpenAPI document
 ]
 
 
