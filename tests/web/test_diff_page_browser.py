@@ -3,7 +3,7 @@ protocol: the page is fetched from the running app with the bearer token, render
 as a person would read it: its visible text, which rows stand out, and that none of the user
 content became markup or ran. A screenshot is kept next to the test's temporary files.
 
-Without chromium the test is skipped, unless CALSVC_REQUIRE_BROWSER=1 (set by .ci/run, which
+Without chromium the test is skipped, unless CALSVC_TEST_REQUIRE_BROWSER=1 (set by .ci/run, which
 installs it), where a missing browser fails it."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 from tests.factories import create_event, user_with_token
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-if BROWSER is None and os.environ.get("CALSVC_REQUIRE_BROWSER") != "1":
+if BROWSER is None and os.environ.get("CALSVC_TEST_REQUIRE_BROWSER") != "1":
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 EVIL_TITLE = '<script>window.pwned = 1</script>Review & "plan"'
@@ -62,7 +62,7 @@ class DevTools:
 
 
 async def open_browser(profile: Path) -> tuple[subprocess.Popen, str]:
-    assert BROWSER is not None, "chromium is required here (CALSVC_REQUIRE_BROWSER=1)"
+    assert BROWSER is not None, "chromium is required here (CALSVC_TEST_REQUIRE_BROWSER=1)"
     process = subprocess.Popen(
         [BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
          "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1200,1000", "about:blank"],
