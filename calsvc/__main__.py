@@ -27,7 +27,8 @@ def _setup_logging(level: str) -> None:
 
 
 def _prepare(settings: Settings) -> tuple[Settings, object | None]:
-    """Fill in the secret (development) and the database (embedded when none is configured)."""
+    """Fill in the secret (development) and the database (embedded when none is configured);
+    check that a configured database answers (ConfigError in one line when it does not)."""
     if not settings.production:
         settings = ensure_secret(settings)
     server = None
@@ -36,18 +37,31 @@ def _prepare(settings: Settings) -> tuple[Settings, object | None]:
 
         url, server = embedded.start(settings.server.data_dir)
         settings = settings.replace(database={"url": url})
+    else:
+        from calsvc.db import probe
+
+        probe.check_database(settings.database.url, settings.database.connect_timeout)
+        if settings.database.listen_url:
+            probe.check_database(settings.database.listen_url, settings.database.connect_timeout, probe.LISTEN_URL)
     return settings, server
 
 
 def ensure_migrated(settings: Settings, always: bool = False) -> None:
-    """Apply pending migrations (`always`, or when auto_migrate is on); else refuse to go on."""
-    from calsvc.db import migrate
+    """Apply pending migrations (`always`, or when auto_migrate is on); else refuse to go on.
+    A database that refuses them (a user without the right to create tables) is a ConfigError."""
+    import psycopg
+
+    from calsvc.db import migrate, probe
 
     dsn = str(settings.database.url)
-    if always or settings.database.auto_migrate:
-        migrate.apply_all(dsn)
-        return
-    pending = migrate.pending(dsn)
+    try:
+        if always or settings.database.auto_migrate:
+            migrate.apply_all(dsn)
+            return
+        pending = migrate.pending(dsn)
+    except psycopg.Error as exc:
+        reason = probe.redact(str(exc), dsn)
+        raise ConfigError(f"{probe.DATABASE_URL}: the database refused the migrations: {reason}") from None
     if pending:
         raise ConfigError(
             f"refusing to start: {len(pending)} pending migration(s) ({', '.join(pending)}) and "
