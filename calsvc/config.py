@@ -308,19 +308,31 @@ def validate(settings: Settings) -> None:
 
 
 def ensure_secret(settings: Settings) -> Settings:
-    """In development without a configured secret, use one generated once and kept in the data folder."""
+    """In development without a configured secret, use one generated once and kept in the data
+    folder. ConfigError when the data folder cannot be written."""
     if settings.auth.secret:
         return settings
     data_dir = Path(settings.server.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "secret"
     try:
-        secret = path.read_text().strip()
-    except FileNotFoundError:
-        secret = ""
-    if len(secret) < 32:
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            secret = path.read_text().strip()
+        except FileNotFoundError:
+            secret = ""
+        if len(secret) < 32:
+            secret = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret + "\n")
+    except OSError as exc:
+        raise data_dir_error(exc) from None
     return dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, secret=Secret(secret)))
+
+
+def data_dir_error(exc: OSError) -> ConfigError:
+    """The one-line error of a data folder calsvc cannot use."""
+    return ConfigError(
+        f"server.data_dir (CALSVC_SERVER_DATA_DIR): {exc.strerror or exc}: {exc.filename}; "
+        "make it writable by this user or name another folder"
+    )

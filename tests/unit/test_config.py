@@ -379,3 +379,12 @@ def test_ensure_secret_keeps_a_configured_secret(tmp_path):
     s = Settings().replace(server={"data_dir": str(tmp_path / "d")}, auth={"secret": SECRET})
     assert ensure_secret(s) is s
     assert not (tmp_path / "d").exists()
+
+
+def test_a_data_folder_that_cannot_be_made_is_one_line_naming_the_setting(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    settings = Settings().replace(server={"data_dir": str(tmp_path / "a-file" / "data")})
+    with pytest.raises(ConfigError) as info:
+        ensure_secret(settings)
+    assert str(info.value).startswith("server.data_dir (CALSVC_SERVER_DATA_DIR): Not a directory:")
+    assert "\n" not in str(info.value)
