@@ -32,12 +32,11 @@ def _setup_logging(level: str) -> None:
 
 
 def check_database(settings: Settings) -> None:
-    """A configured database must answer (ConfigError in one line when it does not)."""
+    """A configured database must answer (ConfigError in one line when it does not). Not so
+    `listen_url`: its listener keeps retrying, and streams heal meanwhile (docs/api.md)."""
     from calsvc.db import probe
 
     probe.check_database(settings.database.url, settings.database.connect_timeout)
-    if settings.database.listen_url:
-        probe.check_database(settings.database.listen_url, settings.database.connect_timeout, probe.LISTEN_URL)
 
 
 class Stopped(Exception):
@@ -74,7 +73,7 @@ def ensure_migrated(settings: Settings, always: bool = False) -> None:
         pending = migrate.pending(dsn)
     except psycopg.Error as exc:
         reason = probe.redact(str(exc), dsn)
-        raise ConfigError(f"{probe.DATABASE_URL}: the database refused the migrations: {reason}") from None
+        raise ConfigError(f"{probe.SETTING}: the database refused the migrations: {reason}") from None
     if pending:
         raise ConfigError(
             f"refusing to start: {len(pending)} pending migration(s) ({', '.join(pending)}) and "

@@ -16,45 +16,43 @@ import asyncpg
 
 from calsvc.config import ConfigError
 
-DATABASE_URL = "database.url (CALSVC_DATABASE_URL)"
-LISTEN_URL = "database.listen_url (CALSVC_DATABASE_LISTEN_URL)"
-EMBEDDED = "or leave it empty for the embedded PostgreSQL"
+SETTING = "database.url (CALSVC_DATABASE_URL)"
 
 
-def check_database(url: str, timeout: float, setting: str = DATABASE_URL) -> None:
-    """Connect to `url` once and close; raise ConfigError (one line naming `setting` and what to
+def check_database(url: str, timeout: float) -> None:
+    """Connect to `url` once and close; raise ConfigError (one line naming the setting and what to
     change) when that fails for any reason."""
     where, database = describe(url)
     try:
         asyncio.run(_connect(url, timeout))
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(
-            f'{setting}: there is no database "{database}" at {where}; create it '
+            f'{SETTING}: there is no database "{database}" at {where}; create it '
             f'(CREATE DATABASE "{database}") or name one that exists'
         ) from None
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
         raise ConfigError(
-            f"{setting}: {where} refused the login ({exc.args[0]}); correct the user or password in the URL"
+            f"{SETTING}: {where} refused the login ({exc.args[0]}); correct the user or password in the URL"
         ) from None
     except asyncpg.PostgresError as exc:
-        raise ConfigError(f"{setting}: {where} refused the connection: {exc.args[0]}") from None
+        raise ConfigError(f"{SETTING}: {where} refused the connection: {exc.args[0]}") from None
     except TimeoutError:
         raise ConfigError(
-            f"{setting}: no answer from {where} within {timeout:g} s (database.connect_timeout); "
+            f"{SETTING}: no answer from {where} within {timeout:g} s (database.connect_timeout); "
             "check the host and port, and that PostgreSQL runs there"
         ) from None
     except socket.gaierror as exc:
-        raise ConfigError(f"{setting}: the host of {where} is unknown ({exc.strerror}); correct the host") from None
+        raise ConfigError(f"{SETTING}: the host of {where} is unknown ({exc.strerror}); correct the host") from None
     except (ConnectionRefusedError, FileNotFoundError):
-        embedded = f", {EMBEDDED}" if setting == DATABASE_URL else ""
         raise ConfigError(
-            f"{setting}: nothing is listening at {where}; start PostgreSQL there, correct the host and port{embedded}"
+            f"{SETTING}: nothing is listening at {where}; start PostgreSQL there, correct the host and port, "
+            "or leave the setting empty for the embedded PostgreSQL"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"{setting}: cannot connect to {where}: {redact(exc.strerror or str(exc), url)}") from None
+        raise ConfigError(f"{SETTING}: cannot connect to {where}: {redact(exc.strerror or str(exc), url)}") from None
     except ValueError as exc:
         raise ConfigError(
-            f"{setting} is not a usable PostgreSQL URL ({redact(str(exc), url)}); "
+            f"{SETTING} is not a usable PostgreSQL URL ({redact(str(exc), url)}); "
             "write it as postgresql://user:password@host:port/name"
         ) from None
 
