@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -11,8 +12,12 @@ import signal
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from calsvc.config import ConfigError, Settings, ensure_secret, load_settings
+from calsvc.config import ConfigError, Settings, ensure_secret, load_settings, validate
+
+if TYPE_CHECKING:
+    from calsvc.embedded import EmbeddedPostgres
 
 log = logging.getLogger("calsvc")
 
@@ -26,28 +31,49 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("yoyo").setLevel(logging.WARNING)
 
 
-def _prepare(settings: Settings) -> tuple[Settings, object | None]:
-    """Fill in the secret (development) and the database (embedded when none is configured)."""
-    if not settings.production:
-        settings = ensure_secret(settings)
-    server = None
-    if not settings.database.url:
-        from calsvc import embedded
+def check_database(settings: Settings) -> None:
+    """A configured database must answer (ConfigError in one line when it does not). Not so
+    `listen_url`: its listener keeps retrying, and streams heal meanwhile (docs/api.md)."""
+    from calsvc.db import probe
 
-        url, server = embedded.start(settings.server.data_dir)
-        settings = settings.replace(database={"url": url})
-    return settings, server
+    probe.check_database(settings.database.url, settings.database.connect_timeout)
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP came before the server put its own handlers in place."""
+
+
+def _stop_while_starting(signum: int, frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _hang_up_as_terminate(signum: int, frame: object) -> None:
+    """SIGHUP (the terminal closed) stops the server as SIGTERM does."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stop_embedded(database: EmbeddedPostgres) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # stopping already; a second signal must not cut it short
+    database.stop()
 
 
 def ensure_migrated(settings: Settings, always: bool = False) -> None:
-    """Apply pending migrations (`always`, or when auto_migrate is on); else refuse to go on."""
-    from calsvc.db import migrate
+    """Apply pending migrations (`always`, or when auto_migrate is on); else refuse to go on.
+    A database that refuses them (a user without the right to create tables) is a ConfigError."""
+    import psycopg
+
+    from calsvc.db import migrate, probe
 
     dsn = str(settings.database.url)
-    if always or settings.database.auto_migrate:
-        migrate.apply_all(dsn)
-        return
-    pending = migrate.pending(dsn)
+    try:
+        if always or settings.database.auto_migrate:
+            migrate.apply_all(dsn)
+            return
+        pending = migrate.pending(dsn)
+    except psycopg.Error as exc:
+        reason = probe.redact(str(exc), dsn)
+        raise ConfigError(f"{probe.SETTING}: the database refused the migrations: {reason}") from None
     if pending:
         raise ConfigError(
             f"refusing to start: {len(pending)} pending migration(s) ({', '.join(pending)}) and "
@@ -89,8 +115,6 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     from calsvc.web import keys, server
     from calsvc.web.middlewares import AccessLogger
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until server.run installs its own
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         import uvloop
 
@@ -114,6 +138,14 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     )
 
 
+def _forked_worker(settings: Settings, sock: socket.socket) -> None:
+    """A worker process: it inherited its parent's signal handlers, which are not its own."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until server.run installs its own
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent hears it too, and stops the workers
+    run_worker(settings, sock)
+
+
 FAST_EXIT = 5.0  # a worker that dies sooner than this after its start "failed to start"
 MAX_FAST_EXITS = 3  # in a row: then the whole service stops
 
@@ -126,7 +158,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
     fast_exits = 0
 
     def spawn() -> tuple[multiprocessing.process.BaseProcess, float]:
-        process = ctx.Process(target=run_worker, args=(settings, sock), daemon=False)
+        process = ctx.Process(target=_forked_worker, args=(settings, sock), daemon=False)
         process.start()
         return process, time.monotonic()
 
@@ -147,6 +179,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, stop)
     workers.extend(spawn() for _ in range(settings.server.workers))
     status = 0
     while not stopping:
@@ -183,27 +216,47 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply pending migrations and exit")
     args = parser.parse_args(argv)
 
-    try:
-        settings = load_settings(args.config)
-        if args.command == "serve":
-            overrides = {
-                k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None
-            }
-            if overrides:
-                settings = settings.replace(server=overrides)
-                from calsvc.config import validate
+    # Until the server's own handlers: a stop unwinds, so the embedded PostgreSQL stops too.
+    signal.signal(signal.SIGTERM, _stop_while_starting)
+    signal.signal(signal.SIGHUP, _stop_while_starting)
+    with contextlib.ExitStack() as cleanup:
+        try:
+            return _run(args, cleanup)
+        except ConfigError as exc:
+            cleanup.close()  # the embedded PostgreSQL's last lines first: the error ends the output
+            print(f"calsvc: {exc}", file=sys.stderr)
+            return 2
+        except (Stopped, KeyboardInterrupt):
+            return 0
 
-                validate(settings)
-        _setup_logging(settings.server.log_level)
-        settings, embedded_server = _prepare(settings)
-        ensure_migrated(settings, always=args.command == "migrate")
-    except ConfigError as exc:
-        print(f"calsvc: {exc}", file=sys.stderr)
-        return 2
 
+def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
+    settings = load_settings(args.config)
+    if args.command == "serve":
+        given = (("host", args.host), ("port", args.port), ("workers", args.workers))
+        overrides = {k: v for k, v in given if v is not None}
+        if overrides:
+            settings = settings.replace(server=overrides)
+            validate(settings)
+    _setup_logging(settings.server.log_level)
+    if not settings.production:
+        settings = ensure_secret(settings)
+    if settings.database.url:
+        check_database(settings)
+    else:
+        from calsvc.embedded import EmbeddedPostgres
+
+        database = EmbeddedPostgres(settings.server.data_dir)
+        cleanup.callback(_stop_embedded, database)
+        settings = settings.replace(database={"url": database.start()})
+    ensure_migrated(settings, always=args.command == "migrate")
     if args.command == "migrate":
         log.info("migrations are up to date")
         return 0
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     where = f"http://{settings.server.host}:{settings.server.port}"
     try:
         sock = bind(settings.server.host, settings.server.port)
@@ -213,12 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     log.info("calsvc serving on %s with %d worker(s); API docs: %s", where, settings.server.workers, docs_url(sock))
     status = 0
     if settings.server.workers == 1:
+        signal.signal(signal.SIGHUP, _hang_up_as_terminate)
         run_worker(settings, sock)
     else:
         status = _serve_workers(settings, sock)
     sock.close()
     log.info("calsvc stopped")
-    del embedded_server  # the embedded PostgreSQL stops at exit
     return status
 
 

@@ -8,6 +8,7 @@ in `Secret` values whose repr hides them, so a settings object can be logged saf
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import secrets
@@ -167,13 +168,51 @@ def env_name(section: str, key: str) -> str:
     return f"CALSVC_{section}_{key}".upper()
 
 
+# The test suite's own variables; calsvc never reads them and never refuses them.
+TEST_PREFIX = "CALSVC_TEST_"
+# Read by calsvc besides CALSVC_<SECTION>_<KEY>.
+OTHER_VARIABLES = ("CALSVC_CONFIG",)
+
+
+def known_variables() -> list[str]:
+    """Every CALSVC_ variable calsvc reads."""
+    keys = [env_name(s, f.name) for s, kind in _SECTION_TYPES.items() for f in dataclasses.fields(kind)]
+    return [*keys, *OTHER_VARIABLES]
+
+
+def check_variables(environ: Mapping[str, str]) -> None:
+    """Raise ConfigError naming every CALSVC_ variable calsvc does not read (a misspelt one would
+    otherwise be ignored in silence), with the closest known name; CALSVC_TEST_* is left alone.
+    Names are matched without regard to case, so `calsvc_server_port` is refused too."""
+    known = known_variables()
+    unknown = [
+        name
+        for name in sorted(environ)
+        if name.upper().startswith("CALSVC_") and not name.upper().startswith(TEST_PREFIX) and name not in known
+    ]
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+        described.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    several = len(unknown) > 1
+    raise ConfigError(
+        f"unknown variable{'s' if several else ''} {', '.join(described)}: rename or unset "
+        f"{'them' if several else 'it'}; calsvc reads CALSVC_<SECTION>_<KEY> for each key of config.toml "
+        f"and CALSVC_CONFIG, and leaves {TEST_PREFIX}* to the test suite"
+    )
+
+
 def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read defaults, the TOML file and the environment, and check the result.
 
     `path` defaults to `$CALSVC_CONFIG`, else `./config.toml` when it exists; a missing
-    file is not an error (the defaults apply). Raises ConfigError on an unusable value.
+    file is not an error (the defaults apply). Raises ConfigError on an unusable value or an
+    unknown CALSVC_ variable.
     """
     environ = os.environ if environ is None else environ
+    check_variables(environ)
     if path is None:
         path = environ.get("CALSVC_CONFIG") or ("config.toml" if Path("config.toml").is_file() else None)
     file_values: dict[str, Any] = {}
@@ -202,6 +241,26 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     settings = Settings(**sections)
     validate(settings)
     return settings
+
+
+# The schemes each URL setting takes, and how to say so.
+_POSTGRES_URL = (("postgresql", "postgres"), "a PostgreSQL URL, postgresql://user:password@host:port/name")
+_URL_KINDS = {
+    ("database", "url"): _POSTGRES_URL,
+    ("database", "listen_url"): _POSTGRES_URL,
+    ("redis", "url"): (("redis", "rediss", "unix"), "a Redis URL, redis://host:port/db, rediss:// or unix://"),
+}
+
+
+def _check_url(section: str, key: str, url: str) -> None:
+    """Only the scheme is named in the message: the rest of a URL may hold a password."""
+    schemes, kind = _URL_KINDS[section, key]
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme and scheme[1].lower() in schemes:
+        return
+    got = f"not {scheme[1]}://" if scheme else "and this one has no scheme://"
+    empty = "; or leave it empty for the embedded PostgreSQL" if (section, key) == ("database", "url") else ""
+    raise ConfigError(f"{section}.{key} ({env_name(section, key)}) must be {kind}, {got}{empty}")
 
 
 # An HMAC key as long as the hash output (RFC 7518 3.2).
@@ -243,24 +302,40 @@ def validate(settings: Settings) -> None:
         raise ConfigError("server.port must be between 0 and 65535")
     if s.rate_limit.auth_per_minute < 0 or s.rate_limit.user_per_minute < 0:
         raise ConfigError("rate limits must be 0 (off) or positive")
+    for section, key in _URL_KINDS:
+        url = getattr(getattr(s, section), key)
+        if url:
+            _check_url(section, key, url)
     if s.database.pool_min_size < 0 or s.database.pool_max_size < max(1, s.database.pool_min_size):
         raise ConfigError("database.pool_max_size must be at least 1 and at least pool_min_size")
 
 
 def ensure_secret(settings: Settings) -> Settings:
-    """In development without a configured secret, use one generated once and kept in the data folder."""
+    """In development without a configured secret, use one generated once and kept in the data
+    folder. ConfigError when the data folder cannot be written."""
     if settings.auth.secret:
         return settings
     data_dir = Path(settings.server.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "secret"
     try:
-        secret = path.read_text().strip()
-    except FileNotFoundError:
-        secret = ""
-    if len(secret) < 32:
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            secret = path.read_text().strip()
+        except FileNotFoundError:
+            secret = ""
+        if len(secret) < 32:
+            secret = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret + "\n")
+    except OSError as exc:
+        raise data_dir_error(exc) from None
     return dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, secret=Secret(secret)))
+
+
+def data_dir_error(exc: OSError) -> ConfigError:
+    """The one-line error of a data folder calsvc cannot use."""
+    return ConfigError(
+        f"server.data_dir (CALSVC_SERVER_DATA_DIR): {exc.strerror or exc}: {exc.filename}; "
+        "make it writable by this user or name another folder"
+    )

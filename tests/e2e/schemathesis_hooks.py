@@ -36,9 +36,9 @@ def unpack(ctx: Any, response: Any) -> Any:
 
 
 def login(username: str) -> str:
-    """An access token of `username` (CALSVC_FUZZ_BASE, CALSVC_FUZZ_PASSWORD from the test)."""
-    response = requests.post(os.environ["CALSVC_FUZZ_BASE"] + "/api/auth/login", timeout=10,
-                             json={"username": username, "password": os.environ["CALSVC_FUZZ_PASSWORD"]})
+    """An access token of `username` (CALSVC_TEST_FUZZ_BASE, CALSVC_TEST_FUZZ_PASSWORD from the test)."""
+    response = requests.post(os.environ["CALSVC_TEST_FUZZ_BASE"] + "/api/auth/login", timeout=10,
+                             json={"username": username, "password": os.environ["CALSVC_TEST_FUZZ_PASSWORD"]})
     response.raise_for_status()
     return response.json()["access_token"]
 

@@ -7,7 +7,7 @@ and is exactly what tools/postman.py writes.
 
 newman comes from the npm registry into .ci/node (git-ignored):
     npm install --no-audit --no-fund --prefix .ci/node newman@6.2.2
-Without it the newman test is skipped, unless CALSVC_REQUIRE_NEWMAN=1 (CI), which fails it."""
+Without it the newman test is skipped, unless CALSVC_TEST_REQUIRE_NEWMAN=1 (CI), which fails it."""
 from __future__ import annotations
 
 import json
@@ -129,7 +129,7 @@ def test_newman_runs_the_collection(start_server, server_env, tmp_path, collecti
     command = newman_command()
     if command is None:
         message = "newman is not installed (npm install --no-audit --no-fund --prefix .ci/node newman@6.2.2)"
-        if os.environ.get("CALSVC_REQUIRE_NEWMAN") == "1":
+        if os.environ.get("CALSVC_TEST_REQUIRE_NEWMAN") == "1":
             pytest.fail(message)
         pytest.skip(message)
     # the default rate limits (the suite's servers turn them off)

@@ -5,7 +5,7 @@ content_type_conformance and response_schema_conformance, in JSON and in msgpack
 The event stream is left out: it answers forever, which a request/response fuzzer cannot read
 to the end (tests/web/test_notification_stream.py and tests/e2e/test_notify.py cover it).
 
-CALSVC_FUZZ_EXAMPLES (default 50) and CALSVC_FUZZ_SEED (default a fixed one, so a CI run
+CALSVC_TEST_FUZZ_EXAMPLES (default 50) and CALSVC_TEST_FUZZ_SEED (default a fixed one, so a CI run
 is repeatable; `random` for a new one each run) tune it."""
 from __future__ import annotations
 
@@ -64,16 +64,16 @@ def test_schemathesis_finds_nothing(start_server, server_env, tmp_path):
     server = start_server(CALSVC_AUTH_ACCESS_TOKEN_MINUTES="120", **server_env)
     server.wait_ready()
     seed(server.base)
-    seed_value = os.environ.get("CALSVC_FUZZ_SEED", SEED)
+    seed_value = os.environ.get("CALSVC_TEST_FUZZ_SEED", SEED)
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{server.base}/openapi.json",
         "--checks", CHECKS, "--exclude-path", "/api/notifications/stream",
-        "--max-examples", os.environ.get("CALSVC_FUZZ_EXAMPLES", "50"), "--workers", "2",
+        "--max-examples", os.environ.get("CALSVC_TEST_FUZZ_EXAMPLES", "50"), "--workers", "2",
         "--request-timeout", "30", "--report", "junit", "--report-dir", str(tmp_path / "report"),
         *([] if seed_value == "random" else ["--seed", seed_value]),
     ]
     env = os.environ | {"SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks", "PYTHONPATH": str(ROOT),
-                        "CALSVC_FUZZ_BASE": server.base, "CALSVC_FUZZ_PASSWORD": PASSWORD,
+                        "CALSVC_TEST_FUZZ_BASE": server.base, "CALSVC_TEST_FUZZ_PASSWORD": PASSWORD,
                         "NO_COLOR": "1"}
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     output = run.stdout + run.stderr

@@ -209,9 +209,33 @@ def test_boolean_spellings(tmp_path, text, expected):
     assert s.database.auto_migrate is expected
 
 
-def test_unrelated_environment_variables_are_ignored(tmp_path):
-    s = load_settings(write(tmp_path, ""), environ={"CALSVC_NOPE": "1", "PATH": "/bin"})
-    assert s == Settings()
+def test_unrelated_and_test_suite_variables_are_ignored(tmp_path):
+    env = {"PATH": "/bin", "CALSVCX": "1", "CALSVC_TEST_DATABASE_URL": "x", "calsvc_test_anything": "1"}
+    assert load_settings(write(tmp_path, ""), environ=env) == Settings()
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("CALSVC_SERVER_PROT", "CALSVC_SERVER_PROT (did you mean CALSVC_SERVER_PORT?)"),
+    ("calsvc_server_port", "calsvc_server_port (did you mean CALSVC_SERVER_PORT?)"),
+    ("CALSVC_DATABASE_URI", "did you mean CALSVC_DATABASE_URL?"),
+    ("CALSVC_REQUIRE_BROWSER", "unknown variable CALSVC_REQUIRE_BROWSER: rename or unset it"),
+])
+def test_unknown_calsvc_variables_are_refused_with_the_closest_name(tmp_path, name, needle):
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""), environ={name: "1", "CALSVC_SERVER_PORT": "1"})
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_refused_url_is_not_echoed(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""), environ={"CALSVC_DATABASE_URL": "mysql://root:hunter2@db/x"})
+    assert "hunter2" not in str(info.value) and "not mysql://;" in str(info.value)
+
+
+def test_every_unknown_variable_is_named_at_once(tmp_path):
+    with pytest.raises(ConfigError, match="unknown variables CALSVC_A, CALSVC_B: rename or unset them"):
+        load_settings(write(tmp_path, ""), environ={"CALSVC_B": "1", "CALSVC_A": "1"})
 
 
 # -- bad values -----------------------------------------------------------------------------
@@ -233,6 +257,10 @@ def test_unrelated_environment_variables_are_ignored(tmp_path):
     ({"CALSVC_AUTH_SECRET": "too-short"}, "CALSVC_AUTH_SECRET"),
     ({"CALSVC_AUTH_ALGORITHM": "none"}, "auth.algorithm"),
     ({"CALSVC_AUTH_ALGORITHM": "RS256"}, "auth.algorithm"),
+    ({"CALSVC_DATABASE_URL": "mysql://u:pw@db/x"}, "CALSVC_DATABASE_URL) must be a PostgreSQL URL"),
+    ({"CALSVC_DATABASE_URL": "db.example:5432/x"}, "has no scheme"),
+    ({"CALSVC_DATABASE_LISTEN_URL": "postgresql+psycopg://db/x"}, "not postgresql+psycopg://"),
+    ({"CALSVC_REDIS_URL": "http://cache"}, "CALSVC_REDIS_URL) must be a Redis URL"),
 ])
 def test_bad_environment_values_raise_config_error(tmp_path, env, needle):
     with pytest.raises(ConfigError) as info:
@@ -358,3 +386,12 @@ def test_drain_seconds_default_and_bounds(tmp_path):
     assert load_settings(write(tmp_path, ""), environ={"CALSVC_SERVER_DRAIN_SECONDS": "0"}).server.drain_seconds == 0
     with pytest.raises(ConfigError, match="server.drain_seconds"):
         load_settings(write(tmp_path, ""), environ={"CALSVC_SERVER_DRAIN_SECONDS": "-1"})
+
+
+def test_a_data_folder_that_cannot_be_made_is_one_line_naming_the_setting(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    settings = Settings().replace(server={"data_dir": str(tmp_path / "a-file" / "data")})
+    with pytest.raises(ConfigError) as info:
+        ensure_secret(settings)
+    assert str(info.value).startswith("server.data_dir (CALSVC_SERVER_DATA_DIR): Not a directory:")
+    assert "\n" not in str(info.value)
