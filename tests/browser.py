@@ -1,9 +1,8 @@
 """Debian's chromium, headless, driven over the DevTools protocol: what the browser tests
 (the diff page, the docs pages, EventSource) use to see the service as a person's browser does.
 
-Without chromium those tests are skipped, unless CALSVC_TEST_REQUIRE_BROWSER=1 (or its older
-name CALSVC_TEST_REQUIRE_BROWSER=1; .ci/run installs chromium and sets it), where a missing
-browser fails them."""
+Without chromium those tests are skipped, unless CALSVC_TEST_REQUIRE_BROWSER=1 (.ci/run installs
+chromium and sets it), where a missing browser fails them."""
 from __future__ import annotations
 
 import asyncio
