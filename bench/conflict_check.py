@@ -435,7 +435,8 @@ async def main() -> None:
         await run_loop("single checks", args.samples, args.warmup, single_step)
         cache = occurrences._series.cache_info()
         single_cache = (cache.hits - cache_before.hits, cache.misses - cache_before.misses, cache.maxsize)
-        long_cache = (service.checker.long_events.hits, service.checker.long_events.misses, len(service.checker.long_events))
+        long_events = service.checker.long_events
+        long_cache = (long_events.hits, long_events.misses, len(long_events))
 
         async def weekly_step(i: int) -> None:
             owner, tz_name = rng.choice(owners)

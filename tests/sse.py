@@ -5,7 +5,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 STREAM = "/api/notifications/stream"
 
@@ -68,7 +69,7 @@ class Reader:
         """Assert that no message comes within `seconds`."""
         try:
             message = await self.next(seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise AssertionError(f"unexpected message: {message}")
 

@@ -8,8 +8,8 @@ import datetime as dt
 import importlib
 import pkgutil
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import asyncpg
 
@@ -72,7 +72,7 @@ async def test_every_statement_prepares_against_the_schema(database_url):
                 await conn.prepare(sql)
             except asyncpg.PostgresError as exc:
                 failed.append(f"{where}: {exc}")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         for window in (None, (None, now), (now, None), (now, now)):
             assert await events.list_visible(conn, 1, role="owner", window=window, q="x", after=(now, 1), limit=1) == []
         assert await events.list_visible(conn, 1, role=None, window=None, q=None, after=None, limit=1) == []

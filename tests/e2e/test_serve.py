@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
+import time
 
 import aiohttp
 import psutil

@@ -156,7 +156,7 @@ async def read_for(reader: asyncio.StreamReader, seconds: float) -> bytes:
     while (left := until - time.monotonic()) > 0:
         try:
             chunk = await asyncio.wait_for(reader.read(65536), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         assert chunk, "closed early"
         data += chunk

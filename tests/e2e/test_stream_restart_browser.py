@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from tests.browser import browser_page, skip_without_browser
-from tests.factories import PASSWORD
 from tests.e2e.conftest import Server, base_env, free_port
+from tests.factories import PASSWORD
 
 skip_without_browser()
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ async def test_an_eventsource_with_a_stream_token_follows_a_restart(server_env, 
                 pair = await call(http, "POST", f"{first.base}/api/auth/login",
                                   json={"username": username, "password": PASSWORD})
                 users[name] = (user, pair["access_token"])
-            (owner, owner_token), (reader, reader_token) = users["owner"], users["reader"]
+            (_owner, owner_token), (reader, reader_token) = users["owner"], users["reader"]
             answer = await call(http, "POST", f"{first.base}/api/notifications/stream-token", reader_token)
             event = await call(http, "POST", f"{first.base}/api/events", owner_token, json={
                 "title": "T0", "start_time": "2026-12-01T09:00:00Z", "end_time": "2026-12-01T10:00:00Z"})

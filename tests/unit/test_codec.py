@@ -114,7 +114,7 @@ def test_decode_unsupported_media_type(media):
 def test_encode_both_formats_with_times_as_strings():
     import datetime as dt
     user = schemas.User(id=1, username="u", email="u@example.com", full_name=None,
-                        created_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+                        created_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     as_json = orjson.loads(codec.encode(user, JSON))
     as_msgpack = msgpack.unpackb(codec.encode(user, MSGPACK))
     assert as_json == as_msgpack

@@ -13,11 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calsvc.conflicts import (
-    SHIFT_HORIZON, Busy, Overlap, earliest_free_slot, find_conflicts, merge_intervals,
+    SHIFT_HORIZON,
+    Busy,
+    Overlap,
+    earliest_free_slot,
+    find_conflicts,
+    merge_intervals,
     overlapping_pairs,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -339,7 +344,7 @@ def test_overlapping_pairs_page_by_page_is_the_whole_list(seed):
     """Asked for the pairs after a key, at most so many, the sweep stops early: page after
     page, the same list as asked for all at once."""
     rng = random.Random(seed)
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     busy = []
     for i in range(rng.randint(0, 80)):
         start = base + dt.timedelta(minutes=15 * rng.randint(0, 200))

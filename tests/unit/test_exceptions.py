@@ -11,12 +11,12 @@ import orjson
 import pytest
 
 from calsvc import conflicts, errors
-from calsvc.models import OccurrenceChange, exceptions_from_json, exceptions_json
 from calsvc.drafts import check_event
+from calsvc.models import OccurrenceChange, exceptions_from_json, exceptions_json
 from calsvc.occurrences import expand
 
 BERLIN = ZoneInfo("Europe/Berlin")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def fields(**changes):
@@ -34,7 +34,8 @@ def utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(UTC)
 
 
-def occurrences(draft, lower=at(1), upper=at(31), cancelled=True):
+def occurrences(draft, lower=None, upper=None, cancelled=True):
+    lower, upper = lower or at(1), upper or at(31)
     return expand(draft.series, 1, draft.title, draft.start_time, draft.end_time, draft.exceptions, lower, upper,
                   cancelled=cancelled)
 

@@ -11,7 +11,7 @@ from calsvc.models import Notification
 from calsvc.notify import hub as hub_module
 from calsvc.notify.hub import Hub, Stream
 
-NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 def row(user: int, nid: int) -> Notification:

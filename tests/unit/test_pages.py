@@ -57,7 +57,7 @@ async def test_the_key_is_one_value_their_tuple_or_what_read_makes():
     await paginate(codec.encode_cursor(["2026-03-01T09:00:00+01:00", 5]), 10, fetch, lambda i: [i],
                    shape=(str, int), read=lambda stamp, n: (dt.datetime.fromisoformat(stamp), n))
     assert [after for after, _ in asked] == [
-        5, ("ann", 5), (dt.datetime(2026, 3, 1, 8, tzinfo=dt.timezone.utc), 5)]
+        5, ("ann", 5), (dt.datetime(2026, 3, 1, 8, tzinfo=dt.UTC), 5)]
 
 
 @pytest.mark.parametrize("cursor,shape", [

@@ -20,7 +20,7 @@ from calsvc.patterns import pattern_from_rule, rule_from_pattern
 from calsvc.recurrence import MAX_OCCURRENCES, check_window, has_occurrence, may_occur, occurrence_starts, prepare
 from calsvc.rules import RecurrenceError, format_rule, parse_rule, stored_parts
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")

@@ -13,7 +13,7 @@ from calsvc.tokens import ACCESS, REFRESH, TokenCodec
 
 SECRET = "unit-test-secret-" + "k" * 60  # long enough for HS512 (64 bytes)
 OTHER_KEY = "another-secret-entirely-" + "z" * 40
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_a_verified_access_token_still_expires(codec):
     """Verified access tokens are remembered (a client sends the same one with every request);
     the expiry is checked at every use all the same."""
     user = uuid.uuid4()
-    soon = dt.datetime.now(dt.timezone.utc) - codec.access_ttl + dt.timedelta(seconds=1.2)
+    soon = dt.datetime.now(dt.UTC) - codec.access_ttl + dt.timedelta(seconds=1.2)
     issued = codec.issue(ACCESS, 7, user, now=soon)
     assert codec.decode(issued.token, ACCESS) == issued.claims
     assert codec.decode(issued.token, ACCESS) == issued.claims  # remembered

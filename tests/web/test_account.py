@@ -12,8 +12,19 @@ from calsvc.db import notifications as notifications_db
 from calsvc.services import accounts, notifications
 from tests.conftest import assert_problem
 from tests.factories import (
-    PASSWORD, STANDUP, bearer, connect, create_event, inbox, kinds, login, me_status, people, refresh,
-    register, user_with_token,
+    PASSWORD,
+    STANDUP,
+    bearer,
+    connect,
+    create_event,
+    inbox,
+    kinds,
+    login,
+    me_status,
+    people,
+    refresh,
+    register,
+    user_with_token,
 )
 from tests.sse import subscribe
 
@@ -123,7 +134,7 @@ async def closing_world(client):
 
 async def test_closing_deletes_owned_events_leaves_the_others_and_erases_the_person(client, database_url):
     w = await closing_world(client)
-    (closer, ch), (editor, eh), (viewer, vh), (other, oh) = w["closer"], w["editor"], w["viewer"], w["other"]
+    (closer, ch), (_editor, eh), (_viewer, vh), (other, oh) = w["closer"], w["editor"], w["viewer"], w["other"]
     mine, alone, theirs = w["mine"], w["alone"], w["theirs"]
     gone = f"deleted-user-{closer['id']}"
     tokens = await login(client, closer["username"])
@@ -289,7 +300,7 @@ async def test_closing_is_one_transaction(client, database_url):
     """A failure late in the close (injected by a trigger in the database) leaves everything
     as it was: the account, its tokens, its events and its shares."""
     w = await closing_world(client)
-    (closer, ch), (editor, eh), (other, oh) = w["closer"], w["editor"], w["other"]
+    (closer, ch), (_editor, eh), (_other, oh) = w["closer"], w["editor"], w["other"]
     async with connect(database_url) as conn:
         await conn.execute("""
             CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -311,7 +322,7 @@ async def test_closing_is_one_transaction(client, database_url):
 
 async def test_wrong_password_is_401_and_closes_nothing(client):
     w = await closing_world(client)
-    (closer, ch), (editor, eh) = w["closer"], w["editor"]
+    (closer, ch), (_editor, eh) = w["closer"], w["editor"]
     body = await assert_problem(await close_account(client, ch, "not my password"), 401, "unauthorized")
     assert "password" in body["detail"]
     assert await me_status(client, ch["Authorization"].split()[1]) == 200

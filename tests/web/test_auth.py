@@ -45,7 +45,7 @@ def new_user(username: str, **fields: Any) -> dict[str, Any]:
 def forge(typ: str = "access", *, user_id: int = 1, family: str | None = None, key: str = SECRET,
           algorithm: str | None = "HS256", exp_in: dt.timedelta = dt.timedelta(minutes=5),
           **override: Any) -> str:
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     payload = {"sub": str(user_id), "iat": now, "exp": now + exp_in, "jti": str(uuid.uuid4()),
                "typ": typ, "fid": family or str(uuid.uuid4())}
     payload.update(override)
@@ -74,7 +74,7 @@ async def test_register_answers_201_with_the_user_and_no_hash(client):
     assert body["full_name"] == "Alice Smith"
     assert RFC3339_UTC.match(body["created_at"]), body["created_at"]
     created = dt.datetime.fromisoformat(body["created_at"])
-    assert abs(created - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=1)
+    assert abs(created - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
     for leak in ("$2b$", "$2a$", "hash", PASSWORD):
         assert leak not in text
 
@@ -401,9 +401,9 @@ async def test_login_failure_with_msgpack_accept_is_problem_json(client):
 
 async def test_token_claims(client):
     user = await register(client, "claims")
-    before = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    before = int(dt.datetime.now(dt.UTC).timestamp())
     tokens = await login(client, "claims")
-    after = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    after = int(dt.datetime.now(dt.UTC).timestamp())
     access, refresh_ = claims(tokens["access_token"]), claims(tokens["refresh_token"])
     for c in (access, refresh_):
         assert {"sub", "exp", "iat", "jti", "typ"} <= set(c)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-
 from calsvc.db import events as event_db
 from tests.conftest import assert_problem
 from tests.factories import connect, event_json, grant, user_with_token
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # Berlin's clocks go forward at 01:00 UTC on 29 March 2026: the events span that night, and
 # the answer must not depend on the session's zone (no '1 day' arithmetic that would follow it).
 T = dt.datetime(2026, 3, 29, 12, 0, tzinfo=UTC)

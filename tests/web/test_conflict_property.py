@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from tests.conftest import assert_problem
 from tests.factories import user_with_token
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ZONES = ("UTC", "Europe/Berlin", "America/New_York")
 DAY = dt.timedelta(days=1)
 SLOT = dt.timedelta(minutes=15)

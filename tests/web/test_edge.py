@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import datetime as dt
 import io
+import json
 import logging
 import re
 import time
@@ -329,7 +329,7 @@ async def test_auth_rate_limit_per_ip(make_client):
     client = await make_client(rate_limit={"auth_per_minute": 3, "user_per_minute": 0})
     await fresh_window()
     remaining = []
-    for i in range(3):
+    for _i in range(3):
         resp = await client.post("/api/auth/login", json={"username": "nobody", "password": "wrong password"})
         await assert_problem(resp, 401, "unauthorized")
         limit, left, reset = rate_headers(resp)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-
 from calsvc.db import events as event_db
 from tests.factories import connect, event_json, grant, occurrence_url, user_with_token
 
-T = dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.timezone.utc)  # the day Europe's clocks go forward
+T = dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.UTC)  # the day Europe's clocks go forward
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)
 DAY = 24 * HOUR

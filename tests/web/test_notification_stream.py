@@ -12,6 +12,7 @@ from tests.conftest import assert_problem
 from tests.factories import inbox, shared_event, user_with_token
 from tests.sse import STREAM, Reader, subscribe
 
+
 async def rename(client, headers, event, title):
     resp = await client.patch(f"/api/events/{event['id']}", headers=headers, json={"title": title})
     assert resp.status == 200, await resp.text()
@@ -105,7 +106,7 @@ async def test_an_expiring_token_ends_the_stream(client, settings):
     (owner, oh), [(a, ah)], event = await shared_event(client, 1)
     codec = TokenCodec(settings.auth)
     claims = codec.decode(ah["Authorization"].split()[1], ACCESS)
-    soon = dt.datetime.now(dt.timezone.utc) - codec.access_ttl + dt.timedelta(seconds=1.5)
+    soon = dt.datetime.now(dt.UTC) - codec.access_ttl + dt.timedelta(seconds=1.5)
     short = codec.issue(ACCESS, a["id"], claims.family_id, now=soon).token
     async with subscribe(client, {"Authorization": f"Bearer {short}"}) as reader:
         await rename(client, oh, event, "Before expiry")

@@ -6,7 +6,6 @@ import asyncio
 import io
 from urllib.parse import quote
 
-
 from tests.conftest import assert_problem
 from tests.factories import connect, create_event, inbox, kinds, people, shared_event, user_with_token
 

@@ -244,7 +244,7 @@ async def test_a_series_keeps_at_most_1000_exceptions(client, database_url):
     event = await series(client, headers, start_time="2026-01-05T08:00:00Z", end_time="2026-01-05T08:15:00Z",
                          timezone="UTC", recurrence={"rrule": "FREQ=DAILY"})
     day = dt.timedelta(days=1)
-    first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+    first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.UTC)
     cancelled = {(first + i * day).isoformat(): {"cancelled": True} for i in range(999)}
     async with connect(database_url) as conn:
         await conn.execute("UPDATE events SET exceptions = $2::jsonb WHERE id = $1", event["id"],
@@ -276,7 +276,7 @@ async def test_the_changed_occurrences_of_a_series_hold_at_most_100000_character
     _, _, headers = await user_with_token(client)
     event = await series(client, headers, start_time="2026-01-05T08:00:00Z", end_time="2026-01-05T08:15:00Z",
                          timezone="UTC", recurrence={"rrule": "FREQ=DAILY"})
-    first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+    first = dt.datetime(2026, 1, 5, 8, tzinfo=dt.UTC)
     at = lambda i: occurrence_url(event, (first + dt.timedelta(days=i)).isoformat())  # noqa: E731
     for i in range(10):
         resp = await client.put(at(i), json={"description": "x" * 10_000}, headers=headers)

@@ -14,7 +14,7 @@ async def test_every_route_of_an_event_for_every_role(client):
     headers = dict(zip(ROLES, (oh, eh, vh, sh)))
     ids = {"OTHER": other["id"], "VIEWER": viewer["id"], "EDITOR": editor["id"], "OWNER": owner["id"]}
     failures = []
-    for day, (method, path, body, statuses) in enumerate(ROLE_MATRIX):
+    for _day, (method, path, body, statuses) in enumerate(ROLE_MATRIX):
         for role, expected in zip(ROLES, statuses):
             resp = await client.post("/api/events?on_conflict=allow", headers=oh, json={
                 **STANDUP, "recurrence": {"rrule": "FREQ=WEEKLY;COUNT=5"}})

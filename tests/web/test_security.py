@@ -8,7 +8,6 @@ import datetime as dt
 import re
 from typing import Any
 
-
 from calsvc.tokens import ACCESS, REFRESH, TokenCodec
 from calsvc.web.routes import ROUTES
 from tests.expected import ROLE_MATRIX, SECURITY_HEADERS
@@ -40,7 +39,7 @@ def url_of(route, w: dict[str, Any]) -> str:
 
 def bad_tokens(settings, owner_id: int, family) -> dict[str, str]:
     codec = TokenCodec(settings.auth)
-    long_ago = dt.datetime.now(dt.timezone.utc) - codec.access_ttl - dt.timedelta(minutes=1)
+    long_ago = dt.datetime.now(dt.UTC) - codec.access_ttl - dt.timedelta(minutes=1)
     return {
         "garbage": "not.a.token",
         "expired": codec.issue(ACCESS, owner_id, family, now=long_ago).token,

@@ -2,7 +2,6 @@
 ownership transferred; revoke and leave; every change of access logged with its actor."""
 from __future__ import annotations
 
-
 from tests.conftest import assert_problem
 from tests.factories import connect, create_event, grant, people
 
