@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 
 import aiohttp
 import psutil
@@ -90,7 +91,7 @@ def test_production_without_secret_refuses_to_start(tmp_path, server_env):
 def test_migrate_command_then_serve_without_auto_migrate(tmp_path, start_server):
     from tests.conftest import admin_execute, db_url
 
-    name = f"calsvc_test_migrate_{tmp_path.name[-8:]}".replace("-", "_").lower()
+    name = f"calsvc_test_migrate_{uuid.uuid4().hex[:12]}"  # its own, whatever else runs beside it
     admin_execute(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     try:
         env = base_env(CALSVC_DATABASE_URL=db_url(name), CALSVC_DATABASE_AUTO_MIGRATE="false")

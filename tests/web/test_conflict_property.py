@@ -262,6 +262,17 @@ def reported(items: list[dict[str, Any]], titles: dict[int, str]) -> set[Conflic
     return found
 
 
+LISTED = 1000  # conflicts one answer lists at most (docs/api.md)
+
+
+def agrees(expected: set[Conflict], actual: set[Conflict], listed: int) -> bool:
+    """The conflicts answered are exactly those brute force finds, or, when the answer lists
+    as many as one answer may, only conflicts brute force finds too (the first ones found)."""
+    if listed >= LISTED:
+        return listed == LISTED and actual <= expected
+    return actual == expected
+
+
 def explain(expected: set[Conflict], actual: set[Conflict]) -> str:
     def show(items):
         return sorted((i, f"{s:%Y-%m-%dT%H:%MZ}", f"{e:%Y-%m-%dT%H:%MZ}") for i, s, e in items)
@@ -299,7 +310,8 @@ async def check_scenario(client, calendar: list[Spec], candidate: Spec) -> list[
         created = await resp.json()
         expected = beyond_edge(spec, brute_force(spec, made))
         actual = beyond_edge(spec, reported(created["conflicts"], titles))
-        assert actual == expected, f"creating {spec} after {made_specs(made)}: {explain(expected, actual)}"
+        assert agrees(expected, actual, len(created["conflicts"])), (
+            f"creating {spec} after {made_specs(made)}: {explain(expected, actual)}")
         add(created, spec)
 
     # `reject`: a 409 listing the same conflicts exactly when there are any, and then nothing
@@ -314,7 +326,7 @@ async def check_scenario(client, calendar: list[Spec], candidate: Spec) -> list[
                                     f"{explain(expected, set())}")
         problem = await assert_problem(resp, 409, "scheduling-conflict")
         actual = reported(problem["conflicts"], titles)
-        assert beyond_edge(candidate, actual) == beyond_edge(candidate, expected), (
+        assert agrees(beyond_edge(candidate, expected), beyond_edge(candidate, actual), len(problem["conflicts"])), (
             f"rejecting {candidate} in {made_specs(made)}: {explain(expected, actual)}")
         assert await count_events(client, headers) == len(made)
     else:
@@ -330,8 +342,9 @@ async def check_scenario(client, calendar: list[Spec], candidate: Spec) -> list[
     expected = beyond_edge(candidate, brute_force(candidate, made))
     resp = await create(candidate, "candidate", "allow")
     assert resp.status == 201, await resp.text()
-    actual = beyond_edge(candidate, reported((await resp.json())["conflicts"], titles))
-    assert actual == expected, f"allowing {candidate} in {made_specs(made)}: {explain(expected, actual)}"
+    listed = (await resp.json())["conflicts"]
+    actual = beyond_edge(candidate, reported(listed, titles))
+    assert agrees(expected, actual, len(listed)), f"allowing {candidate} in {made_specs(made)}: {explain(expected, actual)}"
     labels.append("allow: conflicts" if expected else "allow: none")
     return labels
 
